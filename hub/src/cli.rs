@@ -1,0 +1,94 @@
+//! Command-line definitions (clap only; behaviour lives in `commands`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::logging::LogFormat;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (status: everything is as declared)
+  1  failure: an account failed, or input could not be read
+  2  usage or configuration error (bad flag, bad config file, bad pattern)
+  3  drift: `hub status` found something missing or changed";
+
+/// Watch a whole AWS Organization for root-user activity and the other CIS monitoring
+/// events: set up the organisation trail, the central bucket, topic and queue, and the
+/// metric filters and alarms of the detection pack in every member account.
+#[derive(Debug, Parser)]
+#[command(name = "hub", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "ORGWATCH_HUB_CONFIG",
+        default_value = "hub.toml"
+    )]
+    pub config: PathBuf,
+    /// Result format on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// AWS region of the hub's own calls (default: from the AWS chain).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// How results are printed on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable tables.
+    Table,
+    /// One JSON document with a `schema_version`.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with the detection pack: list, show, test patterns, verify fixtures.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// List the rules of the configured pack.
+    List,
+    /// Show one rule in full.
+    Show {
+        /// Rule id, e.g. cis-4.3.
+        id: String,
+    },
+    /// Match log events against rules or a pattern. Reads JSON lines, CloudTrail log files
+    /// (`{"Records": [...]}`, gzip or not), or stdin.
+    Test {
+        /// Only this rule.
+        #[arg(long, conflicts_with = "pattern")]
+        rule: Option<String>,
+        /// An ad-hoc filter pattern instead of the pack.
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Input files; none or `-` reads stdin.
+        files: Vec<PathBuf>,
+    },
+    /// Run every rule's fixtures; exit 1 on any failure.
+    Verify,
+}

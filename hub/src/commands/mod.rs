@@ -1,0 +1,3 @@
+//! One function per command.
+
+pub mod rules;

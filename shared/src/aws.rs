@@ -1,0 +1,894 @@
+//! The one way to get an AWS client.
+//!
+//! [`ClientFactory`] loads one base [`SdkConfig`] from the standard AWS chain (environment,
+//! profile, SSO, IMDS) and derives everything else from it:
+//!
+//! * **Endpoint override.** The standard `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_<SERVICE>`)
+//!   variables are honoured by the SDK itself; [`AwsOptions::endpoint_url`] overrides both.
+//!   When any override is in force, S3 uses path-style addressing (a loopback emulator has no
+//!   virtual-host DNS).
+//! * **Member accounts.** [`ClientFactory::for_account`] assumes the member role
+//!   (`arn:<partition>:iam::<account>:role/<member_role>`, optional external ID, session name
+//!   from [`crate::naming`]) and verifies with `sts:GetCallerIdentity` that the credentials
+//!   really belong to that account. Credentials are cached per account and refreshed by the
+//!   SDK's identity cache five minutes before they expire.
+//! * **Rate limits.** Every HTTP attempt of every client passes a governor limiter keyed by
+//!   (account, region, service) — AWS's API quotas are per account and region — sized from
+//!   [`QUOTAS`]. Retries (standard mode: throttling, 5xx and transient errors, exponential
+//!   backoff with jitter) are configured once on the base config.
+//! * **Call accounting.** Every operation is counted per service and operation, so commands
+//!   can report how many write calls they made ([`CallCounter`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::identity::IdentityCache;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, Metadata};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use crate::naming;
+
+/// The AWS API families orgwatch calls. Each has its own rate limiter per account and region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    Organizations,
+    Sts,
+    CloudTrail,
+    EventBridge,
+    Sqs,
+    Sns,
+    S3,
+    Iam,
+    CloudWatch,
+    CloudWatchLogs,
+}
+
+impl Service {
+    /// Every service, in a stable order.
+    pub const ALL: [Service; 10] = [
+        Service::Organizations,
+        Service::Sts,
+        Service::CloudTrail,
+        Service::EventBridge,
+        Service::Sqs,
+        Service::Sns,
+        Service::S3,
+        Service::Iam,
+        Service::CloudWatch,
+        Service::CloudWatchLogs,
+    ];
+
+    /// The lowercase name used in logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Organizations => "organizations",
+            Service::Sts => "sts",
+            Service::CloudTrail => "cloudtrail",
+            Service::EventBridge => "eventbridge",
+            Service::Sqs => "sqs",
+            Service::Sns => "sns",
+            Service::S3 => "s3",
+            Service::Iam => "iam",
+            Service::CloudWatch => "cloudwatch",
+            Service::CloudWatchLogs => "logs",
+        }
+    }
+
+    /// The client-side quota for this service (see [`QUOTAS`]).
+    pub fn quota(self) -> ApiQuota {
+        QUOTAS
+            .iter()
+            .find(|q| q.service == self)
+            .map(|q| q.quota)
+            .unwrap_or(ApiQuota {
+                per_second: 1,
+                burst: 1,
+            })
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A steady request rate and the burst allowed on top of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiQuota {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl ApiQuota {
+    fn governor(self) -> Quota {
+        let rate = NonZeroU32::new(self.per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        Quota::per_second(rate).allow_burst(burst)
+    }
+}
+
+/// One row of the quota table.
+#[derive(Clone, Copy, Debug)]
+pub struct QuotaRow {
+    pub service: Service,
+    pub quota: ApiQuota,
+    /// The published AWS quota the row is sized from.
+    pub basis: &'static str,
+}
+
+/// Client-side limits per (account, region, service), sized to the *lowest* published
+/// per-account, per-region quota among the operations orgwatch calls on that service, so
+/// that a full-speed enroll stays under it even when every call is that operation.
+pub const QUOTAS: &[QuotaRow] = &[
+    QuotaRow {
+        service: Service::Organizations,
+        quota: ApiQuota {
+            per_second: 5,
+            burst: 5,
+        },
+        basis: "Organizations API throttle (a few requests/s per account)",
+    },
+    QuotaRow {
+        service: Service::Sts,
+        quota: ApiQuota {
+            per_second: 50,
+            burst: 50,
+        },
+        basis: "STS AssumeRole/GetCallerIdentity 600 requests/s per account",
+    },
+    QuotaRow {
+        service: Service::CloudTrail,
+        quota: ApiQuota {
+            per_second: 1,
+            burst: 2,
+        },
+        basis: "CreateTrail/UpdateTrail/StartLogging/PutEventSelectors 1 TPS",
+    },
+    QuotaRow {
+        service: Service::EventBridge,
+        quota: ApiQuota {
+            per_second: 20,
+            burst: 20,
+        },
+        basis: "PutRule/PutTargets/PutPermission 50 TPS (us-east-1 higher)",
+    },
+    QuotaRow {
+        service: Service::Sqs,
+        quota: ApiQuota {
+            per_second: 100,
+            burst: 100,
+        },
+        basis: "SQS control plane; data plane effectively unlimited",
+    },
+    QuotaRow {
+        service: Service::Sns,
+        quota: ApiQuota {
+            per_second: 10,
+            burst: 10,
+        },
+        basis: "SetTopicAttributes/Subscribe/CreateTopic 10-100 TPS",
+    },
+    QuotaRow {
+        service: Service::S3,
+        quota: ApiQuota {
+            per_second: 50,
+            burst: 50,
+        },
+        basis: "bucket configuration calls; object PUT 3,500/s per prefix",
+    },
+    QuotaRow {
+        service: Service::Iam,
+        quota: ApiQuota {
+            per_second: 10,
+            burst: 10,
+        },
+        basis: "IAM control plane (global), writes throttled per account",
+    },
+    QuotaRow {
+        service: Service::CloudWatch,
+        quota: ApiQuota {
+            per_second: 3,
+            burst: 3,
+        },
+        basis: "PutMetricAlarm 3 TPS, DescribeAlarms 9 TPS",
+    },
+    QuotaRow {
+        service: Service::CloudWatchLogs,
+        quota: ApiQuota {
+            per_second: 5,
+            burst: 5,
+        },
+        basis: "PutMetricFilter/DescribeMetricFilters/CreateLogGroup 5 TPS",
+    },
+];
+
+/// A rate limiter for one (account, region, service).
+pub type Limiter<C = DefaultClock> =
+    RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// A limiter sized from [`QUOTAS`] for `service`, on the given clock.
+pub fn limiter_with_clock<C: Clock>(service: Service, clock: C) -> Limiter<C> {
+    RateLimiter::direct_with_clock(service.quota().governor(), clock)
+}
+
+/// Errors from the client factory.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("invalid AWS account id {0:?}: expected 12 digits")]
+    InvalidAccountId(String),
+    #[error(
+        "no AWS region configured: pass --region, set AWS_REGION, or set a region in the profile"
+    )]
+    MissingRegion,
+    #[error("account {account_id}: cannot assume role {role_arn}: {message}")]
+    AssumeRole {
+        account_id: String,
+        role_arn: String,
+        /// The AWS error code, e.g. `AccessDenied`, when AWS returned one.
+        code: Option<String>,
+        message: String,
+    },
+    #[error(
+        "account {expected}: assuming {role_arn} returned credentials of account {actual}; refusing to use them"
+    )]
+    WrongAccount {
+        expected: String,
+        actual: String,
+        role_arn: String,
+    },
+    #[error("cannot determine the caller's account: {message}")]
+    CallerIdentity {
+        code: Option<String>,
+        message: String,
+    },
+}
+
+impl AwsError {
+    /// The AWS error code behind this error, when there is one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::AssumeRole { code, .. } | AwsError::CallerIdentity { code, .. } => {
+                code.as_deref()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How the factory reaches AWS. `Default` gives the standard chain and the default role.
+#[derive(Clone, Debug)]
+pub struct AwsOptions {
+    /// Region for the base config; `None` takes it from the standard chain.
+    pub region: Option<String>,
+    /// Endpoint override for every service; `None` honours `AWS_ENDPOINT_URL*` variables.
+    pub endpoint_url: Option<String>,
+    /// Name of the role assumed in member accounts.
+    pub member_role: String,
+    /// External ID passed on `sts:AssumeRole`.
+    pub external_id: Option<String>,
+    /// Session name of assumed-role sessions.
+    pub session_name: String,
+    /// Static base credentials instead of the standard chain (used by the emulator tests).
+    pub static_credentials: Option<(String, String)>,
+    /// Maximum attempts per call, including the first.
+    pub max_attempts: u32,
+}
+
+impl Default for AwsOptions {
+    fn default() -> Self {
+        AwsOptions {
+            region: None,
+            endpoint_url: None,
+            member_role: naming::DEFAULT_MEMBER_ROLE.to_string(),
+            external_id: None,
+            session_name: naming::HUB_SESSION_NAME.to_string(),
+            static_credentials: None,
+            max_attempts: 6,
+        }
+    }
+}
+
+/// Counts operations per (service, operation). Shared by every client of one factory.
+#[derive(Debug, Default)]
+pub struct CallCounter {
+    counts: Mutex<HashMap<(String, String), u64>>,
+    total: AtomicU64,
+}
+
+impl CallCounter {
+    fn record(&self, service: &str, operation: &str) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut map) = self.counts.lock() {
+            *map.entry((service.to_string(), operation.to_string()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Every operation called so far, with its count, sorted.
+    pub fn snapshot(&self) -> Vec<(String, String, u64)> {
+        let mut rows: Vec<_> = match self.counts.lock() {
+            Ok(map) => map
+                .iter()
+                .map(|((s, o), n)| (s.clone(), o.clone(), *n))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        rows.sort();
+        rows
+    }
+
+    /// Total operations called.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Operations that change state (everything but Describe/List/Get/Head/Lookup and the
+    /// read-only STS calls).
+    pub fn writes(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|(_, op, _)| is_write_operation(op))
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+}
+
+/// True when an operation name changes state.
+pub fn is_write_operation(operation: &str) -> bool {
+    const READS: &[&str] = &[
+        "Describe", "List", "Get", "Head", "Lookup", "Receive", "Test", "Filter", "Search",
+    ];
+    !(READS.iter().any(|p| operation.starts_with(p)) || operation == "AssumeRole")
+}
+
+#[derive(Debug)]
+struct CountCalls(Arc<CallCounter>);
+
+impl Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "orgwatch::CountCalls"
+    }
+
+    // Once per operation, after the operation's own config (which carries its name) is in.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            self.0.record(meta.service(), meta.name());
+        }
+        Ok(())
+    }
+}
+
+/// An HTTP client that waits for a rate limiter before every attempt.
+#[derive(Clone, Debug)]
+struct LimitedClient {
+    inner: SharedHttpClient,
+    limiter: Arc<Limiter>,
+}
+
+impl HttpClient for LimitedClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(LimitedConnector {
+            inner: self.inner.http_connector(settings, components),
+            limiter: self.limiter.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct LimitedConnector {
+    inner: SharedHttpConnector,
+    limiter: Arc<Limiter>,
+}
+
+impl HttpConnector for LimitedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let inner = self.inner.clone();
+        let limiter = self.limiter.clone();
+        HttpConnectorFuture::new(async move {
+            limiter.until_ready().await;
+            inner.call(request).await
+        })
+    }
+}
+
+type LimiterKey = (String, String, Service);
+
+/// The limiters of one factory, created on first use.
+#[derive(Default)]
+struct Limiters(Mutex<HashMap<LimiterKey, Arc<Limiter>>>);
+
+impl Limiters {
+    fn get(&self, account: &str, region: &str, service: Service) -> Arc<Limiter> {
+        let key = (account.to_string(), region.to_string(), service);
+        match self.0.lock() {
+            Ok(mut map) => map
+                .entry(key)
+                .or_insert_with(|| Arc::new(limiter_with_clock(service, DefaultClock::default())))
+                .clone(),
+            // A poisoned map only means another thread panicked mid-insert; a fresh limiter
+            // is still correct, if less shared.
+            Err(_) => Arc::new(limiter_with_clock(service, DefaultClock::default())),
+        }
+    }
+}
+
+struct Inner {
+    base: SdkConfig,
+    options: AwsOptions,
+    http: SharedHttpClient,
+    path_style: bool,
+    limiters: Limiters,
+    accounts: tokio::sync::Mutex<HashMap<String, SdkConfig>>,
+    home_account: tokio::sync::OnceCell<String>,
+    calls: Arc<CallCounter>,
+}
+
+impl Inner {
+    fn limited_http(&self, account: &str, region: &str, service: Service) -> LimitedClient {
+        LimitedClient {
+            inner: self.http.clone(),
+            limiter: self.limiters.get(account, region, service),
+        }
+    }
+}
+
+/// Builds every AWS client of the process. Cheap to clone.
+#[derive(Clone)]
+pub struct ClientFactory {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ClientFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientFactory")
+            .field("region", &self.region())
+            .field("member_role", &self.inner.options.member_role)
+            .field("path_style", &self.inner.path_style)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env_endpoint_override() -> bool {
+    std::env::vars_os().any(|(k, v)| {
+        k.to_str()
+            .is_some_and(|k| k == "AWS_ENDPOINT_URL" || k.starts_with("AWS_ENDPOINT_URL_"))
+            && !v.is_empty()
+    })
+}
+
+/// The account key under which the home credentials' limiters live until the account id is known.
+const HOME: &str = "home";
+
+impl ClientFactory {
+    /// Loads the base configuration from the standard chain, with `options` applied on top.
+    pub async fn new(options: AwsOptions) -> Result<Self, AwsError> {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(options.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(20)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(region) = &options.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &options.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if let Some((key, secret)) = &options.static_credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                key.clone(),
+                secret.clone(),
+                None,
+                None,
+                "orgwatch-static",
+            ));
+        }
+        let loaded = loader.load().await;
+        let region = loaded.region().ok_or(AwsError::MissingRegion)?.to_string();
+        let limiters = Limiters::default();
+        // The base config's own HTTP client (used by credential providers such as AssumeRole)
+        // is limited as STS of the home account.
+        let sts = LimitedClient {
+            inner: http.clone(),
+            limiter: limiters.get(HOME, &region, Service::Sts),
+        };
+        let base = loaded.to_builder().http_client(sts).build();
+        let path_style = options.endpoint_url.is_some() || env_endpoint_override();
+        Ok(ClientFactory {
+            inner: Arc::new(Inner {
+                base,
+                options,
+                http,
+                path_style,
+                limiters,
+                accounts: tokio::sync::Mutex::new(HashMap::new()),
+                home_account: tokio::sync::OnceCell::new(),
+                calls: Arc::new(CallCounter::default()),
+            }),
+        })
+    }
+
+    /// The region of the base configuration.
+    pub fn region(&self) -> String {
+        self.inner
+            .base
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The options the factory was built with.
+    pub fn options(&self) -> &AwsOptions {
+        &self.inner.options
+    }
+
+    /// Operation counts of every client this factory has built.
+    pub fn calls(&self) -> &CallCounter {
+        &self.inner.calls
+    }
+
+    /// Clients with the process's own credentials (the hub or agent account).
+    pub fn home(&self) -> Clients {
+        Clients {
+            account: None,
+            config: self.inner.base.clone(),
+            factory: self.clone(),
+        }
+    }
+
+    /// The account id of the process's own credentials (`sts:GetCallerIdentity`, cached).
+    pub async fn home_account(&self) -> Result<String, AwsError> {
+        self.inner
+            .home_account
+            .get_or_try_init(|| async {
+                let out = self
+                    .home()
+                    .sts()
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::CallerIdentity {
+                        code: aws_sdk_sts::error::ProvideErrorMetadata::code(&e)
+                            .map(str::to_string),
+                        message: DisplayErrorContext(&e).to_string(),
+                    })?;
+                out.account.ok_or_else(|| AwsError::CallerIdentity {
+                    code: None,
+                    message: "GetCallerIdentity returned no account".to_string(),
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    /// The member role ARN for an account, in the base region's partition.
+    pub fn member_role_arn(&self, account_id: &str) -> String {
+        naming::role_arn(
+            naming::partition(&self.region()),
+            account_id,
+            &self.inner.options.member_role,
+        )
+    }
+
+    /// Clients in `account_id`. For the home account these are the home credentials; for any
+    /// other account, credentials from `sts:AssumeRole` into the member role, verified to
+    /// belong to that account, cached and refreshed before expiry.
+    pub async fn for_account(&self, account_id: &str) -> Result<Clients, AwsError> {
+        if !naming::is_account_id(account_id) {
+            return Err(AwsError::InvalidAccountId(account_id.to_string()));
+        }
+        if self.home_account().await.ok().as_deref() == Some(account_id) {
+            return Ok(Clients {
+                account: Some(account_id.to_string()),
+                ..self.home()
+            });
+        }
+        let mut accounts = self.inner.accounts.lock().await;
+        if let Some(config) = accounts.get(account_id) {
+            return Ok(Clients {
+                account: Some(account_id.to_string()),
+                config: config.clone(),
+                factory: self.clone(),
+            });
+        }
+        let role_arn = self.member_role_arn(account_id);
+        let mut builder = AssumeRoleProvider::builder(role_arn.clone())
+            .session_name(self.inner.options.session_name.clone())
+            .configure(&self.inner.base);
+        if let Some(id) = &self.inner.options.external_id {
+            builder = builder.external_id(id.clone());
+        }
+        let provider = builder.build().await;
+        let config = self
+            .inner
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .identity_cache(
+                IdentityCache::lazy()
+                    .buffer_time(Duration::from_secs(300))
+                    .build(),
+            )
+            .build();
+        let clients = Clients {
+            account: Some(account_id.to_string()),
+            config: config.clone(),
+            factory: self.clone(),
+        };
+        // Assume now, so that a role that cannot be assumed fails here with a clear error,
+        // and prove the credentials belong to the account we asked for.
+        let identity = clients
+            .sts()
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsError::AssumeRole {
+                account_id: account_id.to_string(),
+                role_arn: role_arn.clone(),
+                code: assume_role_code(&e),
+                message: DisplayErrorContext(&e).to_string(),
+            })?;
+        let actual = identity.account.unwrap_or_default();
+        if actual != account_id {
+            return Err(AwsError::WrongAccount {
+                expected: account_id.to_string(),
+                actual,
+                role_arn,
+            });
+        }
+        accounts.insert(account_id.to_string(), config);
+        Ok(clients)
+    }
+}
+
+/// The AWS error code of a failed assume-role: the credentials provider's error wraps the
+/// `sts:AssumeRole` error, so walk the source chain for it, then fall back to the outer call's.
+fn assume_role_code<E>(e: &aws_sdk_sts::error::SdkError<E>) -> Option<String>
+where
+    E: std::error::Error + aws_sdk_sts::error::ProvideErrorMetadata + 'static,
+{
+    use aws_sdk_sts::error::ProvideErrorMetadata;
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(code) = err
+            .downcast_ref::<aws_sdk_sts::error::SdkError<AssumeRoleError>>()
+            .and_then(|inner| inner.code())
+        {
+            return Some(code.to_string());
+        }
+        cur = err.source();
+    }
+    e.code().map(str::to_string)
+}
+
+/// Clients for one account and region, all built from one [`SdkConfig`].
+#[derive(Clone)]
+pub struct Clients {
+    account: Option<String>,
+    config: SdkConfig,
+    factory: ClientFactory,
+}
+
+impl fmt::Debug for Clients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Clients")
+            .field("account", &self.account)
+            .field("region", &self.region())
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! client_fn {
+    ($(#[$doc:meta])* $fn:ident, $krate:ident, $service:expr) => {
+        $(#[$doc])*
+        pub fn $fn(&self) -> $krate::Client {
+            let conf = $krate::config::Builder::from(&self.config)
+                .http_client(self.limited($service))
+                .interceptor(CountCalls(self.factory.inner.calls.clone()))
+                .build();
+            $krate::Client::from_conf(conf)
+        }
+    };
+}
+
+impl Clients {
+    /// The account these clients act in (`None` for home clients before the id was asked for).
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_deref()
+    }
+
+    /// The region these clients act in.
+    pub fn region(&self) -> String {
+        self.config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The same credentials in another region.
+    pub fn in_region(&self, region: &str) -> Clients {
+        Clients {
+            account: self.account.clone(),
+            config: self
+                .config
+                .to_builder()
+                .region(Region::new(region.to_string()))
+                .build(),
+            factory: self.factory.clone(),
+        }
+    }
+
+    /// The underlying configuration.
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.config
+    }
+
+    fn limited(&self, service: Service) -> LimitedClient {
+        let account = self.account.as_deref().unwrap_or(HOME);
+        self.factory
+            .inner
+            .limited_http(account, &self.region(), service)
+    }
+
+    client_fn!(organizations, aws_sdk_organizations, Service::Organizations);
+    client_fn!(sts, aws_sdk_sts, Service::Sts);
+    client_fn!(cloudtrail, aws_sdk_cloudtrail, Service::CloudTrail);
+    client_fn!(eventbridge, aws_sdk_eventbridge, Service::EventBridge);
+    client_fn!(sqs, aws_sdk_sqs, Service::Sqs);
+    client_fn!(sns, aws_sdk_sns, Service::Sns);
+    client_fn!(iam, aws_sdk_iam, Service::Iam);
+    client_fn!(cloudwatch, aws_sdk_cloudwatch, Service::CloudWatch);
+    client_fn!(logs, aws_sdk_cloudwatchlogs, Service::CloudWatchLogs);
+
+    /// S3 client; path-style addressing whenever an endpoint override is in force.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&self.config)
+            .http_client(self.limited(Service::S3))
+            .interceptor(CountCalls(self.factory.inner.calls.clone()))
+            .force_path_style(self.factory.inner.path_style)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use governor::clock::FakeRelativeClock;
+
+    /// Offers one call every millisecond for `seconds` of simulated time and counts how many
+    /// the limiter admits.
+    fn admitted(service: Service, seconds: u64) -> u64 {
+        let clock = FakeRelativeClock::default();
+        let limiter = limiter_with_clock(service, clock.clone());
+        let mut admitted = 0;
+        for _ in 0..seconds * 1000 {
+            if limiter.check().is_ok() {
+                admitted += 1;
+            }
+            clock.advance(Duration::from_millis(1));
+        }
+        admitted
+    }
+
+    #[test]
+    fn limiter_holds_the_configured_rate() {
+        for row in QUOTAS {
+            let seconds = 20;
+            let n = admitted(row.service, seconds);
+            let q = row.quota;
+            let steady = u64::from(q.per_second) * seconds;
+            assert!(
+                n >= steady && n <= steady + u64::from(q.burst),
+                "{}: admitted {n} in {seconds}s, quota {}/s burst {}",
+                row.service,
+                q.per_second,
+                q.burst
+            );
+        }
+    }
+
+    #[test]
+    fn limiter_refuses_beyond_burst_at_one_instant() {
+        let clock = FakeRelativeClock::default();
+        let limiter = limiter_with_clock(Service::CloudWatch, clock);
+        let burst = Service::CloudWatch.quota().burst;
+        let ok = (0..100).filter(|_| limiter.check().is_ok()).count();
+        assert_eq!(ok as u32, burst);
+    }
+
+    #[test]
+    fn every_service_has_a_quota_row() {
+        for s in Service::ALL {
+            assert!(
+                QUOTAS.iter().filter(|q| q.service == s).count() == 1,
+                "{s} needs exactly one quota row"
+            );
+        }
+    }
+
+    #[test]
+    fn limiters_are_per_account_region_and_service() {
+        let l = Limiters::default();
+        let a = l.get("111111111111", "us-east-1", Service::CloudWatch);
+        let b = l.get("222222222222", "us-east-1", Service::CloudWatch);
+        let c = l.get("111111111111", "eu-west-1", Service::CloudWatch);
+        let d = l.get("111111111111", "us-east-1", Service::CloudWatchLogs);
+        let a2 = l.get("111111111111", "us-east-1", Service::CloudWatch);
+        assert!(Arc::ptr_eq(&a, &a2));
+        for other in [&b, &c, &d] {
+            assert!(!Arc::ptr_eq(&a, other));
+        }
+        // Exhausting one key leaves the others untouched.
+        while a.check().is_ok() {}
+        assert!(b.check().is_ok() && c.check().is_ok() && d.check().is_ok());
+    }
+
+    #[test]
+    fn write_operations() {
+        for op in [
+            "PutMetricFilter",
+            "CreateTrail",
+            "DeleteAlarms",
+            "StartLogging",
+            "Publish",
+        ] {
+            assert!(is_write_operation(op), "{op}");
+        }
+        for op in [
+            "DescribeTrails",
+            "ListAccounts",
+            "GetBucketPolicy",
+            "HeadBucket",
+            "AssumeRole",
+        ] {
+            assert!(!is_write_operation(op), "{op}");
+        }
+    }
+}

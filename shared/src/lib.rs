@@ -1,0 +1,6 @@
+//! orgwatch's shared library: configuration, the filter-pattern language, the detection
+//! pack, the alert model, the AWS client factory and the naming module.
+
+pub mod aws;
+pub mod logging;
+pub mod naming;

@@ -1,0 +1,291 @@
+//! The orgwatch test bed: a local AWS emulator (moto in server mode) per test, and
+//! emulated organisations built in it.
+//!
+//! Nothing here mocks orgwatch code: tests run the real library and binaries against
+//! the emulator on a loopback port. See `../shared/EMULATOR.md` in the steering repo for
+//! what the emulator does and does not do.
+//!
+//! The emulator is installed into `<workspace>/.venv` by `scripts/test` (pinned
+//! `moto[server]==5.2.5`); `ORGWATCH_MOTO_SERVER` may name another `moto_server` executable.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shared::aws::{AwsOptions, ClientFactory};
+
+/// Credentials the emulator maps to its management account, 123456789012.
+pub const TEST_ACCESS_KEY: &str = "testing";
+/// Secret of [`TEST_ACCESS_KEY`].
+pub const TEST_SECRET_KEY: &str = "testing";
+/// The account static credentials belong to in the emulator.
+pub const MANAGEMENT_ACCOUNT: &str = "123456789012";
+/// The default region of the test bed.
+pub const REGION: &str = "us-east-1";
+
+/// Errors of the test bed, with what to do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(
+        "the AWS emulator is not installed at {0}: run scripts/test (it creates .venv with moto[server]==5.2.5) or set ORGWATCH_MOTO_SERVER"
+    )]
+    NotInstalled(PathBuf),
+    #[error("cannot start the AWS emulator: {0}")]
+    Spawn(std::io::Error),
+    #[error("the AWS emulator exited before answering ({status}); its log: {log}")]
+    Exited { status: String, log: String },
+    #[error("the AWS emulator did not answer on {addr} within {secs}s; its log: {log}")]
+    Timeout {
+        addr: SocketAddr,
+        secs: u64,
+        log: String,
+    },
+    #[error("emulator call failed: {0}")]
+    Aws(String),
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+fn moto_server_path() -> PathBuf {
+    match std::env::var_os("ORGWATCH_MOTO_SERVER") {
+        Some(p) => PathBuf::from(p),
+        None => workspace_root().join(".venv/bin/moto_server"),
+    }
+}
+
+fn free_loopback_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Options for starting an emulator.
+#[derive(Clone, Debug, Default)]
+pub struct EmulatorOptions {
+    /// Turn on IAM checks (trust policies, external IDs) after this many requests
+    /// (`INITIAL_NO_AUTH_ACTION_COUNT`). `None`: never checked.
+    pub auth_after_requests: Option<u32>,
+}
+
+/// A running moto server on a loopback port, killed (by pid) when dropped.
+///
+/// Each test starts its own, so tests never see each other's resources. On Linux the server
+/// also dies with the thread that started it (`PR_SET_PDEATHSIG`), so a test binary killed
+/// by a signal leaves nothing behind.
+#[derive(Debug)]
+pub struct Emulator {
+    child: Child,
+    addr: SocketAddr,
+    url: String,
+    log: PathBuf,
+}
+
+impl Emulator {
+    /// Starts an emulator with default options and waits until it answers.
+    pub fn start() -> Result<Emulator, HarnessError> {
+        Emulator::start_with(&EmulatorOptions::default())
+    }
+
+    /// Starts an emulator and waits until it answers. Retries on a port race.
+    pub fn start_with(options: &EmulatorOptions) -> Result<Emulator, HarnessError> {
+        let mut last = None;
+        for _ in 0..3 {
+            match Emulator::try_start(options) {
+                Ok(e) => return Ok(e),
+                Err(e @ HarnessError::NotInstalled(_)) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(HarnessError::Aws("no attempt made".into())))
+    }
+
+    fn try_start(options: &EmulatorOptions) -> Result<Emulator, HarnessError> {
+        let program = moto_server_path();
+        if !program.exists() {
+            return Err(HarnessError::NotInstalled(program));
+        }
+        let port = free_loopback_port().map_err(HarnessError::Spawn)?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let log = std::env::temp_dir().join(format!("orgwatch-moto-{port}.log"));
+        let log_file = std::fs::File::create(&log).map_err(HarnessError::Spawn)?;
+        let log_err = log_file.try_clone().map_err(HarnessError::Spawn)?;
+        let mut cmd = Command::new(&program);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        if let Some(n) = options.auth_after_requests {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().map_err(HarnessError::Spawn)?;
+        let mut emulator = Emulator {
+            child,
+            addr,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        emulator.wait_until_ready(Duration::from_secs(60))?;
+        Ok(emulator)
+    }
+
+    fn wait_until_ready(&mut self, limit: Duration) -> Result<(), HarnessError> {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(HarnessError::Exited {
+                    status: status.to_string(),
+                    log: self.log_tail(),
+                });
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                return Err(HarnessError::Timeout {
+                    addr: self.addr,
+                    secs: limit.as_secs(),
+                    log: self.log_tail(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let start = text.len().saturating_sub(2000);
+        text.get(start..).unwrap_or_default().to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The environment a child process (`hub`, `agent`) needs to reach this emulator
+    /// through the standard AWS variables, with the management account's credentials.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY.to_string()),
+            ("AWS_REGION", REGION.to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+            ("AWS_CONFIG_FILE", "/dev/null".to_string()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_string()),
+        ]
+    }
+
+    /// Options for a [`ClientFactory`] that reaches this emulator with the management
+    /// account's credentials.
+    pub fn aws_options(&self) -> AwsOptions {
+        AwsOptions {
+            region: Some(REGION.to_string()),
+            endpoint_url: Some(self.url.clone()),
+            static_credentials: Some((TEST_ACCESS_KEY.to_string(), TEST_SECRET_KEY.to_string())),
+            ..AwsOptions::default()
+        }
+    }
+
+    /// A client factory for this emulator (management account credentials).
+    pub async fn factory(&self) -> Result<ClientFactory, HarnessError> {
+        ClientFactory::new(self.aws_options())
+            .await
+            .map_err(|e| HarnessError::Aws(e.to_string()))
+    }
+
+    /// Creates an organisation (all features) with `members` member accounts.
+    pub async fn create_org(&self, members: usize) -> Result<Org, HarnessError> {
+        let factory = self.factory().await?;
+        create_org(&factory, members).await
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// An emulated organisation.
+#[derive(Clone, Debug)]
+pub struct Org {
+    /// The organisation id (`o-...`).
+    pub id: String,
+    /// The management account (the emulator's static-credentials account).
+    pub management: String,
+    /// Member account ids, in creation order.
+    pub members: Vec<String>,
+}
+
+fn aws_err(e: impl std::error::Error) -> HarnessError {
+    HarnessError::Aws(aws_smithy_types_display(&e))
+}
+
+fn aws_smithy_types_display(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+/// Creates an organisation with `members` member accounts through `factory`'s home
+/// (management) credentials. Every member gets `OrganizationAccountAccessRole`.
+pub async fn create_org(factory: &ClientFactory, members: usize) -> Result<Org, HarnessError> {
+    use aws_sdk_organizations::types::OrganizationFeatureSet;
+    let orgs = factory.home().organizations();
+    let org = orgs
+        .create_organization()
+        .feature_set(OrganizationFeatureSet::All)
+        .send()
+        .await
+        .map_err(aws_err)?;
+    let org = org
+        .organization
+        .ok_or_else(|| HarnessError::Aws("CreateOrganization returned no organization".into()))?;
+    let mut ids = Vec::with_capacity(members);
+    for i in 0..members {
+        let out = orgs
+            .create_account()
+            .account_name(format!("member-{i}"))
+            .email(format!("member-{i}@example.com"))
+            .send()
+            .await
+            .map_err(aws_err)?;
+        let id = out
+            .create_account_status
+            .and_then(|s| s.account_id)
+            .ok_or_else(|| HarnessError::Aws("CreateAccount returned no account id".into()))?;
+        ids.push(id);
+    }
+    Ok(Org {
+        id: org.id.unwrap_or_default(),
+        management: org.master_account_id.unwrap_or_default(),
+        members: ids,
+    })
+}

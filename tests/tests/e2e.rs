@@ -1,0 +1,6 @@
+//! End-to-end tests against the AWS emulator. One test binary (each one that links the
+//! AWS SDK costs hundreds of MB and a long link), one module per area.
+
+mod e2e {
+    pub mod foundation;
+}
