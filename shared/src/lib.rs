@@ -2,5 +2,6 @@
 //! pack, the alert model, the AWS client factory and the naming module.
 
 pub mod aws;
+pub mod config;
 pub mod logging;
 pub mod naming;

@@ -19,6 +19,53 @@ pub const AGENT_SESSION_NAME: &str = "orgwatch-agent";
 /// The role the hub assumes in member accounts unless configured otherwise.
 pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
 
+/// Log group in each member account and region that receives CloudTrail events.
+pub const LOG_GROUP: &str = "/orgwatch/cloudtrail";
+/// Default CloudWatch metric namespace of orgwatch's metric filters.
+pub const METRIC_NAMESPACE: &str = "orgwatch";
+/// EventBridge rule (member default bus) that sends CloudTrail management events to
+/// [`LOG_GROUP`] in `eventbridge` delivery mode.
+pub const EVENTS_TO_LOGS_RULE: &str = "orgwatch-cloudtrail-to-logs";
+/// EventBridge rule (member default bus) forwarding high-severity events to the central bus.
+pub const FORWARD_RULE: &str = "orgwatch-forward-high-severity";
+/// Central EventBridge bus that accepts events from the organisation.
+pub const CENTRAL_BUS: &str = "orgwatch";
+/// Rule on [`CENTRAL_BUS`] delivering every forwarded event to the central queue.
+pub const CENTRAL_BUS_RULE: &str = "orgwatch-to-queue";
+/// Account trail in `trail` delivery mode.
+pub const MEMBER_TRAIL: &str = "orgwatch-account";
+/// IAM role CloudTrail assumes to write into [`LOG_GROUP`] (`trail` delivery mode).
+pub const TRAIL_LOGS_ROLE: &str = "orgwatch-cloudtrail-logs";
+/// Prefix of metric filter and alarm names; the rest is the rule id.
+pub const RULE_RESOURCE_PREFIX: &str = "orgwatch-";
+
+/// Metric filter name of a rule. `part` numbers the filters of a rule whose pattern had
+/// to be split to fit 1,024 characters (0 for the first and usually only one).
+pub fn metric_filter_name(rule_id: &str, part: usize) -> String {
+    if part == 0 {
+        format!("{RULE_RESOURCE_PREFIX}{rule_id}")
+    } else {
+        format!("{RULE_RESOURCE_PREFIX}{rule_id}-part{}", part + 1)
+    }
+}
+
+/// Alarm name of a rule (one alarm per rule, whatever the number of filters).
+pub fn alarm_name(rule_id: &str) -> String {
+    format!("{RULE_RESOURCE_PREFIX}{rule_id}")
+}
+
+/// The rule id an orgwatch alarm name stands for (`None` for any other alarm).
+pub fn rule_id_from_alarm_name(alarm_name: &str) -> Option<&str> {
+    alarm_name
+        .strip_prefix(RULE_RESOURCE_PREFIX)
+        .filter(|id| !id.is_empty())
+}
+
+/// Dead-letter queue of the central queue.
+pub fn dead_letter_queue(queue: &str) -> String {
+    format!("{queue}-dlq")
+}
+
 /// The tags every orgwatch resource carries, as (key, value) pairs.
 pub fn managed_tags() -> [(&'static str, &'static str); 1] {
     [(MANAGED_TAG, MANAGED_TAG_VALUE)]
@@ -72,6 +119,20 @@ mod tests {
             role_arn("aws", "111122223333", DEFAULT_MEMBER_ROLE),
             "arn:aws:iam::111122223333:role/OrganizationAccountAccessRole"
         );
+    }
+
+    #[test]
+    fn rule_resource_names_round_trip() {
+        assert_eq!(alarm_name("cis-4.3"), "orgwatch-cis-4.3");
+        assert_eq!(
+            rule_id_from_alarm_name(&alarm_name("cis-4.3")),
+            Some("cis-4.3")
+        );
+        assert_eq!(rule_id_from_alarm_name("orgwatch-"), None);
+        assert_eq!(rule_id_from_alarm_name("someone-elses-alarm"), None);
+        assert_eq!(metric_filter_name("cis-4.15", 0), "orgwatch-cis-4.15");
+        assert_eq!(metric_filter_name("cis-4.15", 1), "orgwatch-cis-4.15-part2");
+        assert_eq!(dead_letter_queue("orgwatch-alerts"), "orgwatch-alerts-dlq");
     }
 
     #[test]
