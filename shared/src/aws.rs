@@ -64,11 +64,12 @@ pub enum Service {
     Iam,
     CloudWatch,
     CloudWatchLogs,
+    DynamoDb,
 }
 
 impl Service {
     /// Every service, in a stable order.
-    pub const ALL: [Service; 10] = [
+    pub const ALL: [Service; 11] = [
         Service::Organizations,
         Service::Sts,
         Service::CloudTrail,
@@ -79,6 +80,7 @@ impl Service {
         Service::Iam,
         Service::CloudWatch,
         Service::CloudWatchLogs,
+        Service::DynamoDb,
     ];
 
     /// The lowercase name used in logs and reports.
@@ -94,6 +96,7 @@ impl Service {
             Service::Iam => "iam",
             Service::CloudWatch => "cloudwatch",
             Service::CloudWatchLogs => "logs",
+            Service::DynamoDb => "dynamodb",
         }
     }
 
@@ -223,6 +226,14 @@ pub const QUOTAS: &[QuotaRow] = &[
             burst: 5,
         },
         basis: "PutMetricFilter/DescribeMetricFilters/CreateLogGroup 5 TPS",
+    },
+    QuotaRow {
+        service: Service::DynamoDb,
+        quota: ApiQuota {
+            per_second: 500,
+            burst: 500,
+        },
+        basis: "agent dedupe store item reads/writes; on-demand tables start at 4,000 WCU/s",
     },
 ];
 
@@ -785,6 +796,7 @@ impl Clients {
     client_fn!(iam, aws_sdk_iam, Service::Iam);
     client_fn!(cloudwatch, aws_sdk_cloudwatch, Service::CloudWatch);
     client_fn!(logs, aws_sdk_cloudwatchlogs, Service::CloudWatchLogs);
+    client_fn!(dynamodb, aws_sdk_dynamodb, Service::DynamoDb);
 
     /// S3 client; path-style addressing whenever an endpoint override is in force.
     pub fn s3(&self) -> aws_sdk_s3::Client {
