@@ -63,6 +63,15 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show what `enroll` would change, per account and region. Changes nothing.
+    Plan(ReconcileArgs),
+    /// Converge the organisation to the declared state (a second run writes nothing).
+    Enroll(ReconcileArgs),
+    /// Drift detection: exit 0 when everything is as declared, 3 otherwise.
+    Status(ReconcileArgs),
+    /// Remove what orgwatch created (only that); the archive bucket stays unless
+    /// --delete-archive.
+    Offboard(ReconcileArgs),
     /// Work with the detection pack: list, show, test patterns, verify fixtures.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -91,4 +100,18 @@ pub enum RulesCommand {
     },
     /// Run every rule's fixtures; exit 1 on any failure.
     Verify,
+}
+
+/// Options of plan, enroll, status and offboard.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Only this account (repeatable). Central resources are then only checked.
+    #[arg(long, value_name = "ID")]
+    pub account: Vec<String>,
+    /// Accounts processed at once (default: hub.concurrency, 8).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// offboard: also delete the archive bucket and every log file in it.
+    #[arg(long)]
+    pub delete_archive: bool,
 }

@@ -1,14 +1,23 @@
 //! `hub`: reconcile an AWS Organization to the declared monitoring state.
 
+mod apply;
 mod cli;
 mod commands;
+mod config;
+mod desired;
+mod diff;
+mod discover;
 mod exit;
+mod model;
+mod observe;
+mod report;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
+use crate::commands::reconcile::Mode;
 use crate::exit::ExitStatus;
 
 fn main() -> ExitCode {
@@ -28,6 +37,46 @@ fn main() -> ExitCode {
     shared::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
     let status = match &cli.command {
         Command::Rules(cmd) => commands::rules::run(&cli.global, cmd),
+        Command::Plan(args) => reconcile(&cli.global, args, Mode::Plan),
+        Command::Enroll(args) => reconcile(&cli.global, args, Mode::Enroll),
+        Command::Status(args) => reconcile(&cli.global, args, Mode::Status),
+        Command::Offboard(args) => reconcile(&cli.global, args, Mode::Offboard),
     };
     status.into()
+}
+
+fn reconcile(global: &cli::GlobalArgs, args: &cli::ReconcileArgs, mode: Mode) -> ExitStatus {
+    let config = match config::HubConfig::load(&global.config) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            return ExitStatus::Usage;
+        }
+    };
+    for a in &args.account {
+        if !shared::naming::is_account_id(a) {
+            eprintln!("error: --account {a:?}: expected a 12-digit account id");
+            return ExitStatus::Usage;
+        }
+    }
+    let rules = match commands::pack::deployments(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Usage;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitStatus::Failure;
+        }
+    };
+    runtime.block_on(commands::reconcile::run(global, args, mode, rules, config))
 }

@@ -61,6 +61,77 @@ pub fn rule_id_from_alarm_name(alarm_name: &str) -> Option<&str> {
         .filter(|id| !id.is_empty())
 }
 
+/// EventBridge rule in a member account forwarding one rule's high-severity events to the
+/// central bus.
+pub fn forward_rule_name(rule_id: &str) -> String {
+    format!("{RULE_RESOURCE_PREFIX}forward-{rule_id}")
+}
+
+/// Name of the log resource policy that lets EventBridge write into [`LOG_GROUP`].
+pub const LOG_RESOURCE_POLICY: &str = "orgwatch-events-to-logs";
+/// Target id of the member rule that writes into [`LOG_GROUP`].
+pub const LOG_TARGET_ID: &str = "orgwatch-log-group";
+/// Target id of forward rules (the central bus) and of the central rule (the queue).
+pub const BUS_TARGET_ID: &str = "orgwatch-central-bus";
+/// Target id of the central bus rule.
+pub const QUEUE_TARGET_ID: &str = "orgwatch-queue";
+
+/// ARNs of the resources orgwatch names.
+pub mod arn {
+    use super::partition;
+
+    pub fn bucket(region: &str, bucket: &str) -> String {
+        format!("arn:{}:s3:::{bucket}", partition(region))
+    }
+    pub fn trail(region: &str, account: &str, name: &str) -> String {
+        format!(
+            "arn:{}:cloudtrail:{region}:{account}:trail/{name}",
+            partition(region)
+        )
+    }
+    pub fn topic(region: &str, account: &str, name: &str) -> String {
+        format!("arn:{}:sns:{region}:{account}:{name}", partition(region))
+    }
+    pub fn queue(region: &str, account: &str, name: &str) -> String {
+        format!("arn:{}:sqs:{region}:{account}:{name}", partition(region))
+    }
+    pub fn bus(region: &str, account: &str, name: &str) -> String {
+        format!(
+            "arn:{}:events:{region}:{account}:event-bus/{name}",
+            partition(region)
+        )
+    }
+    /// A rule on a custom bus (`default` bus rules have no bus segment).
+    pub fn rule(region: &str, account: &str, bus: &str, name: &str) -> String {
+        if bus == "default" {
+            format!(
+                "arn:{}:events:{region}:{account}:rule/{name}",
+                partition(region)
+            )
+        } else {
+            format!(
+                "arn:{}:events:{region}:{account}:rule/{bus}/{name}",
+                partition(region)
+            )
+        }
+    }
+    pub fn log_group(region: &str, account: &str, name: &str) -> String {
+        format!(
+            "arn:{}:logs:{region}:{account}:log-group:{name}",
+            partition(region)
+        )
+    }
+    pub fn role(region: &str, account: &str, name: &str) -> String {
+        super::role_arn(partition(region), account, name)
+    }
+    pub fn alarm(region: &str, account: &str, name: &str) -> String {
+        format!(
+            "arn:{}:cloudwatch:{region}:{account}:alarm:{name}",
+            partition(region)
+        )
+    }
+}
+
 /// Dead-letter queue of the central queue.
 pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}-dlq")

@@ -1,3 +1,5 @@
 //! One function per command.
 
+pub mod pack;
+pub mod reconcile;
 pub mod rules;

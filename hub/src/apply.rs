@@ -1,0 +1,825 @@
+//! Carries out exactly a plan's changes, one at a time, in plan order. Updates write only
+//! what differs where the API allows it (bucket settings, trail logging).
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
+use shared::aws::Clients;
+use shared::naming;
+
+use crate::diff::{Action, Change};
+use crate::model::*;
+use crate::observe::{self, OpError};
+
+macro_rules! call {
+    ($op:literal, $fut:expr) => {
+        $fut.await.map_err(|e| OpError::new($op, e))
+    };
+}
+
+/// Tolerates "already gone" on delete and "already there" on create, so that a retried
+/// or interrupted apply converges.
+fn ignore(r: Result<(), OpError>, codes: &[&str]) -> Result<(), OpError> {
+    match r {
+        Err(e) if e.is(codes) => Ok(()),
+        other => other,
+    }
+}
+
+fn wrong_spec(change: &Change) -> OpError {
+    OpError {
+        operation: "plan".into(),
+        code: None,
+        message: format!("internal: {} has settings of another kind", change.key),
+    }
+}
+
+/// Applies one change with clients of the change's account and region.
+pub async fn apply(c: &Clients, change: &Change, options: &ApplyOptions) -> Result<(), OpError> {
+    let key = &change.key;
+    let name = key.name.as_str();
+    match (&change.action, &change.desired) {
+        (Action::Delete, _) => delete(c, change, options).await,
+        (action, Some(spec)) => {
+            let update = matches!(action, Action::Update { .. });
+            match (key.kind, spec) {
+                (Kind::LogGroup, Spec::LogGroup(s)) => log_group(c, name, s, update).await,
+                (Kind::LogPolicy, Spec::Policy(s)) => {
+                    call!(
+                        "PutResourcePolicy",
+                        c.logs()
+                            .put_resource_policy()
+                            .policy_name(name)
+                            .policy_document(&s.policy)
+                            .send()
+                    )?;
+                    Ok(())
+                }
+                (Kind::MetricFilter, Spec::MetricFilter(s)) => {
+                    metric_filter(c, name, s, update).await
+                }
+                (Kind::Alarm, Spec::Alarm(s)) => alarm(c, name, s).await,
+                (Kind::EventsRule | Kind::ForwardRule | Kind::BusRule, Spec::EventRule(s)) => {
+                    event_rule(c, name, s).await
+                }
+                (Kind::Bus, Spec::Policy(s)) => bus(c, name, s, update).await,
+                (Kind::Topic, Spec::Policy(s)) => topic(c, name, s, update).await,
+                (Kind::Queue | Kind::DeadLetterQueue, Spec::Queue(s)) => {
+                    queue(c, name, s, update).await
+                }
+                (Kind::Subscription, Spec::Subscription(s)) => subscription(c, s, update).await,
+                (Kind::TrailRole, Spec::Role(s)) => role(c, name, s, change).await,
+                (Kind::OrgTrail | Kind::MemberTrail, Spec::Trail(s)) => {
+                    trail(c, name, s, change).await
+                }
+                (Kind::Bucket, Spec::Bucket(s)) => bucket(c, name, s, change).await,
+                _ => Err(wrong_spec(change)),
+            }
+        }
+        (_, None) => Err(wrong_spec(change)),
+    }
+}
+
+/// Choices that only matter to some applies.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyOptions {
+    /// Delete the archive bucket (and every object version in it) on offboard.
+    pub delete_archive: bool,
+}
+
+fn tags_logs() -> std::collections::HashMap<String, String> {
+    naming::managed_tags()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn log_group(c: &Clients, name: &str, s: &LogGroupSpec, update: bool) -> Result<(), OpError> {
+    let logs = c.logs();
+    if !update {
+        ignore(
+            call!(
+                "CreateLogGroup",
+                logs.create_log_group()
+                    .log_group_name(name)
+                    .set_tags(Some(tags_logs()))
+                    .send()
+            )
+            .map(|_| ()),
+            &["ResourceAlreadyExistsException"],
+        )?;
+    }
+    call!(
+        "PutRetentionPolicy",
+        logs.put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(s.retention_days)
+            .send()
+    )?;
+    Ok(())
+}
+
+async fn metric_filter(
+    c: &Clients,
+    name: &str,
+    s: &MetricFilterSpec,
+    update: bool,
+) -> Result<(), OpError> {
+    let logs = c.logs();
+    if update {
+        // Replace by delete + put: AWS's put replaces in place, but the emulator appends a
+        // duplicate; delete-then-put converges on both (the gap is one API round trip).
+        ignore(
+            call!(
+                "DeleteMetricFilter",
+                logs.delete_metric_filter()
+                    .log_group_name(&s.log_group)
+                    .filter_name(name)
+                    .send()
+            )
+            .map(|_| ()),
+            &["ResourceNotFoundException"],
+        )?;
+    }
+    let t = aws_sdk_cloudwatchlogs::types::MetricTransformation::builder()
+        .metric_name(&s.metric_name)
+        .metric_namespace(&s.namespace)
+        .metric_value(&s.value)
+        .build()
+        .map_err(|e| OpError::build("PutMetricFilter", e))?;
+    call!(
+        "PutMetricFilter",
+        logs.put_metric_filter()
+            .log_group_name(&s.log_group)
+            .filter_name(name)
+            .filter_pattern(&s.pattern)
+            .metric_transformations(t)
+            .send()
+    )?;
+    Ok(())
+}
+
+async fn alarm(c: &Clients, name: &str, s: &AlarmSpec) -> Result<(), OpError> {
+    let tags: Vec<_> = naming::managed_tags()
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_cloudwatch::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+        })
+        .collect();
+    call!(
+        "PutMetricAlarm",
+        c.cloudwatch()
+            .put_metric_alarm()
+            .alarm_name(name)
+            .alarm_description(&s.description)
+            .metric_name(&s.metric_name)
+            .namespace(&s.namespace)
+            .statistic(Statistic::from(s.statistic.as_str()))
+            .period(s.period)
+            .evaluation_periods(s.evaluation_periods)
+            .threshold(s.threshold)
+            .comparison_operator(ComparisonOperator::from(s.comparison.as_str()))
+            .set_alarm_actions(Some(s.actions.clone()))
+            .treat_missing_data(&s.treat_missing_data)
+            .actions_enabled(true)
+            .set_tags(Some(tags))
+            .send()
+    )?;
+    Ok(())
+}
+
+async fn event_rule(c: &Clients, name: &str, s: &EventRuleSpec) -> Result<(), OpError> {
+    let eb = c.eventbridge();
+    let tags: Vec<_> = naming::managed_tags()
+        .iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_eventbridge::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+                .ok()
+        })
+        .collect();
+    call!(
+        "PutRule",
+        eb.put_rule()
+            .name(name)
+            .event_bus_name(&s.bus)
+            .event_pattern(&s.pattern)
+            .state(aws_sdk_eventbridge::types::RuleState::from(
+                s.state.as_str()
+            ))
+            .description("managed by orgwatch")
+            .set_tags(Some(tags))
+            .send()
+    )?;
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id(&s.target_id)
+        .arn(&s.target_arn)
+        .set_role_arn(s.target_role_arn.clone())
+        .build()
+        .map_err(|e| OpError::build("PutTargets", e))?;
+    let out = call!(
+        "PutTargets",
+        eb.put_targets()
+            .rule(name)
+            .event_bus_name(&s.bus)
+            .targets(target)
+            .send()
+    )?;
+    if out.failed_entry_count() > 0 {
+        return Err(OpError {
+            operation: "PutTargets".into(),
+            code: out
+                .failed_entries()
+                .first()
+                .and_then(|f| f.error_code())
+                .map(str::to_string),
+            message: format!("target {} of rule {name} was refused", s.target_arn),
+        });
+    }
+    Ok(())
+}
+
+async fn bus(c: &Clients, name: &str, s: &PolicySpec, update: bool) -> Result<(), OpError> {
+    let eb = c.eventbridge();
+    if !update {
+        let tags: Vec<_> = naming::managed_tags()
+            .iter()
+            .filter_map(|(k, v)| {
+                aws_sdk_eventbridge::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        ignore(
+            call!(
+                "CreateEventBus",
+                eb.create_event_bus().name(name).set_tags(Some(tags)).send()
+            )
+            .map(|_| ()),
+            &["ResourceAlreadyExistsException"],
+        )?;
+    }
+    call!(
+        "PutPermission",
+        eb.put_permission()
+            .event_bus_name(name)
+            .policy(&s.policy)
+            .send()
+    )?;
+    Ok(())
+}
+
+async fn topic(c: &Clients, name: &str, s: &PolicySpec, update: bool) -> Result<(), OpError> {
+    let sns = c.sns();
+    let arn = if update {
+        let region = c.region();
+        naming::arn::topic(&region, c.account().unwrap_or_default(), name)
+    } else {
+        let tags: Vec<_> = naming::managed_tags()
+            .iter()
+            .filter_map(|(k, v)| {
+                aws_sdk_sns::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let out = call!(
+            "CreateTopic",
+            sns.create_topic().name(name).set_tags(Some(tags)).send()
+        )?;
+        out.topic_arn().unwrap_or_default().to_string()
+    };
+    call!(
+        "SetTopicAttributes",
+        sns.set_topic_attributes()
+            .topic_arn(&arn)
+            .attribute_name("Policy")
+            .attribute_value(&s.policy)
+            .send()
+    )?;
+    Ok(())
+}
+
+fn queue_attributes(
+    s: &QueueSpec,
+) -> std::collections::HashMap<aws_sdk_sqs::types::QueueAttributeName, String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let mut m = std::collections::HashMap::new();
+    if !s.policy.is_empty() {
+        m.insert(A::Policy, s.policy.clone());
+    }
+    if !s.redrive.is_empty() {
+        m.insert(A::RedrivePolicy, s.redrive.clone());
+    }
+    m.insert(A::SqsManagedSseEnabled, s.sse.to_string());
+    m.insert(A::MessageRetentionPeriod, s.retention_secs.to_string());
+    m
+}
+
+async fn queue(c: &Clients, name: &str, s: &QueueSpec, update: bool) -> Result<(), OpError> {
+    let sqs = c.sqs();
+    if update {
+        let url = observe::queue(c, name)
+            .await?
+            .map(|q| q.0)
+            .unwrap_or_default();
+        call!(
+            "SetQueueAttributes",
+            sqs.set_queue_attributes()
+                .queue_url(url)
+                .set_attributes(Some(queue_attributes(s)))
+                .send()
+        )?;
+    } else {
+        let tags = naming::managed_tags()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        call!(
+            "CreateQueue",
+            sqs.create_queue()
+                .queue_name(name)
+                .set_attributes(Some(queue_attributes(s)))
+                .set_tags(Some(tags))
+                .send()
+        )?;
+    }
+    Ok(())
+}
+
+async fn subscription(c: &Clients, s: &SubscriptionSpec, update: bool) -> Result<(), OpError> {
+    let sns = c.sns();
+    if update {
+        if let Some((_, arn)) = observe::subscription(c, &s.topic_arn, &s.queue_arn).await? {
+            call!(
+                "SetSubscriptionAttributes",
+                sns.set_subscription_attributes()
+                    .subscription_arn(arn)
+                    .attribute_name("RawMessageDelivery")
+                    .attribute_value(s.raw_delivery.to_string())
+                    .send()
+            )?;
+        }
+        return Ok(());
+    }
+    call!(
+        "Subscribe",
+        sns.subscribe()
+            .topic_arn(&s.topic_arn)
+            .protocol("sqs")
+            .endpoint(&s.queue_arn)
+            .attributes("RawMessageDelivery", s.raw_delivery.to_string())
+            .return_subscription_arn(true)
+            .send()
+    )?;
+    Ok(())
+}
+
+fn changed(change: &Change, field: &str) -> bool {
+    match &change.action {
+        Action::Update { fields } => fields.iter().any(|f| f.field == field),
+        _ => true,
+    }
+}
+
+async fn role(c: &Clients, name: &str, s: &RoleSpec, change: &Change) -> Result<(), OpError> {
+    let iam = c.iam();
+    if matches!(change.action, Action::Create) {
+        let tags: Vec<_> = naming::managed_tags()
+            .iter()
+            .filter_map(|(k, v)| {
+                aws_sdk_iam::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        call!(
+            "CreateRole",
+            iam.create_role()
+                .role_name(name)
+                .assume_role_policy_document(&s.trust)
+                .description("CloudTrail writes this account's events into the orgwatch log group")
+                .set_tags(Some(tags))
+                .send()
+        )?;
+    } else if changed(change, "trust") {
+        call!(
+            "UpdateAssumeRolePolicy",
+            iam.update_assume_role_policy()
+                .role_name(name)
+                .policy_document(&s.trust)
+                .send()
+        )?;
+    }
+    if changed(change, "policy") {
+        call!(
+            "PutRolePolicy",
+            iam.put_role_policy()
+                .role_name(name)
+                .policy_name(name)
+                .policy_document(&s.policy)
+                .send()
+        )?;
+    }
+    Ok(())
+}
+
+async fn trail(c: &Clients, name: &str, s: &TrailSpec, change: &Change) -> Result<(), OpError> {
+    let ct = c.cloudtrail();
+    let config_changed = [
+        "bucket",
+        "multi_region",
+        "global_service_events",
+        "log_file_validation",
+        "organization",
+        "log_group_arn",
+        "logs_role_arn",
+    ]
+    .iter()
+    .any(|f| changed(change, f));
+    if matches!(change.action, Action::Create) {
+        let tags: Vec<_> = naming::managed_tags()
+            .iter()
+            .filter_map(|(k, v)| {
+                aws_sdk_cloudtrail::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        call!(
+            "CreateTrail",
+            ct.create_trail()
+                .name(name)
+                .s3_bucket_name(&s.bucket)
+                .is_multi_region_trail(s.multi_region)
+                .include_global_service_events(s.global_service_events)
+                .enable_log_file_validation(s.log_file_validation)
+                .is_organization_trail(s.organization)
+                .set_cloud_watch_logs_log_group_arn(s.log_group_arn.clone())
+                .set_cloud_watch_logs_role_arn(s.logs_role_arn.clone())
+                .set_tags_list(Some(tags))
+                .send()
+        )?;
+    } else if config_changed {
+        call!(
+            "UpdateTrail",
+            ct.update_trail()
+                .name(name)
+                .s3_bucket_name(&s.bucket)
+                .is_multi_region_trail(s.multi_region)
+                .include_global_service_events(s.global_service_events)
+                .enable_log_file_validation(s.log_file_validation)
+                .is_organization_trail(s.organization)
+                .set_cloud_watch_logs_log_group_arn(s.log_group_arn.clone())
+                .set_cloud_watch_logs_role_arn(s.logs_role_arn.clone())
+                .send()
+        )?;
+    }
+    if changed(change, "logging") {
+        if s.logging {
+            call!("StartLogging", ct.start_logging().name(name).send())?;
+        } else {
+            call!("StopLogging", ct.stop_logging().name(name).send())?;
+        }
+    }
+    Ok(())
+}
+
+async fn bucket(c: &Clients, name: &str, s: &BucketSpec, change: &Change) -> Result<(), OpError> {
+    use aws_sdk_s3::types::*;
+    let s3 = c.s3();
+    if matches!(change.action, Action::Create) {
+        let region = c.region();
+        let mut req = s3
+            .create_bucket()
+            .bucket(name)
+            .object_ownership(ObjectOwnership::from(s.ownership.as_str()));
+        if region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+        call!("CreateBucket", req.send())?;
+        let tags: Vec<_> = naming::managed_tags()
+            .iter()
+            .filter_map(|(k, v)| Tag::builder().key(*k).value(*v).build().ok())
+            .collect();
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tags))
+            .build()
+            .map_err(|e| OpError::build("PutBucketTagging", e))?;
+        call!(
+            "PutBucketTagging",
+            s3.put_bucket_tagging().bucket(name).tagging(tagging).send()
+        )?;
+    }
+    if [
+        "block_public_acls",
+        "ignore_public_acls",
+        "block_public_policy",
+        "restrict_public_buckets",
+    ]
+    .iter()
+    .any(|f| changed(change, f))
+    {
+        let conf = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(s.block_public_acls)
+            .ignore_public_acls(s.ignore_public_acls)
+            .block_public_policy(s.block_public_policy)
+            .restrict_public_buckets(s.restrict_public_buckets)
+            .build();
+        call!(
+            "PutPublicAccessBlock",
+            s3.put_public_access_block()
+                .bucket(name)
+                .public_access_block_configuration(conf)
+                .send()
+        )?;
+    }
+    if changed(change, "ownership") && !matches!(change.action, Action::Create) {
+        let rule = OwnershipControlsRule::builder()
+            .object_ownership(ObjectOwnership::from(s.ownership.as_str()))
+            .build()
+            .map_err(|e| OpError::build("PutBucketOwnershipControls", e))?;
+        let controls = OwnershipControls::builder()
+            .rules(rule)
+            .build()
+            .map_err(|e| OpError::build("PutBucketOwnershipControls", e))?;
+        call!(
+            "PutBucketOwnershipControls",
+            s3.put_bucket_ownership_controls()
+                .bucket(name)
+                .ownership_controls(controls)
+                .send()
+        )?;
+    }
+    if changed(change, "encryption") {
+        let mut by_default = ServerSideEncryptionByDefault::builder();
+        by_default = match s.encryption.strip_prefix("aws:kms:") {
+            Some(key) => by_default
+                .sse_algorithm(ServerSideEncryption::AwsKms)
+                .kms_master_key_id(key),
+            None => by_default.sse_algorithm(ServerSideEncryption::Aes256),
+        };
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                by_default
+                    .build()
+                    .map_err(|e| OpError::build("PutBucketEncryption", e))?,
+            )
+            .bucket_key_enabled(true)
+            .build();
+        let conf = ServerSideEncryptionConfiguration::builder()
+            .rules(rule)
+            .build()
+            .map_err(|e| OpError::build("PutBucketEncryption", e))?;
+        call!(
+            "PutBucketEncryption",
+            s3.put_bucket_encryption()
+                .bucket(name)
+                .server_side_encryption_configuration(conf)
+                .send()
+        )?;
+    }
+    if changed(change, "versioning") {
+        let conf = VersioningConfiguration::builder()
+            .status(BucketVersioningStatus::from(s.versioning.as_str()))
+            .build();
+        call!(
+            "PutBucketVersioning",
+            s3.put_bucket_versioning()
+                .bucket(name)
+                .versioning_configuration(conf)
+                .send()
+        )?;
+    }
+    if changed(change, "expire_days") {
+        let days = i32::try_from(s.expire_days).unwrap_or(i32::MAX);
+        let rule = LifecycleRule::builder()
+            .id(naming::PREFIX)
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("AWSLogs/").build())
+            .expiration(LifecycleExpiration::builder().days(days).build())
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(days)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| OpError::build("PutBucketLifecycleConfiguration", e))?;
+        let conf = BucketLifecycleConfiguration::builder()
+            .rules(rule)
+            .build()
+            .map_err(|e| OpError::build("PutBucketLifecycleConfiguration", e))?;
+        call!(
+            "PutBucketLifecycleConfiguration",
+            s3.put_bucket_lifecycle_configuration()
+                .bucket(name)
+                .lifecycle_configuration(conf)
+                .send()
+        )?;
+    }
+    if changed(change, "policy") {
+        call!(
+            "PutBucketPolicy",
+            s3.put_bucket_policy().bucket(name).policy(&s.policy).send()
+        )?;
+    }
+    Ok(())
+}
+
+async fn delete(c: &Clients, change: &Change, options: &ApplyOptions) -> Result<(), OpError> {
+    let key = &change.key;
+    let name = key.name.as_str();
+    const GONE: &[&str] = &[
+        "ResourceNotFoundException",
+        "NoSuchEntity",
+        "NotFound",
+        "TrailNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NoSuchBucket",
+    ];
+    let r = match key.kind {
+        Kind::LogGroup => call!(
+            "DeleteLogGroup",
+            c.logs().delete_log_group().log_group_name(name).send()
+        )
+        .map(|_| ()),
+        Kind::LogPolicy => call!(
+            "DeleteResourcePolicy",
+            c.logs().delete_resource_policy().policy_name(name).send()
+        )
+        .map(|_| ()),
+        Kind::MetricFilter => {
+            let group = match &change.observed {
+                Some(Spec::MetricFilter(f)) => f.log_group.clone(),
+                _ => naming::LOG_GROUP.to_string(),
+            };
+            call!(
+                "DeleteMetricFilter",
+                c.logs()
+                    .delete_metric_filter()
+                    .log_group_name(group)
+                    .filter_name(name)
+                    .send()
+            )
+            .map(|_| ())
+        }
+        Kind::Alarm => call!(
+            "DeleteAlarms",
+            c.cloudwatch().delete_alarms().alarm_names(name).send()
+        )
+        .map(|_| ()),
+        Kind::EventsRule | Kind::ForwardRule | Kind::BusRule => {
+            let bus = match &change.observed {
+                Some(Spec::EventRule(r)) => r.bus.clone(),
+                _ => "default".to_string(),
+            };
+            let eb = c.eventbridge();
+            let targets = call!(
+                "ListTargetsByRule",
+                eb.list_targets_by_rule()
+                    .rule(name)
+                    .event_bus_name(&bus)
+                    .send()
+            )?;
+            let ids: Vec<String> = targets
+                .targets()
+                .iter()
+                .map(|t| t.id().to_string())
+                .collect();
+            if !ids.is_empty() {
+                call!(
+                    "RemoveTargets",
+                    eb.remove_targets()
+                        .rule(name)
+                        .event_bus_name(&bus)
+                        .set_ids(Some(ids))
+                        .send()
+                )?;
+            }
+            call!(
+                "DeleteRule",
+                eb.delete_rule().name(name).event_bus_name(&bus).send()
+            )
+            .map(|_| ())
+        }
+        Kind::Bus => call!(
+            "DeleteEventBus",
+            c.eventbridge().delete_event_bus().name(name).send()
+        )
+        .map(|_| ()),
+        Kind::Topic => {
+            let arn = naming::arn::topic(&c.region(), c.account().unwrap_or_default(), name);
+            call!("DeleteTopic", c.sns().delete_topic().topic_arn(arn).send()).map(|_| ())
+        }
+        Kind::Subscription => match &change.observed {
+            Some(Spec::Subscription(s)) => {
+                match observe::subscription(c, &s.topic_arn, &s.queue_arn).await? {
+                    Some((_, arn)) => call!(
+                        "Unsubscribe",
+                        c.sns().unsubscribe().subscription_arn(arn).send()
+                    )
+                    .map(|_| ()),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        },
+        Kind::Queue | Kind::DeadLetterQueue => match observe::queue(c, name).await? {
+            Some((url, _)) => {
+                call!("DeleteQueue", c.sqs().delete_queue().queue_url(url).send()).map(|_| ())
+            }
+            None => Ok(()),
+        },
+        Kind::TrailRole => {
+            let iam = c.iam();
+            ignore(
+                call!(
+                    "DeleteRolePolicy",
+                    iam.delete_role_policy()
+                        .role_name(name)
+                        .policy_name(name)
+                        .send()
+                )
+                .map(|_| ()),
+                GONE,
+            )?;
+            call!("DeleteRole", iam.delete_role().role_name(name).send()).map(|_| ())
+        }
+        Kind::OrgTrail | Kind::MemberTrail => call!(
+            "DeleteTrail",
+            c.cloudtrail().delete_trail().name(name).send()
+        )
+        .map(|_| ()),
+        Kind::Bucket => {
+            if options.delete_archive {
+                empty_bucket(c, name).await?;
+                call!("DeleteBucket", c.s3().delete_bucket().bucket(name).send()).map(|_| ())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    ignore(r, GONE)
+}
+
+/// Deletes every object version and delete marker, page by page.
+async fn empty_bucket(c: &Clients, bucket: &str) -> Result<(), OpError> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let s3 = c.s3();
+    loop {
+        let page = call!(
+            "ListObjectVersions",
+            s3.list_object_versions().bucket(bucket).send()
+        )?;
+        let mut ids = Vec::new();
+        for v in page.versions() {
+            if let Some(k) = v.key() {
+                ids.push(
+                    ObjectIdentifier::builder()
+                        .key(k)
+                        .set_version_id(v.version_id().map(str::to_string))
+                        .build(),
+                );
+            }
+        }
+        for m in page.delete_markers() {
+            if let Some(k) = m.key() {
+                ids.push(
+                    ObjectIdentifier::builder()
+                        .key(k)
+                        .set_version_id(m.version_id().map(str::to_string))
+                        .build(),
+                );
+            }
+        }
+        let ids: Vec<_> = ids.into_iter().filter_map(Result::ok).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let del = Delete::builder()
+            .set_objects(Some(ids))
+            .quiet(true)
+            .build()
+            .map_err(|e| OpError::build("DeleteObjects", e))?;
+        call!(
+            "DeleteObjects",
+            s3.delete_objects().bucket(bucket).delete(del).send()
+        )?;
+    }
+}

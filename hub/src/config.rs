@@ -1,0 +1,435 @@
+//! `hub.toml`: what the organisation should look like. Parsed strictly (unknown keys are
+//! errors that name the file, line and column), then validated as a whole.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use shared::config::{ConfigError, line_col, load_toml};
+use shared::naming;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    pub hub: HubSection,
+    pub trail: TrailSection,
+    #[serde(default)]
+    pub monitoring: MonitoringSection,
+    #[serde(default)]
+    pub alerts: AlertsSection,
+    /// User rules, same fields as the built-in pack's rules.
+    #[serde(default)]
+    pub rule: Vec<toml::Table>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSection {
+    /// Regions to monitor. Global-service events (IAM, STS, sign-in) arrive in us-east-1.
+    pub regions: Vec<String>,
+    /// Role assumed in member accounts.
+    #[serde(default = "default_member_role")]
+    pub member_role: String,
+    /// External ID passed on `sts:AssumeRole`.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Accounts to enroll; default: every ACTIVE account of the organisation.
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
+    /// Accounts never enrolled.
+    #[serde(default)]
+    pub exclude_accounts: Vec<String>,
+    /// Only accounts under these organisational units (recursively).
+    #[serde(default)]
+    pub include_ous: Vec<String>,
+    /// Account holding the bucket, topic, queue and bus; default: the hub's own account.
+    #[serde(default)]
+    pub central_account: Option<String>,
+    /// Accounts processed at once (overridden by `--concurrency`).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrailSection {
+    /// Organisation trail name.
+    #[serde(default = "default_trail_name")]
+    pub name: String,
+    /// Central archive bucket.
+    pub bucket: String,
+    /// KMS key for SSE-KMS; default SSE-S3.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    /// Days before archived log files expire (lifecycle rule).
+    #[serde(default = "default_archive_days")]
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// A default-bus rule sends each account's CloudTrail events to its log group.
+    Eventbridge,
+    /// Each account has its own trail into the central bucket and its log group.
+    Trail,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringSection {
+    #[serde(default = "default_delivery")]
+    pub delivery: Delivery,
+    /// Built-in rule ids or packs (`cis`, `all`).
+    #[serde(default = "default_pack")]
+    pub pack: Vec<String>,
+    /// Built-in rule ids to leave out.
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// Retention of the member log groups.
+    #[serde(default = "default_log_days")]
+    pub log_retention_days: i32,
+}
+
+impl Default for MonitoringSection {
+    fn default() -> Self {
+        MonitoringSection {
+            delivery: default_delivery(),
+            pack: default_pack(),
+            disable: Vec::new(),
+            log_retention_days: default_log_days(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    #[serde(default = "default_alerts_name")]
+    pub topic: String,
+    #[serde(default = "default_alerts_name")]
+    pub queue: String,
+    /// Receives before a message moves to the dead-letter queue.
+    #[serde(default = "default_max_receive")]
+    pub max_receive_count: u32,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        AlertsSection {
+            topic: default_alerts_name(),
+            queue: default_alerts_name(),
+            max_receive_count: default_max_receive(),
+        }
+    }
+}
+
+fn default_member_role() -> String {
+    naming::DEFAULT_MEMBER_ROLE.to_string()
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_trail_name() -> String {
+    naming::PREFIX.to_string()
+}
+fn default_archive_days() -> u32 {
+    365
+}
+fn default_delivery() -> Delivery {
+    Delivery::Eventbridge
+}
+fn default_pack() -> Vec<String> {
+    vec!["cis".to_string()]
+}
+fn default_log_days() -> i32 {
+    365
+}
+fn default_alerts_name() -> String {
+    "orgwatch-alerts".to_string()
+}
+fn default_max_receive() -> u32 {
+    5
+}
+
+/// Retention values CloudWatch Logs accepts.
+const LOG_RETENTION_DAYS: &[i32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+impl HubConfig {
+    /// Reads, parses and validates a config file, reporting every problem found.
+    pub fn load(path: &Path) -> Result<HubConfig, Vec<ConfigError>> {
+        let config: HubConfig = load_toml(path).map_err(|e| vec![e])?;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        config.validate(path, &text)?;
+        Ok(config)
+    }
+
+    /// Checks that need more than types. Positions point at the key when it can be found.
+    pub fn validate(&self, path: &Path, text: &str) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut err = |key: &str, message: String| {
+            let position = find_key(text, key).map(|o| line_col(text, o));
+            errors.push(ConfigError {
+                path: path.to_path_buf(),
+                position,
+                message,
+            });
+        };
+        if self.hub.regions.is_empty() {
+            err(
+                "regions",
+                "hub.regions: at least one region is required".into(),
+            );
+        }
+        for r in &self.hub.regions {
+            if !is_region(r) {
+                err(
+                    "regions",
+                    format!("hub.regions: {r:?} is not an AWS region name"),
+                );
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.hub.regions {
+            if !seen.insert(r) {
+                err("regions", format!("hub.regions: {r:?} is listed twice"));
+            }
+        }
+        for (key, list) in [
+            ("accounts", self.hub.accounts.as_deref().unwrap_or_default()),
+            ("exclude_accounts", &self.hub.exclude_accounts[..]),
+        ] {
+            for a in list {
+                if !naming::is_account_id(a) {
+                    err(
+                        key,
+                        format!("hub.{key}: {a:?} is not a 12-digit account id"),
+                    );
+                }
+            }
+        }
+        if let Some(a) = &self.hub.central_account
+            && !naming::is_account_id(a)
+        {
+            err(
+                "central_account",
+                format!("hub.central_account: {a:?} is not a 12-digit account id"),
+            );
+        }
+        for ou in &self.hub.include_ous {
+            if !(ou.starts_with("ou-") || ou.starts_with("r-")) {
+                err(
+                    "include_ous",
+                    format!("hub.include_ous: {ou:?} is not an OU or root id (ou-... / r-...)"),
+                );
+            }
+        }
+        if self.hub.member_role.is_empty() || self.hub.member_role.contains('/') {
+            err(
+                "member_role",
+                "hub.member_role: a role name (not an ARN) is required".into(),
+            );
+        }
+        if self.hub.concurrency == 0 {
+            err("concurrency", "hub.concurrency must be at least 1".into());
+        }
+        if !is_bucket_name(&self.trail.bucket) {
+            err(
+                "bucket",
+                format!(
+                    "trail.bucket: {:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)",
+                    self.trail.bucket
+                ),
+            );
+        }
+        if !is_resource_name(&self.trail.name, 128) {
+            err(
+                "name",
+                format!(
+                    "trail.name: {:?} is not a valid trail name",
+                    self.trail.name
+                ),
+            );
+        }
+        if self.trail.retention_days == 0 {
+            err(
+                "retention_days",
+                "trail.retention_days must be at least 1".into(),
+            );
+        }
+        if !LOG_RETENTION_DAYS.contains(&self.monitoring.log_retention_days) {
+            err(
+                "log_retention_days",
+                format!(
+                    "monitoring.log_retention_days: {} is not one CloudWatch Logs accepts ({LOG_RETENTION_DAYS:?})",
+                    self.monitoring.log_retention_days
+                ),
+            );
+        }
+        for (key, name) in [("topic", &self.alerts.topic), ("queue", &self.alerts.queue)] {
+            if !is_resource_name(name, 80) {
+                err(
+                    key,
+                    format!(
+                        "alerts.{key}: {name:?} must be 1-80 letters, digits, hyphens or underscores"
+                    ),
+                );
+            }
+        }
+        if !(1..=1000).contains(&self.alerts.max_receive_count) {
+            err(
+                "max_receive_count",
+                "alerts.max_receive_count must be 1..=1000".into(),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The region of the central bucket and the organisation trail: the first listed.
+    pub fn home_region(&self) -> &str {
+        self.hub
+            .regions
+            .first()
+            .map(String::as_str)
+            .unwrap_or("us-east-1")
+    }
+}
+
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(offset + (line.len() - trimmed.len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_bucket_name(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn is_resource_name(n: &str, max: usize) -> bool {
+    !n.is_empty()
+        && n.len() <= max
+        && n.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[hub]
+regions = ["us-east-1", "eu-west-1"]
+member_role = "OrganizationAccountAccessRole"
+[trail]
+name = "orgwatch"
+bucket = "acme-orgwatch-cloudtrail"
+[monitoring]
+delivery = "trail"
+pack = ["cis"]
+[alerts]
+topic = "orgwatch-alerts"
+queue = "orgwatch-alerts"
+"#;
+
+    fn parse(text: &str) -> Result<HubConfig, Vec<ConfigError>> {
+        let path = Path::new("hub.toml");
+        let c: HubConfig = shared::config::parse_toml(path, text).map_err(|e| vec![e])?;
+        c.validate(path, text)?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = parse(GOOD).expect("valid");
+        assert_eq!(c.monitoring.delivery, Delivery::Trail);
+        assert_eq!(c.home_region(), "us-east-1");
+        assert_eq!(c.hub.concurrency, 8);
+        assert_eq!(c.alerts.max_receive_count, 5);
+    }
+
+    #[test]
+    fn unknown_keys_name_line_and_column() {
+        let text = GOOD.replace("[alerts]\n", "[alerts]\ncolour = 1\n");
+        let errs = parse(&text).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        let shown = errs[0].to_string();
+        assert!(
+            shown.starts_with("hub.toml:12:1: unknown field `colour`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = GOOD
+            .replace("\"eu-west-1\"", "\"Europe\"")
+            .replace("acme-orgwatch-cloudtrail", "Bad_Bucket")
+            .replace("[monitoring]\n", "[monitoring]\nlog_retention_days = 42\n");
+        let errs = parse(&text).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("hub.toml:3:1: hub.regions: \"Europe\""),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].contains("trail.bucket: \"Bad_Bucket\""),
+            "{shown:#?}"
+        );
+        assert!(shown[2].contains("log_retention_days: 42"), "{shown:#?}");
+    }
+
+    #[test]
+    fn bad_delivery_mode_is_located() {
+        let text = GOOD.replace("delivery = \"trail\"", "delivery = \"carrier-pigeon\"");
+        let errs = parse(&text).unwrap_err();
+        assert_eq!(errs[0].position, Some((9, 12)), "{}", errs[0]);
+        assert!(
+            errs[0].message.contains("unknown variant `carrier-pigeon`"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn account_ids_are_checked() {
+        let text = GOOD.replace("member_role", "accounts = [\"1234\"]\nmember_role");
+        let errs = parse(&text).unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("\"1234\" is not a 12-digit account id")
+        );
+    }
+}

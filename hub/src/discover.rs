@@ -1,0 +1,113 @@
+//! Which accounts to enroll: the organisation's ACTIVE accounts, narrowed by config.
+
+use std::collections::BTreeSet;
+
+use shared::aws::Clients;
+
+use crate::config::HubConfig;
+use crate::observe::OpError;
+
+/// The organisation as the hub sees it.
+#[derive(Clone, Debug)]
+pub struct Organization {
+    pub id: String,
+    /// ACTIVE accounts, sorted.
+    pub active_accounts: Vec<String>,
+}
+
+pub async fn organization(c: &Clients) -> Result<Organization, OpError> {
+    let orgs = c.organizations();
+    let org = orgs
+        .describe_organization()
+        .send()
+        .await
+        .map_err(|e| OpError::new("DescribeOrganization", e))?;
+    let org = org.organization();
+    let mut accounts = Vec::new();
+    let mut pages = orgs.list_accounts().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| OpError::new("ListAccounts", e))?;
+        for a in page.accounts() {
+            let active = a.status().is_none_or(|s| s.as_str() == "ACTIVE")
+                && a.state().is_none_or(|s| s.as_str() == "ACTIVE");
+            if let (true, Some(id)) = (active, a.id()) {
+                accounts.push(id.to_string());
+            }
+        }
+    }
+    accounts.sort();
+    Ok(Organization {
+        id: org.and_then(|o| o.id()).unwrap_or_default().to_string(),
+        active_accounts: accounts,
+    })
+}
+
+/// Accounts under an OU or root, recursively.
+async fn accounts_under(c: &Clients, parent: &str) -> Result<BTreeSet<String>, OpError> {
+    let orgs = c.organizations();
+    let mut out = BTreeSet::new();
+    let mut stack = vec![parent.to_string()];
+    while let Some(p) = stack.pop() {
+        let mut pages = orgs
+            .list_accounts_for_parent()
+            .parent_id(&p)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| OpError::new("ListAccountsForParent", e))?;
+            out.extend(
+                page.accounts()
+                    .iter()
+                    .filter_map(|a| a.id())
+                    .map(str::to_string),
+            );
+        }
+        let mut pages = orgs
+            .list_organizational_units_for_parent()
+            .parent_id(&p)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| OpError::new("ListOrganizationalUnitsForParent", e))?;
+            stack.extend(
+                page.organizational_units()
+                    .iter()
+                    .filter_map(|o| o.id())
+                    .map(str::to_string),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The accounts in scope: `only` (from `--account`) or config's `accounts`, else every
+/// ACTIVE account; then `include_ous` and `exclude_accounts`. Requested accounts that are
+/// not ACTIVE members are returned separately so they can be reported as failures.
+pub async fn accounts(
+    c: &Clients,
+    org: &Organization,
+    config: &HubConfig,
+    only: &[String],
+) -> Result<(Vec<String>, Vec<String>), OpError> {
+    let requested: Option<Vec<String>> = if !only.is_empty() {
+        Some(only.to_vec())
+    } else {
+        config.hub.accounts.clone()
+    };
+    let active: BTreeSet<&String> = org.active_accounts.iter().collect();
+    let (mut chosen, unknown): (Vec<String>, Vec<String>) = match requested {
+        Some(list) => list.into_iter().partition(|a| active.contains(a)),
+        None => (org.active_accounts.clone(), Vec::new()),
+    };
+    if !config.hub.include_ous.is_empty() {
+        let mut allowed = BTreeSet::new();
+        for ou in &config.hub.include_ous {
+            allowed.extend(accounts_under(c, ou).await?);
+        }
+        chosen.retain(|a| allowed.contains(a));
+    }
+    chosen.retain(|a| !config.hub.exclude_accounts.contains(a));
+    chosen.sort();
+    chosen.dedup();
+    Ok((chosen, unknown))
+}

@@ -1,0 +1,281 @@
+//! The resources orgwatch manages, as data: a key (where and what) and a spec (the settings
+//! that matter). `desired` builds them from config, `observe` reads them from AWS, `diff`
+//! compares them field by field, `apply` carries out the difference.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The kinds of resource, in the order they are created (deletes run in reverse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Bucket,
+    OrgTrail,
+    Topic,
+    DeadLetterQueue,
+    Queue,
+    Subscription,
+    Bus,
+    BusRule,
+    LogGroup,
+    LogPolicy,
+    TrailRole,
+    MemberTrail,
+    EventsRule,
+    MetricFilter,
+    Alarm,
+    ForwardRule,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Bucket => "bucket",
+            Kind::OrgTrail => "org-trail",
+            Kind::Topic => "topic",
+            Kind::DeadLetterQueue => "dead-letter-queue",
+            Kind::Queue => "queue",
+            Kind::Subscription => "subscription",
+            Kind::Bus => "bus",
+            Kind::BusRule => "bus-rule",
+            Kind::LogGroup => "log-group",
+            Kind::LogPolicy => "log-policy",
+            Kind::TrailRole => "trail-role",
+            Kind::MemberTrail => "member-trail",
+            Kind::EventsRule => "events-rule",
+            Kind::MetricFilter => "metric-filter",
+            Kind::Alarm => "alarm",
+            Kind::ForwardRule => "forward-rule",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a resource is and what it is called. Sorted by account, region, kind, name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ResourceKey {
+    pub account: String,
+    pub region: String,
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl ResourceKey {
+    pub fn new(account: &str, region: &str, kind: Kind, name: impl Into<String>) -> Self {
+        ResourceKey {
+            account: account.to_string(),
+            region: region.to_string(),
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.account, self.region, self.kind, self.name
+        )
+    }
+}
+
+/// S3 bucket settings.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BucketSpec {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+    pub ownership: String,
+    /// `AES256` or `aws:kms:<key id>`.
+    pub encryption: String,
+    pub versioning: String,
+    pub expire_days: u32,
+    /// Canonical JSON.
+    pub policy: String,
+}
+
+/// A CloudTrail trail (the organisation trail or a member account's trail).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrailSpec {
+    pub bucket: String,
+    pub multi_region: bool,
+    pub global_service_events: bool,
+    pub log_file_validation: bool,
+    pub organization: bool,
+    pub logging: bool,
+    pub log_group_arn: Option<String>,
+    pub logs_role_arn: Option<String>,
+}
+
+/// A resource whose only managed setting is a resource policy (topic, bus, log policy).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicySpec {
+    /// Canonical JSON.
+    pub policy: String,
+}
+
+/// An SQS queue.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueueSpec {
+    /// Canonical JSON, or empty.
+    pub policy: String,
+    /// Canonical JSON redrive policy, or empty.
+    pub redrive: String,
+    pub sse: bool,
+    pub retention_secs: u32,
+}
+
+/// SNS topic -> SQS queue subscription.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SubscriptionSpec {
+    pub topic_arn: String,
+    pub queue_arn: String,
+    pub raw_delivery: bool,
+}
+
+/// An EventBridge rule with its one target.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventRuleSpec {
+    pub bus: String,
+    /// Canonical JSON event pattern.
+    pub pattern: String,
+    pub state: String,
+    pub target_id: String,
+    pub target_arn: String,
+    pub target_role_arn: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogGroupSpec {
+    pub retention_days: i32,
+}
+
+/// An IAM role with one inline policy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RoleSpec {
+    /// Canonical JSON.
+    pub trust: String,
+    /// Canonical JSON of the inline policy.
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricFilterSpec {
+    pub log_group: String,
+    pub pattern: String,
+    pub metric_name: String,
+    pub namespace: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlarmSpec {
+    pub metric_name: String,
+    pub namespace: String,
+    pub statistic: String,
+    pub period: i32,
+    pub evaluation_periods: i32,
+    pub threshold: f64,
+    pub comparison: String,
+    pub actions: Vec<String>,
+    pub treat_missing_data: String,
+    pub description: String,
+}
+
+/// The settings of one resource.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Spec {
+    Bucket(BucketSpec),
+    Trail(TrailSpec),
+    Policy(PolicySpec),
+    Queue(QueueSpec),
+    Subscription(SubscriptionSpec),
+    EventRule(EventRuleSpec),
+    LogGroup(LogGroupSpec),
+    Role(RoleSpec),
+    MetricFilter(MetricFilterSpec),
+    Alarm(AlarmSpec),
+}
+
+impl Spec {
+    /// Field name -> value as text, for comparison and display.
+    pub fn fields(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(self) {
+            for (k, v) in map {
+                let text = match v {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                out.insert(k, text);
+            }
+        }
+        out
+    }
+}
+
+/// Parses and re-prints JSON with sorted keys, so that equal documents compare equal.
+/// Text that is not JSON is returned as it is.
+pub fn canonical_json(text: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => v.to_string(),
+        Err(_) => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_flatten_every_setting() {
+        let s = Spec::LogGroup(LogGroupSpec {
+            retention_days: 365,
+        });
+        assert_eq!(
+            s.fields().get("retention_days").map(String::as_str),
+            Some("365")
+        );
+        let t = Spec::Trail(TrailSpec {
+            bucket: "b".into(),
+            multi_region: true,
+            global_service_events: true,
+            log_file_validation: true,
+            organization: true,
+            logging: false,
+            log_group_arn: None,
+            logs_role_arn: None,
+        });
+        let f = t.fields();
+        assert_eq!(f["logging"], "false");
+        assert_eq!(f["log_group_arn"], "");
+        assert_eq!(f.len(), 8);
+    }
+
+    #[test]
+    fn canonical_json_ignores_key_order_and_spacing() {
+        assert_eq!(
+            canonical_json(r#"{ "b": 1, "a": [1, 2] }"#),
+            canonical_json(r#"{"a":[1,2],"b":1}"#)
+        );
+        assert_eq!(canonical_json("not json"), "not json");
+    }
+
+    #[test]
+    fn kinds_sort_in_creation_order() {
+        assert!(Kind::Bucket < Kind::OrgTrail);
+        assert!(Kind::LogGroup < Kind::MetricFilter);
+        assert!(Kind::MetricFilter < Kind::Alarm);
+    }
+}
