@@ -6,3 +6,4 @@ pub mod config;
 pub mod logging;
 pub mod naming;
 pub mod pattern;
+pub mod rules;

@@ -1,0 +1,459 @@
+//! The detection pack: every rule orgwatch knows, as data.
+//!
+//! A rule is a CloudWatch Logs filter pattern plus what to do with its matches (metric,
+//! alarm, severity, forwarding) and the evidence that the pattern means what the rule says:
+//! fixtures, CloudTrail records that must match and close misses that must not.
+//!
+//! # Where rules come from
+//!
+//! * The built-in pack, one TOML file per rule under `shared/rules/`, embedded at build
+//!   time: CIS AWS Foundations Benchmark "Monitoring" 4.1-4.15 (`cis-4.1` ... `cis-4.15`)
+//!   and `root-activity`, the root-usage rule of the single-account recipe.
+//! * `[[rule]]` tables in the hub's configuration file, with the same fields.
+//!
+//! The configuration chooses built-ins with `pack` (ids, `"cis"` for every `cis-*` rule,
+//! `"all"`) and leaves some out with `disable`. See [`Pack::from_config`].
+//!
+//! # Rule fields
+//!
+//! | key                  | meaning                                                          |
+//! |----------------------|------------------------------------------------------------------|
+//! | `id`                 | letters, digits, `.`, `_`, `-`; names the metric filter and alarm |
+//! | `title`              | one line                                                         |
+//! | `severity`           | `low`, `medium`, `high` or `critical`                            |
+//! | `pattern`            | the filter pattern (at most 1,024 characters)                    |
+//! | `metric_name`        | CloudWatch metric the filter increments                          |
+//! | `namespace`          | metric namespace (default [`naming::METRIC_NAMESPACE`])          |
+//! | `threshold`          | alarm threshold (default 1)                                      |
+//! | `period_secs`        | alarm period, a multiple of 60 up to a day (default 300)         |
+//! | `evaluation_periods` | periods evaluated (default 1)                                    |
+//! | `statistic`          | `Sum` (default), `Average`, `Minimum`, `Maximum`, `SampleCount`  |
+//! | `comparison`         | CloudWatch comparison operator (default `GreaterThanOrEqualToThreshold`) |
+//! | `treat_missing_data` | `notBreaching` (default), `breaching`, `ignore`, `missing`       |
+//! | `description`        | what the rule detects and why it matters                         |
+//! | `remediation`        | what to do when it fires                                         |
+//! | `security_hub`       | the Security Hub control it satisfies (`CloudWatch.N`), if any    |
+//! | `forward`            | also forward each matching event through EventBridge            |
+//! | `eventbridge_pattern`| the EventBridge event pattern (JSON) used to forward; required with `forward` |
+//! | `[[rule.fixture]]`   | `name`, `matches` (bool), `event` (a CloudTrail record as JSON)  |
+//!
+//! Loading checks everything at once and reports every problem with its file, line and
+//! column (for a bad pattern: the position of the fault inside the TOML file, and the
+//! pattern with a caret under it).
+//!
+//! # Evaluating
+//!
+//! [`Pack::matching`] evaluates every rule on one [`Event`], which parses the log event at
+//! most once however many rules look at it. [`Pack::verify`] runs every fixture, both as a
+//! trail-delivered record and wrapped in the EventBridge envelope against
+//! [`Rule::eventbridge_filters`].
+
+mod eventbridge;
+mod load;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::config::ConfigError;
+use crate::naming;
+use crate::pattern::{Event, Pattern};
+
+pub use eventbridge::{SplitError, envelope};
+pub use load::{FixtureSpec, RuleSpec, UserRules};
+pub use verify::{FixtureFailure, Form, RuleReport, VerifyReport};
+
+/// AWS's limit on a filter pattern, in characters.
+pub const MAX_PATTERN_CHARS: usize = 1024;
+
+/// The built-in rule files, in pack order: (file name, contents).
+pub const BUILTIN_FILES: &[(&str, &str)] = &[
+    (
+        "root-activity.toml",
+        include_str!("../../rules/root-activity.toml"),
+    ),
+    ("cis-4.1.toml", include_str!("../../rules/cis-4.1.toml")),
+    ("cis-4.2.toml", include_str!("../../rules/cis-4.2.toml")),
+    ("cis-4.3.toml", include_str!("../../rules/cis-4.3.toml")),
+    ("cis-4.4.toml", include_str!("../../rules/cis-4.4.toml")),
+    ("cis-4.5.toml", include_str!("../../rules/cis-4.5.toml")),
+    ("cis-4.6.toml", include_str!("../../rules/cis-4.6.toml")),
+    ("cis-4.7.toml", include_str!("../../rules/cis-4.7.toml")),
+    ("cis-4.8.toml", include_str!("../../rules/cis-4.8.toml")),
+    ("cis-4.9.toml", include_str!("../../rules/cis-4.9.toml")),
+    ("cis-4.10.toml", include_str!("../../rules/cis-4.10.toml")),
+    ("cis-4.11.toml", include_str!("../../rules/cis-4.11.toml")),
+    ("cis-4.12.toml", include_str!("../../rules/cis-4.12.toml")),
+    ("cis-4.13.toml", include_str!("../../rules/cis-4.13.toml")),
+    ("cis-4.14.toml", include_str!("../../rules/cis-4.14.toml")),
+    ("cis-4.15.toml", include_str!("../../rules/cis-4.15.toml")),
+];
+
+/// Directory of the built-in files as named in messages.
+pub const BUILTIN_DIR: &str = "shared/rules";
+
+/// `pack` entry selecting every built-in rule.
+pub const PACK_ALL: &str = "all";
+/// `pack` entry selecting every `cis-*` built-in rule.
+pub const PACK_CIS: &str = "cis";
+
+/// How urgent a rule's matches are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// CloudWatch alarm statistic (names as the CloudWatch API spells them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Statistic {
+    Sum,
+    Average,
+    Minimum,
+    Maximum,
+    SampleCount,
+}
+
+impl Statistic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Statistic::Sum => "Sum",
+            Statistic::Average => "Average",
+            Statistic::Minimum => "Minimum",
+            Statistic::Maximum => "Maximum",
+            Statistic::SampleCount => "SampleCount",
+        }
+    }
+}
+
+/// CloudWatch alarm comparison operator (names as the CloudWatch API spells them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Comparison {
+    GreaterThanOrEqualToThreshold,
+    GreaterThanThreshold,
+    LessThanThreshold,
+    LessThanOrEqualToThreshold,
+}
+
+impl Comparison {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparison::GreaterThanOrEqualToThreshold => "GreaterThanOrEqualToThreshold",
+            Comparison::GreaterThanThreshold => "GreaterThanThreshold",
+            Comparison::LessThanThreshold => "LessThanThreshold",
+            Comparison::LessThanOrEqualToThreshold => "LessThanOrEqualToThreshold",
+        }
+    }
+}
+
+/// How the alarm treats periods without data points (no matching events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MissingData {
+    NotBreaching,
+    Breaching,
+    Ignore,
+    Missing,
+}
+
+impl MissingData {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingData::NotBreaching => "notBreaching",
+            MissingData::Breaching => "breaching",
+            MissingData::Ignore => "ignore",
+            MissingData::Missing => "missing",
+        }
+    }
+}
+
+/// A place in a rule file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+/// Where a rule was defined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "path")]
+pub enum Origin {
+    /// A built-in file (its name under [`BUILTIN_DIR`]).
+    Builtin(String),
+    /// A `[[rule]]` table of a configuration file.
+    Config(PathBuf),
+}
+
+impl Origin {
+    pub fn is_builtin(&self) -> bool {
+        matches!(self, Origin::Builtin(_))
+    }
+}
+
+/// A CloudTrail record a rule must (or must not) match.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fixture {
+    pub name: String,
+    /// Whether the rule must match it.
+    pub matches: bool,
+    /// The log event as parsed: a JSON object (a CloudTrail record), or a JSON string for a
+    /// plain-text log line.
+    pub event: Json,
+    /// Where the fixture's event starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+impl Fixture {
+    /// The log event's text as CloudWatch Logs would hold it: a record's compact JSON, or
+    /// the line itself.
+    pub fn message(&self) -> String {
+        match &self.event {
+            Json::String(line) => line.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// One validated rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    #[serde(serialize_with = "serialize_pattern")]
+    pub pattern: Pattern,
+    pub metric_name: String,
+    pub namespace: String,
+    pub threshold: f64,
+    pub period_secs: u32,
+    pub evaluation_periods: u32,
+    pub statistic: Statistic,
+    pub comparison: Comparison,
+    pub treat_missing_data: MissingData,
+    pub description: String,
+    pub remediation: String,
+    /// Security Hub control (`CloudWatch.N`) this rule's filter and alarm satisfy.
+    pub security_hub: Option<String>,
+    /// Forward each matching event through EventBridge as well as counting it.
+    pub forward: bool,
+    /// EventBridge event pattern used for forwarding.
+    pub eventbridge_pattern: Option<Json>,
+    pub fixtures: Vec<Fixture>,
+    pub origin: Origin,
+}
+
+fn serialize_pattern<S: serde::Serializer>(p: &Pattern, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.as_str())
+}
+
+impl Rule {
+    /// Whether the rule matches a log event.
+    pub fn matches(&self, event: &Event<'_>) -> bool {
+        self.pattern.matches(event)
+    }
+
+    /// The metric filter pattern(s) for `eventbridge` delivery, where each log event is the
+    /// EventBridge envelope with the CloudTrail record under `detail`: the pattern with every
+    /// selector prefixed by `detail.`, printed compactly. When that exceeds 1,024 characters
+    /// the pattern is split into filters that each fit and together match exactly the same
+    /// events (a top-level `||` is cut in two; `A && (x || y || ...)` becomes
+    /// `A && (x || ...)` and `A && (... || y)`). All parts feed the same metric.
+    ///
+    /// Unstructured term patterns are returned unchanged (they match the record's text
+    /// inside the envelope); space-delimited patterns cannot be used with EventBridge.
+    pub fn eventbridge_filters(&self) -> Result<Vec<String>, SplitError> {
+        eventbridge::filters(&self.pattern)
+    }
+
+    /// The fixtures that must match.
+    pub fn positive_fixtures(&self) -> impl Iterator<Item = &Fixture> {
+        self.fixtures.iter().filter(|f| f.matches)
+    }
+
+    /// The fixtures that must not match.
+    pub fn negative_fixtures(&self) -> impl Iterator<Item = &Fixture> {
+        self.fixtures.iter().filter(|f| !f.matches)
+    }
+}
+
+/// Every problem found while loading a pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackError {
+    pub problems: Vec<ConfigError>,
+}
+
+impl fmt::Display for PackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PackError {}
+
+impl From<ConfigError> for PackError {
+    fn from(e: ConfigError) -> PackError {
+        PackError { problems: vec![e] }
+    }
+}
+
+/// A validated set of rules with unique ids.
+#[derive(Clone, Debug)]
+pub struct Pack {
+    rules: Vec<Rule>,
+}
+
+impl Pack {
+    /// Every built-in rule.
+    pub fn builtin() -> Result<Pack, PackError> {
+        Pack::from_config(&[PACK_ALL.to_string()], &[], &UserRules::none())
+    }
+
+    /// The built-in rules `pack` selects (ids, [`PACK_CIS`], [`PACK_ALL`]) minus `disable`,
+    /// plus the user's rules. Unknown ids in `pack` or `disable` are errors, and so is a
+    /// user rule whose id is already taken by a selected built-in.
+    pub fn from_config(
+        pack: &[String],
+        disable: &[String],
+        user: &UserRules,
+    ) -> Result<Pack, PackError> {
+        let mut problems = Vec::new();
+        let builtin = load::builtin_specs();
+        let (builtin, mut errs) = match builtin {
+            Ok(specs) => (specs, Vec::new()),
+            Err(e) => (Vec::new(), e.problems),
+        };
+        problems.append(&mut errs);
+
+        let known: Vec<&str> = builtin
+            .iter()
+            .map(|s| s.spec.id.get_ref().as_str())
+            .collect();
+        let config_path = user.path().unwrap_or(Path::new("configuration"));
+        let mut wanted = vec![false; builtin.len()];
+        for entry in pack {
+            match entry.as_str() {
+                PACK_ALL => wanted.iter_mut().for_each(|w| *w = true),
+                PACK_CIS => {
+                    for (w, id) in wanted.iter_mut().zip(&known) {
+                        *w |= id.starts_with("cis-");
+                    }
+                }
+                id => match known.iter().position(|k| *k == id) {
+                    Some(i) => wanted[i] = true,
+                    None => problems.push(ConfigError::file(
+                        config_path,
+                        format!(
+                            "monitoring.pack: unknown built-in rule or pack \"{id}\" (known: {PACK_CIS}, {PACK_ALL}, {})",
+                            known.join(", ")
+                        ),
+                    )),
+                },
+            }
+        }
+        for id in disable {
+            match known.iter().position(|k| *k == id) {
+                Some(i) => wanted[i] = false,
+                None => problems.push(ConfigError::file(
+                    config_path,
+                    format!("monitoring.disable: unknown built-in rule \"{id}\""),
+                )),
+            }
+        }
+        let mut specs: Vec<load::Located> = builtin
+            .into_iter()
+            .zip(wanted)
+            .filter_map(|(s, w)| w.then_some(s))
+            .collect();
+        specs.extend(user.specs().iter().cloned());
+
+        let (rules, mut errs) = load::validate(specs);
+        problems.append(&mut errs);
+        if problems.is_empty() {
+            Ok(Pack { rules })
+        } else {
+            Err(PackError { problems })
+        }
+    }
+
+    /// The rules, built-ins first in pack order, then the user's in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules whose pattern matches `event`. The event is parsed at most once, on the
+    /// first rule that needs its JSON, and shared by all the others.
+    pub fn matching<'a>(&'a self, event: &Event<'_>) -> impl Iterator<Item = &'a Rule> {
+        self.rules.iter().filter(move |r| r.pattern.matches(event))
+    }
+
+    /// Runs every rule's fixtures, in trail and EventBridge form.
+    pub fn verify(&self) -> VerifyReport {
+        verify::verify(&self.rules)
+    }
+}
+
+/// The CloudTrail record inside an EventBridge envelope (`detail-type` + `detail`), or the
+/// value itself when it is not an envelope.
+pub fn unwrap_envelope(value: &Json) -> &Json {
+    match (value.get("detail-type"), value.get("detail")) {
+        (Some(Json::String(_)), Some(detail @ Json::Object(_))) => detail,
+        _ => value,
+    }
+}
+
+/// `naming::METRIC_NAMESPACE`, the default metric namespace.
+pub fn default_namespace() -> String {
+    naming::METRIC_NAMESPACE.to_string()
+}

@@ -1,0 +1,733 @@
+use std::path::Path;
+
+use serde_json::{Value as Json, json};
+
+use super::*;
+use crate::pattern::{Event, Pattern};
+
+fn builtin() -> Pack {
+    match Pack::builtin() {
+        Ok(p) => p,
+        Err(e) => panic!("built-in pack does not load:\n{e}"),
+    }
+}
+
+fn user(text: &str) -> UserRules {
+    match UserRules::from_toml(Path::new("hub.toml"), text) {
+        Ok(u) => u,
+        Err(e) => panic!("user rules do not parse:\n{e}"),
+    }
+}
+
+fn load_err(pack: &[&str], disable: &[&str], text: &str) -> PackError {
+    let pack: Vec<String> = pack.iter().map(|s| s.to_string()).collect();
+    let disable: Vec<String> = disable.iter().map(|s| s.to_string()).collect();
+    match Pack::from_config(&pack, &disable, &user(text)) {
+        Ok(p) => panic!(
+            "expected errors, loaded {:?}",
+            p.rules().iter().map(|r| &r.id).collect::<Vec<_>>()
+        ),
+        Err(e) => e,
+    }
+}
+
+fn fixture<'a>(rule: &'a Rule, name_part: &str) -> &'a Fixture {
+    rule.fixtures
+        .iter()
+        .find(|f| f.name.contains(name_part))
+        .unwrap_or_else(|| panic!("{}: no fixture named like {name_part:?}", rule.id))
+}
+
+// ---------------------------------------------------------------------------------------
+// The built-in pack.
+
+#[test]
+fn builtin_pack_has_cis_4_1_to_4_15_and_root_activity() {
+    let pack = builtin();
+    let ids: Vec<&str> = pack.rules().iter().map(|r| r.id.as_str()).collect();
+    let mut want = vec!["root-activity".to_string()];
+    want.extend((1..=15).map(|n| format!("cis-4.{n}")));
+    assert_eq!(ids, want);
+    assert!(pack.rules().iter().all(|r| r.origin.is_builtin()));
+    assert!(
+        pack.rules()
+            .iter()
+            .all(|r| r.namespace == naming::METRIC_NAMESPACE)
+    );
+}
+
+#[test]
+fn builtin_fixtures_all_pass_in_both_delivery_forms() {
+    let report = builtin().verify();
+    let failures: Vec<String> = report.failures().map(|f| f.to_string()).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(report.fixture_count() >= 16 * 4);
+}
+
+#[test]
+fn every_builtin_rule_has_two_matches_and_two_close_misses() {
+    for rule in builtin().rules() {
+        let yes = rule.positive_fixtures().count();
+        let no = rule.negative_fixtures().count();
+        assert!(yes >= 2 && no >= 2, "{}: {yes} matching, {no} not", rule.id);
+        for f in &rule.fixtures {
+            // Realistic CloudTrail records: the fields every record has.
+            for key in [
+                "eventVersion",
+                "eventTime",
+                "eventSource",
+                "eventName",
+                "eventID",
+            ] {
+                assert!(
+                    f.event.get(key).is_some(),
+                    "{} / {}: no {key}",
+                    rule.id,
+                    f.name
+                );
+            }
+            let loc = f.location.as_ref().expect("built-in fixtures are located");
+            assert!(loc.path.starts_with(BUILTIN_DIR), "{loc}");
+        }
+    }
+}
+
+#[test]
+fn every_builtin_rule_is_complete() {
+    for rule in builtin().rules() {
+        assert!(!rule.title.is_empty(), "{}", rule.id);
+        assert!(!rule.description.is_empty(), "{}", rule.id);
+        assert!(!rule.remediation.is_empty(), "{}", rule.id);
+        assert!(rule.pattern.as_str().starts_with('{'), "{}", rule.id);
+        if rule.forward {
+            assert!(rule.severity >= Severity::High, "{} forwards", rule.id);
+            let eb = rule
+                .eventbridge_pattern
+                .as_ref()
+                .expect("forwarding pattern");
+            assert!(
+                eb.get("detail").is_some() || eb.get("source").is_some(),
+                "{}: {eb}",
+                rule.id
+            );
+        }
+    }
+}
+
+#[test]
+fn every_pattern_fits_the_aws_limit() {
+    for rule in builtin().rules() {
+        let n = rule.pattern.as_str().chars().count();
+        assert!(n <= MAX_PATTERN_CHARS, "{}: {n} characters", rule.id);
+    }
+}
+
+/// The `detail.`-prefixed compact form of each rule; the ones over 1,024 characters are
+/// split. This pins which rules are split, so a pattern change that moves one across the
+/// limit is noticed (`--nocapture` prints the sizes).
+#[test]
+fn eventbridge_filters_fit_and_only_the_long_rules_are_split() {
+    let mut split = Vec::new();
+    for rule in builtin().rules() {
+        let single = rule.pattern.with_selector_prefix("detail");
+        let filters = rule
+            .eventbridge_filters()
+            .unwrap_or_else(|e| panic!("{}: {e}", rule.id));
+        for f in &filters {
+            assert!(f.chars().count() <= MAX_PATTERN_CHARS, "{}: {f}", rule.id);
+            assert!(f.contains("$.detail."), "{}: {f}", rule.id);
+            assert!(!f.contains("$.eventName"), "{}: {f}", rule.id);
+        }
+        eprintln!(
+            "{:>14} original {:>4} chars, detail-prefixed compact {:>4} chars in {} filter(s)",
+            rule.id,
+            rule.pattern.as_str().chars().count(),
+            filters.iter().map(|f| f.chars().count()).sum::<usize>(),
+            filters.len()
+        );
+        match single {
+            Ok(p) => {
+                assert_eq!(filters, vec![p.to_compact_string()], "{}", rule.id);
+            }
+            Err(_) => {
+                assert!(filters.len() >= 2, "{}", rule.id);
+                split.push(rule.id.clone());
+            }
+        }
+    }
+    // Printed compactly, every built-in fits in one filter (the longest, cis-4.15, is 940
+    // characters); the splitting itself is tested on synthetic patterns below.
+    assert_eq!(split, Vec::<String>::new());
+}
+
+/// Security Hub checks CloudWatch.1-14 against the CIS texts. The texts below are the ones
+/// the Security Hub user guide prints; ours must mean exactly the same (same syntax tree,
+/// compared through the compact printer), except where noted.
+#[test]
+fn patterns_mean_what_security_hub_checks() {
+    let security_hub: &[(&str, &str, &str)] = &[
+        (
+            "cis-4.2",
+            "CloudWatch.3",
+            r#"{ ($.eventName = "ConsoleLogin") && ($.additionalEventData.MFAUsed != "Yes") && ($.userIdentity.type = "IAMUser") && ($.responseElements.ConsoleLogin = "Success") }"#,
+        ),
+        (
+            "cis-4.3",
+            "CloudWatch.1",
+            r#"{$.userIdentity.type="Root" && $.userIdentity.invokedBy NOT EXISTS && $.eventType !="AwsServiceEvent"}"#,
+        ),
+        (
+            "cis-4.4",
+            "CloudWatch.4",
+            "{($.eventName=DeleteGroupPolicy) || ($.eventName=DeleteRolePolicy) || ($.eventName=DeleteUserPolicy) || ($.eventName=PutGroupPolicy) || ($.eventName=PutRolePolicy) || ($.eventName=PutUserPolicy) || ($.eventName=CreatePolicy) || ($.eventName=DeletePolicy) || ($.eventName=CreatePolicyVersion) || ($.eventName=DeletePolicyVersion) || ($.eventName=AttachRolePolicy) || ($.eventName=DetachRolePolicy) || ($.eventName=AttachUserPolicy) || ($.eventName=DetachUserPolicy) || ($.eventName=AttachGroupPolicy) || ($.eventName=DetachGroupPolicy)}",
+        ),
+        (
+            "cis-4.5",
+            "CloudWatch.5",
+            "{($.eventName=CreateTrail) || ($.eventName=UpdateTrail) || ($.eventName=DeleteTrail) || ($.eventName=StartLogging) || ($.eventName=StopLogging)}",
+        ),
+        (
+            "cis-4.6",
+            "CloudWatch.6",
+            r#"{($.eventName=ConsoleLogin) && ($.errorMessage="Failed authentication")}"#,
+        ),
+        (
+            "cis-4.7",
+            "CloudWatch.7",
+            "{($.eventSource=kms.amazonaws.com) && (($.eventName=DisableKey) || ($.eventName=ScheduleKeyDeletion))}",
+        ),
+        (
+            "cis-4.8",
+            "CloudWatch.8",
+            "{($.eventSource=s3.amazonaws.com) && (($.eventName=PutBucketAcl) || ($.eventName=PutBucketPolicy) || ($.eventName=PutBucketCors) || ($.eventName=PutBucketLifecycle) || ($.eventName=PutBucketReplication) || ($.eventName=DeleteBucketPolicy) || ($.eventName=DeleteBucketCors) || ($.eventName=DeleteBucketLifecycle) || ($.eventName=DeleteBucketReplication))}",
+        ),
+        (
+            "cis-4.9",
+            "CloudWatch.9",
+            "{($.eventSource=config.amazonaws.com) && (($.eventName=StopConfigurationRecorder) || ($.eventName=DeleteDeliveryChannel) || ($.eventName=PutDeliveryChannel) || ($.eventName=PutConfigurationRecorder))}",
+        ),
+        (
+            "cis-4.10",
+            "CloudWatch.10",
+            "{($.eventName=AuthorizeSecurityGroupIngress) || ($.eventName=AuthorizeSecurityGroupEgress) || ($.eventName=RevokeSecurityGroupIngress) || ($.eventName=RevokeSecurityGroupEgress) || ($.eventName=CreateSecurityGroup) || ($.eventName=DeleteSecurityGroup)}",
+        ),
+        (
+            "cis-4.11",
+            "CloudWatch.11",
+            "{($.eventName=CreateNetworkAcl) || ($.eventName=CreateNetworkAclEntry) || ($.eventName=DeleteNetworkAcl) || ($.eventName=DeleteNetworkAclEntry) || ($.eventName=ReplaceNetworkAclEntry) || ($.eventName=ReplaceNetworkAclAssociation)}",
+        ),
+        (
+            "cis-4.12",
+            "CloudWatch.12",
+            "{($.eventName=CreateCustomerGateway) || ($.eventName=DeleteCustomerGateway) || ($.eventName=AttachInternetGateway) || ($.eventName=CreateInternetGateway) || ($.eventName=DeleteInternetGateway) || ($.eventName=DetachInternetGateway)}",
+        ),
+        (
+            "cis-4.14",
+            "CloudWatch.14",
+            "{($.eventName=CreateVpc) || ($.eventName=DeleteVpc) || ($.eventName=ModifyVpcAttribute) || ($.eventName=AcceptVpcPeeringConnection) || ($.eventName=CreateVpcPeeringConnection) || ($.eventName=DeleteVpcPeeringConnection) || ($.eventName=RejectVpcPeeringConnection) || ($.eventName=AttachClassicLinkVpc) || ($.eventName=DetachClassicLinkVpc) || ($.eventName=DisableVpcClassicLink) || ($.eventName=EnableVpcClassicLink)}",
+        ),
+    ];
+    let pack = builtin();
+    for (id, control, text) in security_hub {
+        let rule = pack.get(id).expect(id);
+        assert_eq!(rule.security_hub.as_deref(), Some(*control), "{id}");
+        let theirs = Pattern::parse(text).expect("Security Hub text parses");
+        assert_eq!(
+            rule.pattern.to_compact_string(),
+            theirs.to_compact_string(),
+            "{id} differs from {control}"
+        );
+    }
+    // CIS v1.4/v3 4.13 adds the event source to the v1.2 text Security Hub prints.
+    let r413 = pack.get("cis-4.13").expect("4.13");
+    assert_eq!(r413.security_hub.as_deref(), Some("CloudWatch.13"));
+    assert!(
+        r413.pattern
+            .as_str()
+            .starts_with("{ ($.eventSource = ec2.amazonaws.com) && ("),
+        "{}",
+        r413.pattern.as_str()
+    );
+    // 4.15 has no Security Hub control.
+    assert_eq!(pack.get("cis-4.15").expect("4.15").security_hub, None);
+    // root-activity is the recipe's rule: the same pattern as 4.3.
+    assert_eq!(
+        pack.get("root-activity").expect("root").pattern.as_str(),
+        pack.get("cis-4.3").expect("4.3").pattern.as_str()
+    );
+}
+
+#[test]
+fn cis_4_15_lists_every_organizations_write_event() {
+    let pack = builtin();
+    let rule = pack.get("cis-4.15").expect("4.15");
+    for name in [
+        "AcceptHandshake",
+        "AttachPolicy",
+        "CancelHandshake",
+        "CreateAccount",
+        "CreateOrganization",
+        "CreateOrganizationalUnit",
+        "CreatePolicy",
+        "DeclineHandshake",
+        "DeleteOrganization",
+        "DeleteOrganizationalUnit",
+        "DeletePolicy",
+        "DetachPolicy",
+        "DisablePolicyType",
+        "EnableAllFeatures",
+        "EnablePolicyType",
+        "InviteAccountToOrganization",
+        "LeaveOrganization",
+        "MoveAccount",
+        "RemoveAccountFromOrganization",
+        "UpdateOrganizationalUnit",
+        "UpdatePolicy",
+    ] {
+        let event = json!({
+            "eventSource": "organizations.amazonaws.com",
+            "eventName": name,
+            "eventID": "x",
+        })
+        .to_string();
+        assert!(rule.pattern.matches_message(&event), "{name}");
+        let other = event.replace("organizations.amazonaws.com", "iam.amazonaws.com");
+        assert!(!rule.pattern.matches_message(&other), "{name} from IAM");
+    }
+}
+
+/// The literal CIS v1.4/v3 text of 4.1 groups as `A || (B && C && D)`: its exclusions
+/// only apply to AccessDenied*. Ours applies them to both error codes.
+#[test]
+fn cis_4_1_corrected_grouping_differs_from_the_literal_text() {
+    let literal = Pattern::parse(
+        r#"{ ($.errorCode = "*UnauthorizedOperation") || ($.errorCode = "AccessDenied*") && ($.sourceIPAddress != "delivery.logs.amazonaws.com") && ($.eventName != "HeadBucket") }"#,
+    )
+    .expect("literal CIS text parses");
+    let pack = builtin();
+    let rule = pack.get("cis-4.1").expect("4.1");
+    let diff = fixture(rule, "literal CIS grouping");
+    assert!(!diff.matches);
+    let text = diff.event.to_string();
+    assert!(literal.matches_message(&text), "literal text must match it");
+    assert!(!rule.pattern.matches_message(&text), "ours must not");
+    // On every other fixture the two agree.
+    for f in rule.fixtures.iter().filter(|f| f.name != diff.name) {
+        let text = f.event.to_string();
+        assert_eq!(
+            literal.matches_message(&text),
+            f.matches,
+            "literal text on {}",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn matching_evaluates_the_pack_on_one_event() {
+    let pack = builtin();
+    let root_login = fixture(pack.get("cis-4.3").expect("4.3"), "root console sign-in")
+        .event
+        .to_string();
+    let event = Event::from_message(&root_login);
+    let ids: Vec<&str> = pack.matching(&event).map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["root-activity", "cis-4.3"]);
+
+    // The same record already parsed.
+    let value: Json = serde_json::from_str(&root_login).expect("json");
+    let ids: Vec<&str> = pack
+        .matching(&Event::from_value(&value))
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(ids, vec!["root-activity", "cis-4.3"]);
+
+    let quiet = json!({"eventSource": "s3.amazonaws.com", "eventName": "ListBuckets"}).to_string();
+    assert_eq!(pack.matching(&Event::from_message(&quiet)).count(), 0);
+    assert_eq!(pack.matching(&Event::from_message("not json")).count(), 0);
+}
+
+#[test]
+fn envelopes_wrap_and_unwrap() {
+    let record = json!({
+        "eventSource": "signin.amazonaws.com",
+        "eventName": "ConsoleLogin",
+        "eventType": "AwsConsoleSignIn",
+        "eventID": "e-1",
+        "eventTime": "2024-05-14T07:58:40Z",
+        "awsRegion": "us-east-1",
+        "recipientAccountId": "111122223333",
+    });
+    let env = envelope(&record);
+    assert_eq!(env["detail-type"], "AWS Console Sign In via CloudTrail");
+    assert_eq!(env["source"], "aws.signin");
+    assert_eq!(env["account"], "111122223333");
+    assert_eq!(unwrap_envelope(&env), &record);
+    assert_eq!(unwrap_envelope(&record), &record);
+}
+
+// ---------------------------------------------------------------------------------------
+// Selection and user rules.
+
+const USER_RULE: &str = r#"
+[hub]
+regions = ["us-east-1"]
+
+[[rule]]
+id = "iam-user-created"
+title = "IAM user created"
+severity = "medium"
+pattern = '{ ($.eventSource = iam.amazonaws.com) && ($.eventName = CreateUser) }'
+metric_name = "IAMUserCreated"
+
+[[rule.fixture]]
+name = "created"
+matches = true
+event = '{"eventSource": "iam.amazonaws.com", "eventName": "CreateUser"}'
+
+[[rule.fixture]]
+name = "deleted"
+matches = false
+event = '{"eventSource": "iam.amazonaws.com", "eventName": "DeleteUser"}'
+"#;
+
+#[test]
+fn pack_selection_disable_and_user_rules() {
+    let ids = |pack: &[&str], disable: &[&str], text: &str| -> Vec<String> {
+        let pack: Vec<String> = pack.iter().map(|s| s.to_string()).collect();
+        let disable: Vec<String> = disable.iter().map(|s| s.to_string()).collect();
+        Pack::from_config(&pack, &disable, &user(text))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .rules()
+            .iter()
+            .map(|r| r.id.clone())
+            .collect()
+    };
+    let cis = ids(&["cis"], &[], "");
+    assert_eq!(cis.len(), 15);
+    assert!(!cis.contains(&"root-activity".to_string()));
+    assert_eq!(ids(&["all"], &[], "").len(), 16);
+    assert_eq!(
+        ids(&["root-activity", "cis-4.3"], &[], ""),
+        vec!["root-activity", "cis-4.3"]
+    );
+    let some = ids(&["all"], &["cis-4.1", "cis-4.6"], USER_RULE);
+    assert_eq!(some.len(), 15);
+    assert!(!some.contains(&"cis-4.1".to_string()));
+    assert_eq!(some.last().map(String::as_str), Some("iam-user-created"));
+    assert!(ids(&[], &[], "").is_empty());
+
+    // A disabled built-in can be replaced by a user rule with the same id.
+    let replaced = USER_RULE.replace("iam-user-created", "cis-4.1");
+    let pack = Pack::from_config(&["all".into()], &["cis-4.1".into()], &user(&replaced))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rule = pack.get("cis-4.1").expect("user 4.1");
+    assert_eq!(rule.origin, Origin::Config("hub.toml".into()));
+    assert!(pack.verify().is_ok());
+}
+
+#[test]
+fn user_rule_defaults() {
+    let pack = Pack::from_config(&[], &[], &user(USER_RULE)).unwrap_or_else(|e| panic!("{e}"));
+    let r = &pack.rules()[0];
+    assert_eq!(r.namespace, naming::METRIC_NAMESPACE);
+    assert_eq!(r.threshold, 1.0);
+    assert_eq!(r.period_secs, 300);
+    assert_eq!(r.evaluation_periods, 1);
+    assert_eq!(r.statistic, Statistic::Sum);
+    assert_eq!(r.comparison, Comparison::GreaterThanOrEqualToThreshold);
+    assert_eq!(r.treat_missing_data, MissingData::NotBreaching);
+    assert!(!r.forward);
+    assert_eq!(r.security_hub, None);
+    assert_eq!(r.fixtures.len(), 2);
+}
+
+#[test]
+fn tables_parsed_elsewhere_are_accepted_without_positions() {
+    let doc: toml::Table = toml::from_str(USER_RULE).expect("toml");
+    let tables: Vec<toml::Table> = doc["rule"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_table().expect("table").clone())
+        .collect();
+    let rules =
+        UserRules::from_tables(Path::new("hub.toml"), &tables).unwrap_or_else(|e| panic!("{e}"));
+    let pack = Pack::from_config(&[], &[], &rules).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pack.rules()[0].id, "iam-user-created");
+    assert!(pack.verify().is_ok());
+
+    let mut bad = tables[0].clone();
+    bad.insert("colour".into(), toml::Value::String("red".into()));
+    let err = UserRules::from_tables(Path::new("hub.toml"), &[bad]).expect_err("unknown key");
+    assert!(err.to_string().contains("rule #1"), "{err}");
+    assert!(err.to_string().contains("colour"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors: every problem at once, each located.
+
+#[test]
+fn bad_pattern_is_located_in_the_file_with_a_caret() {
+    let text = "[[rule]]\nid = \"x\"\ntitle = \"t\"\nseverity = \"low\"\npattern = '{ $.a = 1 && ($.b = 2 }'\nmetric_name = \"X\"\n";
+    let err = load_err(&[], &[], text);
+    assert_eq!(err.problems.len(), 1, "{err}");
+    let p = &err.problems[0];
+    // `(` is the 25th character of line 5 (the 14th of the pattern).
+    assert_eq!(p.position, Some((5, 25)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "hub.toml:5:25: rule \"x\": invalid pattern (column 14 of the pattern): unclosed '('\n\
+         { $.a = 1 && ($.b = 2 }\n             ^\nerror: unclosed '('"
+    );
+}
+
+#[test]
+fn bad_pattern_in_a_multiline_string_is_located() {
+    let text = "[[rule]]\nid = \"x\"\ntitle = \"t\"\nseverity = \"low\"\npattern = '''\n{ $.a = 1 &&& $.b = 2 }'''\nmetric_name = \"X\"\n";
+    let err = load_err(&[], &[], text);
+    assert_eq!(err.problems.len(), 1, "{err}");
+    let e = Pattern::parse("{ $.a = 1 &&& $.b = 2 }").expect_err("bad");
+    assert_eq!(err.problems[0].position, Some((6, e.column())), "{err}");
+}
+
+#[test]
+fn bad_pattern_in_a_basic_string_with_escapes_points_at_the_string() {
+    let text = "[[rule]]\nid = \"x\"\ntitle = \"t\"\nseverity = \"low\"\npattern = \"{ $.a = \\\"b\\\" && }\"\nmetric_name = \"X\"\n";
+    let err = load_err(&[], &[], text);
+    assert_eq!(err.problems[0].position, Some((5, 11)), "{err}");
+    assert!(
+        err.to_string().contains("rule \"x\": invalid pattern"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[[rule]]
+id = "a"
+title = "first"
+severity = "low"
+pattern = '{ $.eventName = A }'
+metric_name = "Same"
+period_secs = 90
+forward = true
+
+[[rule.fixture]]
+name = "broken"
+matches = true
+event = '{"eventName": '
+
+[[rule]]
+id = "a"
+title = "second"
+severity = "high"
+pattern = '{ $.eventName = B }'
+metric_name = "Same"
+evaluation_periods = 0
+eventbridge_pattern = '[1]'
+security_hub = "Config.1"
+
+[[rule]]
+id = "bad id!"
+title = "third"
+severity = "low"
+pattern = '{ $.eventName = C }'
+metric_name = "C"
+threshold = nan
+"#;
+    let err = load_err(&["all", "nope"], &["cis-9.9"], text);
+    let shown = err.to_string();
+    let expect = [
+        "hub.toml: monitoring.pack: unknown built-in rule or pack \"nope\"",
+        "hub.toml: monitoring.disable: unknown built-in rule \"cis-9.9\"",
+        "hub.toml:8:15: rule \"a\": period_secs must be a multiple of 60",
+        "hub.toml:9:11: rule \"a\": forward = true needs an eventbridge_pattern",
+        "hub.toml:14:23: rule \"a\": fixture \"broken\" is not valid JSON",
+        "hub.toml:17:6: rule \"a\": duplicate rule id (first defined at hub.toml:3:6)",
+        "hub.toml:21:15: rule \"a\": metric orgwatch/Same is already used by rule \"a\"",
+        "hub.toml:22:22: rule \"a\": evaluation_periods must be at least 1",
+        "hub.toml:24:16: rule \"a\": security_hub must name a control",
+        "hub.toml:23:23: rule \"a\": eventbridge_pattern must be a JSON object",
+        "hub.toml:27:6: rule \"bad id!\": invalid id",
+        "hub.toml:32:13: rule \"bad id!\": threshold must be a finite number",
+    ];
+    for line in expect {
+        assert!(shown.contains(line), "missing {line:?} in:\n{shown}");
+    }
+    assert_eq!(err.problems.len(), expect.len(), "{shown}");
+}
+
+#[test]
+fn user_rule_cannot_take_a_selected_builtin_id() {
+    let text = USER_RULE.replace("iam-user-created", "cis-4.2");
+    let err = load_err(&["cis"], &[], &text);
+    assert!(
+        err.to_string()
+            .contains("duplicate rule id (first defined at shared/rules/cis-4.2.toml:5:6)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn structural_toml_errors_are_located() {
+    let err = UserRules::from_toml(
+        Path::new("hub.toml"),
+        "[[rule]]\nid = \"x\"\ntitle = \"t\"\nseverity = \"urgent\"\n",
+    )
+    .expect_err("bad severity");
+    assert_eq!(err.problems[0].position.map(|p| p.0), Some(4), "{err}");
+    assert!(err.to_string().contains("urgent"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Verification can fail.
+
+#[test]
+fn verify_reports_wrong_expectations_in_both_forms() {
+    let text = USER_RULE.replace("matches = false", "matches = true");
+    let pack = Pack::from_config(&[], &[], &user(&text)).unwrap_or_else(|e| panic!("{e}"));
+    let report = pack.verify();
+    assert!(!report.is_ok());
+    let shown: Vec<String> = report.failures().map(|f| f.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec![
+            "hub.toml:20:10: rule \"iam-user-created\": fixture \"deleted\" should match but does not (trail delivery)",
+            "hub.toml:20:10: rule \"iam-user-created\": fixture \"deleted\" should match but does not (eventbridge delivery)",
+        ]
+    );
+}
+
+#[test]
+fn verify_reports_rules_that_cannot_run_under_eventbridge() {
+    let text = "[[rule]]\nid = \"sp\"\ntitle = \"t\"\nseverity = \"low\"\npattern = '[ip, user, status = 5*]'\nmetric_name = \"S\"\n[[rule.fixture]]\nname = \"line\"\nmatches = true\nevent = '\"10.0.0.1 bob 503\"'\n";
+    // A plain-text fixture is checked as a line, and passes.
+    let pack = Pack::from_config(&[], &[], &user(text)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(pack.verify().is_ok());
+    // A record cannot be checked in EventBridge form: a space-delimited pattern has no
+    // meaning on the envelope.
+    let text = text.replace(
+        r#"event = '"10.0.0.1 bob 503"'"#,
+        r#"event = '{"eventName": "x"}'"#,
+    );
+    let text = text.replace("matches = true", "matches = false");
+    let pack = Pack::from_config(&[], &[], &user(&text)).unwrap_or_else(|e| panic!("{e}"));
+    let failures: Vec<_> = pack.verify().failures().cloned().collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].form, Form::Eventbridge);
+    assert!(failures[0].error.is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// Splitting long patterns for EventBridge delivery.
+
+fn rule_with(pattern: &str) -> Rule {
+    let text = format!(
+        "[[rule]]\nid = \"long\"\ntitle = \"t\"\nseverity = \"low\"\npattern = '{pattern}'\nmetric_name = \"L\"\n"
+    );
+    let pack = Pack::from_config(&[], &[], &user(&text)).unwrap_or_else(|e| panic!("{e}"));
+    pack.rules()[0].clone()
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("SomeRatherLongEventName{i:03}"))
+        .collect()
+}
+
+/// Every split filter fits, and `any(filters)` agrees with the original on events that
+/// hit each alternative, each neighbour, and none.
+fn assert_equivalent_split(rule: &Rule, events: &[Json]) {
+    let filters = rule.eventbridge_filters().unwrap_or_else(|e| panic!("{e}"));
+    assert!(filters.len() >= 2, "expected a split: {filters:?}");
+    let compiled: Vec<Pattern> = filters
+        .iter()
+        .map(|f| {
+            assert!(f.chars().count() <= MAX_PATTERN_CHARS, "{f}");
+            Pattern::parse(f).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let mut hits = 0;
+    for record in events {
+        let plain = rule.pattern.matches_message(&record.to_string());
+        let wrapped = envelope(record).to_string();
+        let split = compiled.iter().any(|p| p.matches_message(&wrapped));
+        assert_eq!(plain, split, "{record}");
+        hits += usize::from(plain);
+    }
+    assert!(
+        hits > 0 && hits < events.len(),
+        "events must exercise both outcomes"
+    );
+}
+
+#[test]
+fn top_level_or_is_split_in_two() {
+    let names = names(21);
+    let pattern = format!(
+        "{{ {} }}",
+        names
+            .iter()
+            .map(|n| format!("($.eventName = \"{n}\")"))
+            .collect::<Vec<_>>()
+            .join(" || ")
+    );
+    assert!(pattern.len() <= MAX_PATTERN_CHARS);
+    let rule = rule_with(&pattern);
+    let mut events: Vec<Json> = names
+        .iter()
+        .map(|n| json!({"eventName": n, "eventSource": "x.amazonaws.com"}))
+        .collect();
+    events.push(json!({"eventName": "Other"}));
+    events.push(json!({"eventSource": "x.amazonaws.com"}));
+    assert_equivalent_split(&rule, &events);
+}
+
+#[test]
+fn and_of_or_is_distributed() {
+    let names = names(20);
+    let pattern = format!(
+        "{{ ($.eventSource = x.amazonaws.com) && ({}) && ($.readOnly IS FALSE) }}",
+        names
+            .iter()
+            .map(|n| format!("($.eventName = {n})"))
+            .collect::<Vec<_>>()
+            .join(" || ")
+    );
+    assert!(pattern.len() <= MAX_PATTERN_CHARS, "{}", pattern.len());
+    let rule = rule_with(&pattern);
+    let filters = rule.eventbridge_filters().unwrap_or_else(|e| panic!("{e}"));
+    for f in &filters {
+        assert!(f.contains("$.detail.eventSource"), "{f}");
+        assert!(f.contains("$.detail.readOnly"), "{f}");
+    }
+    let mut events = Vec::new();
+    for n in &names {
+        events.push(json!({"eventName": n, "eventSource": "x.amazonaws.com", "readOnly": false}));
+        events.push(json!({"eventName": n, "eventSource": "y.amazonaws.com", "readOnly": false}));
+        events.push(json!({"eventName": n, "eventSource": "x.amazonaws.com", "readOnly": true}));
+    }
+    events.push(json!({"eventName": "Other", "eventSource": "x.amazonaws.com", "readOnly": false}));
+    assert_equivalent_split(&rule, &events);
+}
+
+#[test]
+fn unsplittable_long_pattern_is_an_error() {
+    // One condition with a long value: nothing to split on.
+    let value = "v".repeat(1000);
+    let rule = rule_with(&format!("{{ $.a.b.c.d.e.f = \"{value}\" }}"));
+    match rule.eventbridge_filters() {
+        Err(SplitError::TooLong { chars }) => assert!(chars > MAX_PATTERN_CHARS),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn term_patterns_pass_through_unchanged() {
+    let rule = rule_with("ConsoleLogin -Success");
+    assert_eq!(
+        rule.eventbridge_filters().expect("terms"),
+        vec!["ConsoleLogin -Success"]
+    );
+}
