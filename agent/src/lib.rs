@@ -1,1 +1,12 @@
-//! agent library
+//! The orgwatch agent: consume the central alert queue, decode, classify, deduplicate,
+//! group, route and deliver — nothing lost, nothing twice.
+//!
+//! One module per stage. The stages that decide (`decode`, `classify`, `fingerprint`,
+//! `route`, `group`) are pure and synchronous; the runtime wraps them.
+
+pub mod classify;
+pub mod config;
+pub mod decode;
+pub mod dedupe;
+pub mod fingerprint;
+pub mod model;

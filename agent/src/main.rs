@@ -57,6 +57,9 @@ enum Output {
 enum Command {
     /// Run the service until SIGTERM.
     Run,
+    /// Check the configuration (syntax, keys, values, references, ${VAR}s) and exit 0 or 2.
+    #[command(alias = "check")]
+    Validate,
 }
 
 fn main() -> ExitCode {
@@ -74,5 +77,46 @@ fn main() -> ExitCode {
             tracing::error!(config = %cli.global.config.display(), "the agent pipeline is not implemented yet");
             ExitCode::from(1)
         }
+        Command::Validate => validate(&cli.global),
+    }
+}
+
+/// `agent validate`: every problem on stderr (or in the JSON result), exit 0 or 2.
+fn validate(global: &GlobalArgs) -> ExitCode {
+    let path = &global.config;
+    let result = agent::config::load(path);
+    match global.output {
+        Output::Json => {
+            let errors: Vec<String> = match &result {
+                Ok(_) => Vec::new(),
+                Err(errs) => errs.iter().map(ToString::to_string).collect(),
+            };
+            let doc = serde_json::json!({
+                "schema_version": 1,
+                "config": path.display().to_string(),
+                "valid": errors.is_empty(),
+                "errors": errors,
+            });
+            println!("{doc}");
+        }
+        Output::Table => match &result {
+            Ok(cfg) => println!(
+                "{}: valid ({} sinks, {} routes)",
+                path.display(),
+                cfg.sinks.len(),
+                cfg.routes.len()
+            ),
+            Err(errs) => {
+                for e in errs {
+                    eprintln!("error: {e}");
+                }
+                eprintln!("{}: {} problem(s)", path.display(), errs.len());
+            }
+        },
+    }
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
 }

@@ -1,0 +1,544 @@
+//! Decode: one SQS message body into what it reports, or the reason it cannot be read.
+//!
+//! Accepted shapes, each either bare (SNS raw delivery, EventBridge -> SQS) or inside an
+//! SNS notification envelope (`{"Type":"Notification","Message":"<json>",...}`):
+//!
+//! * a CloudWatch alarm notification (`AlarmName`, `NewStateValue`, `StateChangeTime`, ...);
+//! * an EventBridge event whose `detail` is a CloudTrail record;
+//! * a bare CloudTrail record.
+//!
+//! The account always comes from the payload (`AWSAccountId`, `account`,
+//! `recipientAccountId`, or an ARN in it) — never from the topic or queue it came through.
+//! Pure: no I/O.
+
+use serde_json::Value;
+
+use crate::model::{Actor, parse_timestamp};
+
+/// Bodies larger than SQS allows are refused before parsing.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// What a message reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Alarm(AlarmNotification),
+    Event(CloudTrailEvent),
+}
+
+/// A CloudWatch alarm state change, as CloudWatch publishes it to SNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmNotification {
+    pub alarm_name: String,
+    pub alarm_arn: Option<String>,
+    pub account: String,
+    /// Region code (from the alarm ARN; CloudWatch's `Region` is a display name).
+    pub region: String,
+    pub new_state: String,
+    pub old_state: Option<String>,
+    pub reason: Option<String>,
+    /// `StateChangeTime` in Unix milliseconds.
+    pub state_change_ms: i64,
+}
+
+/// A CloudTrail record, from an EventBridge event or bare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudTrailEvent {
+    /// The CloudTrail record itself (what the rules' patterns are written against).
+    pub record: Value,
+    pub account: String,
+    pub region: String,
+    pub event_id: String,
+    pub event_time_ms: i64,
+}
+
+impl CloudTrailEvent {
+    /// Who did what, from where.
+    pub fn actor(&self) -> Actor {
+        actor_of(&self.record)
+    }
+}
+
+/// Who / what / where of a CloudTrail record.
+pub fn actor_of(record: &Value) -> Actor {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let identity = record.get("userIdentity");
+    let principal = s(identity.and_then(|i| i.get("arn"))).or_else(|| {
+        let kind = s(identity.and_then(|i| i.get("type")))?;
+        match s(identity.and_then(|i| i.get("userName"))) {
+            Some(name) => Some(format!("{kind}:{name}")),
+            None => Some(kind),
+        }
+    });
+    Actor {
+        principal,
+        event_name: s(record.get("eventName")),
+        event_source: s(record.get("eventSource")),
+        source_ip: s(record.get("sourceIPAddress")),
+        user_agent: s(record.get("userAgent")),
+        event_id: s(record.get("eventID")),
+        event_time: s(record.get("eventTime")),
+    }
+}
+
+/// Why a message cannot be decoded. Each reason is logged with the message id; the message
+/// then goes to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("body is {0} bytes, more than the 256 KiB SQS allows")]
+    TooLarge(usize),
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("SNS envelope of type {0:?}, expected \"Notification\"")]
+    SnsType(String),
+    #[error("SNS envelope has no string Message")]
+    SnsNoMessage,
+    #[error("SNS Message is not JSON: {0}")]
+    SnsMessageNotJson(String),
+    #[error(
+        "unrecognised message: not a CloudWatch alarm notification, an EventBridge event with a CloudTrail record, or a CloudTrail record"
+    )]
+    UnknownShape,
+    #[error("{0} is missing or not a string")]
+    Missing(&'static str),
+    #[error("{field} {value:?} is not a timestamp")]
+    BadTime { field: &'static str, value: String },
+    #[error("no 12-digit account id in the payload (looked at {0})")]
+    NoAccount(&'static str),
+    #[error("no region in the payload (looked at {0})")]
+    NoRegion(&'static str),
+}
+
+/// Decodes one message body.
+pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(DecodeError::TooLarge(body.len()));
+    }
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+    let value = unwrap_sns(value)?;
+    decode_value(value)
+}
+
+/// The message inside an SNS envelope, or the value itself when it is not one.
+fn unwrap_sns(value: Value) -> Result<Value, DecodeError> {
+    let is_envelope = value.get("Type").is_some_and(Value::is_string)
+        && value.get("TopicArn").is_some()
+        && value.get("MessageId").is_some();
+    if !is_envelope {
+        return Ok(value);
+    }
+    let kind = value
+        .get("Type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind != "Notification" {
+        return Err(DecodeError::SnsType(kind.to_string()));
+    }
+    let message = value
+        .get("Message")
+        .and_then(Value::as_str)
+        .ok_or(DecodeError::SnsNoMessage)?;
+    serde_json::from_str(message).map_err(|e| DecodeError::SnsMessageNotJson(e.to_string()))
+}
+
+fn decode_value(value: Value) -> Result<Decoded, DecodeError> {
+    if !value.is_object() {
+        return Err(DecodeError::UnknownShape);
+    }
+    if value.get("AlarmName").is_some() && value.get("NewStateValue").is_some() {
+        return decode_alarm(&value).map(Decoded::Alarm);
+    }
+    if value.get("detail-type").is_some()
+        && let Some(detail) = value.get("detail")
+    {
+        if !is_cloudtrail_record(detail) {
+            return Err(DecodeError::UnknownShape);
+        }
+        return decode_record(detail, Some(&value)).map(Decoded::Event);
+    }
+    if is_cloudtrail_record(&value) {
+        return decode_record(&value, None).map(Decoded::Event);
+    }
+    Err(DecodeError::UnknownShape)
+}
+
+fn is_cloudtrail_record(v: &Value) -> bool {
+    v.is_object()
+        && v.get("eventName").is_some_and(Value::is_string)
+        && v.get("eventSource").is_some()
+}
+
+fn str_field<'a>(v: &'a Value, key: &'static str) -> Result<&'a str, DecodeError> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(DecodeError::Missing(key))
+}
+
+fn opt_str(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// `(region, account)` of an ARN (`arn:partition:service:region:account:resource`).
+pub fn arn_parts(arn: &str) -> Option<(&str, &str)> {
+    let mut it = arn.splitn(6, ':');
+    if it.next()? != "arn" {
+        return None;
+    }
+    let _partition = it.next()?;
+    let _service = it.next()?;
+    let region = it.next()?;
+    let account = it.next()?;
+    it.next()?;
+    Some((region, account))
+}
+
+fn is_region_code(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn decode_alarm(v: &Value) -> Result<AlarmNotification, DecodeError> {
+    let alarm_name = str_field(v, "AlarmName")?.to_string();
+    let new_state = str_field(v, "NewStateValue")?.to_string();
+    let time = str_field(v, "StateChangeTime")?;
+    let state_change_ms = parse_timestamp(time).ok_or_else(|| DecodeError::BadTime {
+        field: "StateChangeTime",
+        value: time.chars().take(64).collect(),
+    })?;
+    let alarm_arn = opt_str(v, "AlarmArn");
+    let arn = alarm_arn.as_deref().and_then(arn_parts);
+    let account = v
+        .get("AWSAccountId")
+        .and_then(Value::as_str)
+        .filter(|a| shared::naming::is_account_id(a))
+        .or_else(|| {
+            arn.map(|(_, a)| a)
+                .filter(|a| shared::naming::is_account_id(a))
+        })
+        .ok_or(DecodeError::NoAccount("AWSAccountId, AlarmArn"))?
+        .to_string();
+    let region = arn
+        .map(|(r, _)| r)
+        .filter(|r| is_region_code(r))
+        .or_else(|| {
+            v.get("Region")
+                .and_then(Value::as_str)
+                .filter(|r| is_region_code(r))
+        })
+        .ok_or(DecodeError::NoRegion("AlarmArn, Region"))?
+        .to_string();
+    Ok(AlarmNotification {
+        alarm_name,
+        alarm_arn,
+        account,
+        region,
+        new_state,
+        old_state: opt_str(v, "OldStateValue"),
+        reason: opt_str(v, "NewStateReason"),
+        state_change_ms,
+    })
+}
+
+fn decode_record(record: &Value, envelope: Option<&Value>) -> Result<CloudTrailEvent, DecodeError> {
+    let account_candidates = [
+        envelope
+            .and_then(|e| e.get("account"))
+            .and_then(Value::as_str),
+        record.get("recipientAccountId").and_then(Value::as_str),
+    ];
+    let from_arn = || {
+        let envelope_arns = envelope
+            .and_then(|e| e.get("resources"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        let identity_arn = record
+            .get("userIdentity")
+            .and_then(|i| i.get("arn"))
+            .and_then(Value::as_str);
+        envelope_arns
+            .chain(identity_arn)
+            .filter_map(arn_parts)
+            .map(|(_, a)| a)
+            .find(|a| shared::naming::is_account_id(a))
+    };
+    let account = account_candidates
+        .into_iter()
+        .flatten()
+        .find(|a| shared::naming::is_account_id(a))
+        .or_else(from_arn)
+        .ok_or(DecodeError::NoAccount(
+            "account, recipientAccountId, resources[] ARNs, userIdentity.arn",
+        ))?
+        .to_string();
+    let region = envelope
+        .and_then(|e| e.get("region"))
+        .and_then(Value::as_str)
+        .or_else(|| record.get("awsRegion").and_then(Value::as_str))
+        .filter(|r| is_region_code(r))
+        .ok_or(DecodeError::NoRegion("region, awsRegion"))?
+        .to_string();
+    let event_id = str_field(record, "eventID")?.to_string();
+    let time = str_field(record, "eventTime")?;
+    let event_time_ms = parse_timestamp(time).ok_or_else(|| DecodeError::BadTime {
+        field: "eventTime",
+        value: time.chars().take(64).collect(),
+    })?;
+    Ok(CloudTrailEvent {
+        record: record.clone(),
+        account,
+        region,
+        event_id,
+        event_time_ms,
+    })
+}
+
+/// Test fixtures shared by the unit tests of several stages.
+#[cfg(test)]
+pub mod fixtures {
+    use serde_json::{Value, json};
+
+    /// The JSON CloudWatch publishes for an alarm state change.
+    pub fn alarm(name: &str, account: &str, state: &str, time: &str) -> Value {
+        json!({
+            "AlarmName": name,
+            "AlarmDescription": "orgwatch rule",
+            "AWSAccountId": account,
+            "AlarmConfigurationUpdatedTimestamp": "2024-05-01T00:00:00.000+0000",
+            "NewStateValue": state,
+            "NewStateReason": "Threshold Crossed: 1 datapoint [1.0 (01/05/24 12:00:00)] was greater than or equal to the threshold (1.0).",
+            "StateChangeTime": time,
+            "Region": "US East (N. Virginia)",
+            "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:{account}:alarm:{name}"),
+            "OldStateValue": if state == "ALARM" { "OK" } else { "ALARM" },
+            "OKActions": [],
+            "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:orgwatch-alerts"],
+            "InsufficientDataActions": [],
+            "Trigger": {
+                "MetricName": name,
+                "Namespace": "orgwatch",
+                "StatisticType": "Statistic",
+                "Statistic": "SUM",
+                "Unit": null,
+                "Dimensions": [],
+                "Period": 300,
+                "EvaluationPeriods": 1,
+                "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                "Threshold": 1.0,
+                "TreatMissingData": "notBreaching",
+                "EvaluateLowSampleCountPercentile": ""
+            }
+        })
+    }
+
+    /// A root console sign-in as CloudTrail records it.
+    pub fn root_sign_in(account: &str, event_id: &str, time: &str) -> Value {
+        json!({
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": "Root",
+                "principalId": account,
+                "arn": format!("arn:aws:iam::{account}:root"),
+                "accountId": account
+            },
+            "eventTime": time,
+            "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "203.0.113.7",
+            "userAgent": "Mozilla/5.0",
+            "requestParameters": null,
+            "responseElements": {"ConsoleLogin": "Success"},
+            "additionalEventData": {"MFAUsed": "No"},
+            "eventID": event_id,
+            "readOnly": false,
+            "eventType": "AwsConsoleSignIn",
+            "managementEvent": true,
+            "recipientAccountId": account,
+            "eventCategory": "Management"
+        })
+    }
+
+    /// An EventBridge event carrying a CloudTrail record.
+    pub fn eventbridge(record: &Value, account: Option<&str>) -> Value {
+        let mut e = json!({
+            "version": "0",
+            "id": "6f87d04b-9f74-4f04-a780-7acf4b0a9b38",
+            "detail-type": "AWS Console Sign In via CloudTrail",
+            "source": "aws.signin",
+            "time": record["eventTime"],
+            "region": "us-east-1",
+            "resources": [],
+            "detail": record
+        });
+        if let Some(a) = account {
+            e["account"] = json!(a);
+        }
+        e
+    }
+
+    /// An SNS notification envelope around `message`.
+    pub fn sns(message: &str) -> Value {
+        json!({
+            "Type": "Notification",
+            "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:orgwatch-alerts",
+            "Subject": "ALARM: \"orgwatch-root-activity\" in US East (N. Virginia)",
+            "Message": message,
+            "Timestamp": "2024-05-01T12:00:01.000Z",
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertURL": "https://sns.us-east-1.amazonaws.com/x.pem",
+            "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use serde_json::json;
+
+    const A: &str = "111122223333";
+    const T: &str = "2024-05-01T12:00:00.000+0000";
+
+    fn ok(body: &str) -> Decoded {
+        decode(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    #[test]
+    fn alarm_notifications_raw_and_in_sns() {
+        let alarm = alarm("orgwatch-root-activity", A, "ALARM", T).to_string();
+        let wrapped = sns(&alarm).to_string();
+        for body in [&alarm, &wrapped] {
+            let Decoded::Alarm(a) = ok(body) else {
+                panic!("not an alarm")
+            };
+            assert_eq!(a.alarm_name, "orgwatch-root-activity");
+            assert_eq!(a.account, A);
+            assert_eq!(a.region, "us-east-1");
+            assert_eq!(a.new_state, "ALARM");
+            assert_eq!(a.old_state.as_deref(), Some("OK"));
+            assert_eq!(a.state_change_ms, 1_714_564_800_000);
+        }
+    }
+
+    #[test]
+    fn cloudtrail_records_bare_in_eventbridge_and_in_sns() {
+        let record = root_sign_in(A, "ev-1", "2024-05-01T12:00:00Z");
+        let with_account = eventbridge(&record, Some(A)).to_string();
+        // The emulator's EventBridge deliveries have no `account`: recipientAccountId serves.
+        let without_account = eventbridge(&record, None).to_string();
+        let bare = record.to_string();
+        let in_sns = sns(&with_account).to_string();
+        for body in [&with_account, &without_account, &bare, &in_sns] {
+            let Decoded::Event(e) = ok(body) else {
+                panic!("not an event")
+            };
+            assert_eq!(e.account, A);
+            assert_eq!(e.region, "us-east-1");
+            assert_eq!(e.event_id, "ev-1");
+            assert_eq!(e.event_time_ms, 1_714_564_800_000);
+            assert_eq!(e.record["eventName"], "ConsoleLogin");
+            let actor = e.actor();
+            assert_eq!(
+                actor.principal.as_deref(),
+                Some("arn:aws:iam::111122223333:root")
+            );
+            assert_eq!(actor.source_ip.as_deref(), Some("203.0.113.7"));
+        }
+    }
+
+    #[test]
+    fn account_comes_from_the_payload_in_order() {
+        // The envelope's account wins; then recipientAccountId; then ARNs.
+        let mut record = root_sign_in(A, "ev-1", "2024-05-01T12:00:00Z");
+        let Decoded::Event(e) = ok(&eventbridge(&record, Some("999988887777")).to_string()) else {
+            panic!()
+        };
+        assert_eq!(e.account, "999988887777");
+        record
+            .as_object_mut()
+            .map(|o| o.remove("recipientAccountId"));
+        let Decoded::Event(e) = ok(&record.to_string()) else {
+            panic!()
+        };
+        assert_eq!(e.account, A, "from userIdentity.arn");
+        record["userIdentity"] = json!({"type": "AWSService"});
+        assert_eq!(
+            decode(&record.to_string()),
+            Err(DecodeError::NoAccount(
+                "account, recipientAccountId, resources[] ARNs, userIdentity.arn"
+            ))
+        );
+        // An alarm without AWSAccountId takes it from its ARN; without either it fails.
+        let mut a = alarm("orgwatch-x", A, "ALARM", T);
+        a.as_object_mut().map(|o| o.remove("AWSAccountId"));
+        let Decoded::Alarm(al) = ok(&a.to_string()) else {
+            panic!()
+        };
+        assert_eq!(al.account, A);
+        a.as_object_mut().map(|o| o.remove("AlarmArn"));
+        assert_eq!(
+            decode(&a.to_string()),
+            Err(DecodeError::NoAccount("AWSAccountId, AlarmArn"))
+        );
+    }
+
+    #[test]
+    fn undecodable_bodies_have_reasons() {
+        let big = "x".repeat(MAX_BODY_BYTES + 1);
+        let cases: Vec<(String, &str)> = vec![
+            ("".into(), "body is not JSON"),
+            ("{\"AlarmName\": ".into(), "body is not JSON"),
+            ("\u{1}\u{2}garbage".into(), "body is not JSON"),
+            (big, "more than the 256 KiB"),
+            ("[1,2,3]".into(), "unrecognised message"),
+            ("{\"hello\": \"world\"}".into(), "unrecognised message"),
+            (sns("not json").to_string(), "SNS Message is not JSON"),
+            (
+                json!({"Type": "SubscriptionConfirmation", "TopicArn": "t", "MessageId": "m"}).to_string(),
+                "SNS envelope of type \"SubscriptionConfirmation\"",
+            ),
+            (
+                json!({"AlarmName": "a", "NewStateValue": "ALARM", "AWSAccountId": A}).to_string(),
+                "StateChangeTime is missing",
+            ),
+            (
+                alarm("a", A, "ALARM", "noon").to_string(),
+                "StateChangeTime \"noon\" is not a timestamp",
+            ),
+            (
+                json!({"detail-type": "x", "source": "aws.ec2", "detail": {"state": "running"}}).to_string(),
+                "unrecognised message",
+            ),
+            (
+                json!({"eventName": "ConsoleLogin", "eventSource": "signin.amazonaws.com", "recipientAccountId": A, "awsRegion": "us-east-1", "eventTime": "2024-05-01T12:00:00Z"}).to_string(),
+                "eventID is missing",
+            ),
+            (
+                json!({"eventName": "ConsoleLogin", "eventSource": "s", "recipientAccountId": A, "awsRegion": "Mars", "eventID": "e", "eventTime": "2024-05-01T12:00:00Z"}).to_string(),
+                "no region",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = decode(&body).expect_err(&body.chars().take(80).collect::<String>());
+            assert!(
+                err.to_string().contains(want),
+                "{err} does not contain {want:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Dedupe: which incident an alert belongs to, and which sinks already have it.
+//!
+//! [`DedupeStore::remember`] places an alert in an incident of its [`IncidentKey`]
+//! (see [`crate::fingerprint`]); [`DedupeStore::record_delivery`] and
+//! [`DedupeStore::delivered`] track, per incident, state (firing/resolved) and sink, what was
+//! delivered — so a redelivered message skips the sinks that already took it, and a message
+//! whose every routed sink has it is a duplicate.
+//!
+//! Per key the store keeps at most [`MAX_INCIDENTS_PER_KEY`] recent incidents of
+//! 32 bytes each ([`Entry`]); records untouched for the retention period are pruned.
+
+mod file;
+mod memory;
+
+use std::time::Duration;
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+
+use crate::fingerprint::{Fingerprint, IncidentKey, fingerprint};
+use crate::model::AlertState;
+
+/// Incidents remembered per key; older ones are forgotten first.
+pub const MAX_INCIDENTS_PER_KEY: usize = 4;
+/// Sinks a store can track per incident (one bit each).
+pub const MAX_SINKS: usize = 64;
+
+/// A failure of the store itself (disk, database).
+#[derive(Debug, thiserror::Error)]
+#[error("dedupe store: {0}")]
+pub struct StoreError(pub String);
+
+/// The incident an alert was placed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Incident {
+    pub key: IncidentKey,
+    pub start_ms: i64,
+    /// True when this alert opened the incident.
+    pub new: bool,
+}
+
+impl Incident {
+    pub fn fingerprint(&self) -> Fingerprint {
+        fingerprint(&self.key, self.start_ms)
+    }
+}
+
+/// Where dedupe state lives.
+pub trait DedupeStore: Send + Sync {
+    /// Places an alert of `key` that happened at `at_ms` in an incident: the open one whose
+    /// start lies within `window` of it (for a resolution: the latest one that started
+    /// before it), else a new one starting at `at_ms`. `now_ms` stamps the record.
+    fn remember(
+        &self,
+        key: &IncidentKey,
+        at_ms: i64,
+        state: AlertState,
+        window: Duration,
+        now_ms: i64,
+    ) -> Result<Incident, StoreError>;
+
+    /// Records, durably, that `sink` accepted these incidents in these states.
+    fn record_delivery(
+        &self,
+        items: &[(Incident, AlertState)],
+        sink: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// True when `sink` already accepted this incident in this state.
+    fn delivered(
+        &self,
+        incident: &Incident,
+        state: AlertState,
+        sink: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets incidents untouched since `before_ms`; returns how many were forgotten.
+    fn prune(&self, before_ms: i64) -> Result<usize, StoreError>;
+}
+
+/// One remembered incident: 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Entry {
+    pub start_ms: i64,
+    pub touched_ms: i64,
+    /// Bit per sink id: delivered while firing.
+    pub firing: u64,
+    /// Bit per sink id: delivered resolved.
+    pub resolved: u64,
+}
+
+impl Entry {
+    pub const BYTES: usize = 32;
+
+    fn mask(&mut self, state: AlertState) -> &mut u64 {
+        match state {
+            AlertState::Firing => &mut self.firing,
+            AlertState::Resolved => &mut self.resolved,
+        }
+    }
+
+    fn has(&self, state: AlertState, bit: u8) -> bool {
+        let m = match state {
+            AlertState::Firing => self.firing,
+            AlertState::Resolved => self.resolved,
+        };
+        m & (1u64 << bit) != 0
+    }
+}
+
+/// Encodes entries as 32-byte records.
+pub fn encode(entries: &[Entry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * Entry::BYTES);
+    for e in entries {
+        out.extend_from_slice(&e.start_ms.to_le_bytes());
+        out.extend_from_slice(&e.touched_ms.to_le_bytes());
+        out.extend_from_slice(&e.firing.to_le_bytes());
+        out.extend_from_slice(&e.resolved.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes [`encode`]d entries; a trailing partial record is ignored.
+pub fn decode(bytes: &[u8]) -> Vec<Entry> {
+    bytes
+        .chunks_exact(Entry::BYTES)
+        .map(|c| {
+            let word = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&c[i * 8..i * 8 + 8]);
+                b
+            };
+            Entry {
+                start_ms: i64::from_le_bytes(word(0)),
+                touched_ms: i64::from_le_bytes(word(1)),
+                firing: u64::from_le_bytes(word(2)),
+                resolved: u64::from_le_bytes(word(3)),
+            }
+        })
+        .collect()
+}
+
+/// The correlation rule shared by every store: returns the incident's start and whether it
+/// is new, updating `entries`.
+pub fn correlate(
+    entries: &mut Vec<Entry>,
+    at_ms: i64,
+    state: AlertState,
+    window: Duration,
+    now_ms: i64,
+) -> (i64, bool) {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let found = match state {
+        AlertState::Firing => entries
+            .iter_mut()
+            .filter(|e| e.start_ms.abs_diff(at_ms) <= window_ms.unsigned_abs())
+            .min_by_key(|e| e.start_ms),
+        // A resolution closes the latest incident that started before it (plus the window,
+        // for clocks that disagree a little), however long ago that was.
+        AlertState::Resolved => entries
+            .iter_mut()
+            .filter(|e| e.start_ms <= at_ms.saturating_add(window_ms))
+            .max_by_key(|e| e.start_ms),
+    };
+    if let Some(e) = found {
+        e.touched_ms = now_ms;
+        return (e.start_ms, false);
+    }
+    entries.push(Entry {
+        start_ms: at_ms,
+        touched_ms: now_ms,
+        firing: 0,
+        resolved: 0,
+    });
+    if entries.len() > MAX_INCIDENTS_PER_KEY {
+        entries.sort_by_key(|e| e.start_ms);
+        let excess = entries.len() - MAX_INCIDENTS_PER_KEY;
+        // Never evict the one just added.
+        let mut removed = 0;
+        entries.retain(|e| {
+            if removed < excess && e.start_ms != at_ms {
+                removed += 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+    (at_ms, true)
+}
+
+/// Marks `bit` delivered for the incident starting at `start_ms`, adding the entry if it
+/// was forgotten meanwhile.
+pub fn mark(entries: &mut Vec<Entry>, start_ms: i64, state: AlertState, bit: u8, now_ms: i64) {
+    let i = match entries.iter().position(|e| e.start_ms == start_ms) {
+        Some(i) => i,
+        None => {
+            entries.push(Entry {
+                start_ms,
+                ..Entry::default()
+            });
+            entries.len() - 1
+        }
+    };
+    let e = &mut entries[i];
+    e.touched_ms = now_ms;
+    *e.mask(state) |= 1u64 << bit;
+}
+
+/// True when `bit` is delivered for the incident starting at `start_ms`.
+pub fn is_marked(entries: &[Entry], start_ms: i64, state: AlertState, bit: u8) -> bool {
+    entries
+        .iter()
+        .any(|e| e.start_ms == start_ms && e.has(state, bit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::key_of;
+
+    const MIN: i64 = 60_000;
+    const W: Duration = Duration::from_secs(15 * 60);
+
+    /// Both stores answer the same table of questions.
+    fn behaves(store: &dyn DedupeStore) {
+        let k = key_of("root-activity", "111122223333", "us-east-1");
+        let f = AlertState::Firing;
+        let r = AlertState::Resolved;
+        // (at, state, expected start, expected new)
+        let table = [
+            (0, f, 0, true),                // the event path opens the incident
+            (3 * MIN, f, 0, false),         // the alarm of the same event joins it
+            (3 * MIN, f, 0, false),         // the same alarm delivered twice
+            (14 * MIN, f, 0, false),        // still within the window
+            (20 * MIN, f, 20 * MIN, true),  // a later one opens a new incident
+            (25 * MIN, r, 20 * MIN, false), // OK closes the latest incident
+            (-5 * MIN, f, 0, false),        // arriving out of order
+        ];
+        for (at, state, start, new) in table {
+            let inc = store.remember(&k, at, state, W, 1).unwrap();
+            assert_eq!((inc.start_ms, inc.new), (start, new), "at {at} {state:?}");
+        }
+        let first = store.remember(&k, 0, f, W, 1).unwrap();
+        assert!(!store.delivered(&first, f, "hook").unwrap());
+        store.record_delivery(&[(first, f)], "hook", 2).unwrap();
+        assert!(store.delivered(&first, f, "hook").unwrap());
+        assert!(!store.delivered(&first, f, "pager").unwrap(), "per sink");
+        assert!(!store.delivered(&first, r, "hook").unwrap(), "per state");
+        let second = store.remember(&k, 20 * MIN, f, W, 3).unwrap();
+        assert!(
+            !store.delivered(&second, f, "hook").unwrap(),
+            "per incident"
+        );
+        // Prune forgets what was not touched since.
+        let other = key_of("cis-4.3", "111122223333", "us-east-1");
+        store.remember(&other, 0, f, W, 1).unwrap();
+        assert_eq!(store.prune(2).unwrap(), 1);
+        assert!(store.remember(&other, 0, f, W, 5).unwrap().new);
+        assert!(store.delivered(&first, f, "hook").unwrap());
+    }
+
+    #[test]
+    fn memory_store_behaves() {
+        behaves(&MemoryStore::default());
+    }
+
+    #[test]
+    fn file_store_behaves_and_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("orgwatch-dedupe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.db");
+        let k = key_of("root-activity", "111122223333", "us-east-1");
+        {
+            let store = FileStore::open(&path).unwrap();
+            behaves(&store);
+        }
+        let store = FileStore::open(&path).unwrap();
+        let inc = store.remember(&k, MIN, AlertState::Firing, W, 10).unwrap();
+        assert_eq!((inc.start_ms, inc.new), (0, false));
+        assert!(store.delivered(&inc, AlertState::Firing, "hook").unwrap());
+        assert!(!store.delivered(&inc, AlertState::Firing, "pager").unwrap());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn entries_round_trip_and_stay_bounded() {
+        let mut entries = Vec::new();
+        for i in 0..10 {
+            correlate(&mut entries, i * 20 * MIN, AlertState::Firing, W, i);
+        }
+        assert_eq!(entries.len(), MAX_INCIDENTS_PER_KEY);
+        assert!(entries.iter().any(|e| e.start_ms == 9 * 20 * MIN));
+        mark(&mut entries, 9 * 20 * MIN, AlertState::Resolved, 63, 99);
+        assert_eq!(decode(&encode(&entries)), entries);
+        assert!(is_marked(&entries, 9 * 20 * MIN, AlertState::Resolved, 63));
+        assert_eq!(encode(&entries).len(), MAX_INCIDENTS_PER_KEY * Entry::BYTES);
+    }
+}
