@@ -61,6 +61,48 @@ impl RuleCatalog for StaticCatalog {
     }
 }
 
+/// The detection pack (`shared::rules`): the same patterns the hub writes as metric filters,
+/// evaluated locally by `shared::pattern`.
+pub struct PackCatalog {
+    pack: shared::rules::Pack,
+}
+
+impl PackCatalog {
+    pub fn new(pack: shared::rules::Pack) -> PackCatalog {
+        PackCatalog { pack }
+    }
+
+    /// The built-in pack.
+    pub fn builtin() -> Result<PackCatalog, shared::rules::PackError> {
+        Ok(PackCatalog::new(shared::rules::Pack::builtin()?))
+    }
+}
+
+fn info_of(rule: &shared::rules::Rule) -> RuleInfo {
+    use shared::rules::Severity as S;
+    RuleInfo {
+        id: rule.id.clone(),
+        title: rule.title.clone(),
+        severity: match rule.severity {
+            S::Low => Severity::Low,
+            S::Medium => Severity::Medium,
+            S::High => Severity::High,
+            S::Critical => Severity::Critical,
+        },
+        remediation: Some(rule.remediation.clone()).filter(|r| !r.is_empty()),
+    }
+}
+
+impl RuleCatalog for PackCatalog {
+    fn rule(&self, id: &str) -> Option<RuleInfo> {
+        self.pack.get(id).map(info_of)
+    }
+    fn matching(&self, record: &Value) -> Vec<RuleInfo> {
+        let event = shared::pattern::Event::from_value(record);
+        self.pack.matching(&event).map(info_of).collect()
+    }
+}
+
 /// The result of classifying one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Classified {
@@ -238,6 +280,44 @@ mod tests {
                 (want, got) => panic!("{name} {old}->{new}: want {want:?}, got {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_builtin_pack_classifies_a_root_sign_in_and_names_alarms() {
+        let pack = PackCatalog::builtin().unwrap();
+        let record = fixtures::root_sign_in(A, "ev-1", "2024-05-01T12:00:00Z");
+        let decoded = decode(&fixtures::eventbridge(&record, None).to_string()).unwrap();
+        let Classified::Alerts(alerts) = classify(&decoded, &pack) else {
+            panic!("a root sign-in matches no built-in rule")
+        };
+        assert!(
+            alerts.iter().any(|a| a.rule_id == "root-activity"),
+            "{alerts:?}"
+        );
+        let alarm = fixtures::alarm(
+            "orgwatch-root-activity",
+            A,
+            "ALARM",
+            "2024-05-01T12:05:00.000+0000",
+        );
+        let Classified::Alerts(alerts) = classify(&decode(&alarm.to_string()).unwrap(), &pack)
+        else {
+            panic!()
+        };
+        assert_eq!(alerts[0].rule_id, "root-activity");
+        assert_ne!(
+            alerts[0].title, "orgwatch-root-activity",
+            "title comes from the pack"
+        );
+        let mut quiet = record.clone();
+        quiet["userIdentity"] =
+            serde_json::json!({"type": "IAMUser", "arn": format!("arn:aws:iam::{A}:user/alice")});
+        quiet["eventName"] = "DescribeInstances".into();
+        quiet["eventSource"] = "ec2.amazonaws.com".into();
+        assert!(matches!(
+            classify(&decode(&quiet.to_string()).unwrap(), &pack),
+            Classified::Ignored(_)
+        ));
     }
 
     #[test]

@@ -9,4 +9,6 @@ pub mod config;
 pub mod decode;
 pub mod dedupe;
 pub mod fingerprint;
+pub mod group;
 pub mod model;
+pub mod route;
