@@ -6,10 +6,10 @@ use crate::model::Alert;
 
 /// True when every condition of `m` holds for `alert` (an empty condition holds always).
 pub fn matches(m: &Matcher, alert: &Alert) -> bool {
-    (m.rule.is_empty() || m.rule.iter().any(|r| *r == alert.rule_id))
+    (m.rule.is_empty() || m.rule.contains(&alert.rule_id))
         && (m.severity.is_empty() || m.severity.contains(&alert.severity))
-        && (m.account.is_empty() || m.account.iter().any(|a| *a == alert.account))
-        && (m.region.is_empty() || m.region.iter().any(|r| *r == alert.region))
+        && (m.account.is_empty() || m.account.contains(&alert.account))
+        && (m.region.is_empty() || m.region.contains(&alert.region))
 }
 
 /// The sinks (indexes) `alert` goes to, without repeats, in route order.
