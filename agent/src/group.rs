@@ -148,6 +148,13 @@ impl<T: Clone> Grouper<T> {
         {
             m.tokens.push(token);
             m.touched = now;
+            // The event path knows who did it; the alarm path does not: keep the richer copy.
+            if m.status == Status::Pending
+                && m.notified.alert.actor.is_none()
+                && alert.actor.is_some()
+            {
+                m.notified.alert.actor = alert.actor;
+            }
             if m.status == Status::Done {
                 // Accepted before, yet the store says this sink does not have it (its
                 // delivery failed and the message came back): send it again.
@@ -316,6 +323,15 @@ impl<T: Clone> Grouper<T> {
             self.groups.remove(&k);
         }
         out
+    }
+
+    /// Makes every group with unsent alerts due now (used when draining on shutdown).
+    pub fn flush(&mut self, now: Instant) {
+        for g in self.groups.values_mut() {
+            if g.members.values().any(|m| m.status == Status::Pending) {
+                g.due = now;
+            }
+        }
     }
 
     /// The earliest time anything may become due (for sleeping until then).

@@ -74,8 +74,17 @@ fn main() -> ExitCode {
     shared::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
     match cli.command {
         Command::Run => {
-            tracing::error!(config = %cli.global.config.display(), "the agent pipeline is not implemented yet");
-            ExitCode::from(1)
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the async runtime");
+                    return ExitCode::from(1);
+                }
+            };
+            runtime.block_on(run(&cli.global))
         }
         Command::Validate => validate(&cli.global),
     }
@@ -118,5 +127,143 @@ fn validate(global: &GlobalArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
+    }
+}
+
+/// `agent run`: validate, build (queue, store, pack, sinks, ops endpoint), then consume until
+/// SIGTERM/SIGINT and drain.
+async fn run(global: &GlobalArgs) -> ExitCode {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use agent::config::StoreSpec;
+    use agent::dedupe::{DedupeStore, FileStore};
+
+    let cfg = match agent::config::load(&global.config) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in errs {
+                tracing::error!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let store: Arc<dyn DedupeStore> = match &cfg.dedupe.store {
+        StoreSpec::File { path } => match FileStore::open(path) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the dedupe store");
+                return ExitCode::from(1);
+            }
+        },
+        StoreSpec::DynamoDb { table } => {
+            tracing::error!(%table, "the dynamodb dedupe store is not implemented yet; use store = \"file\"");
+            return ExitCode::from(2);
+        }
+    };
+    let factory = match shared::aws::ClientFactory::new(shared::aws::AwsOptions {
+        region: cfg.source.region.clone(),
+        session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
+        ..shared::aws::AwsOptions::default()
+    })
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot configure AWS access");
+            return ExitCode::from(1);
+        }
+    };
+    let home = factory.home();
+    let source = match agent::source::sqs::SqsSource::connect(
+        home.sqs(),
+        &cfg.source.queue,
+        cfg.source.long_poll,
+        cfg.source.visibility,
+    )
+    .await
+    {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reach the queue");
+            return ExitCode::from(1);
+        }
+    };
+    let catalog = match agent::classify::PackCatalog::builtin() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the detection pack");
+            return ExitCode::from(1);
+        }
+    };
+    let http = agent::sinks::http::HttpClient::new();
+    let mut sinks = Vec::new();
+    for spec in &cfg.sinks {
+        let sink = match agent::sinks::Sink::build(spec, &http, Some(home.sns())) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build a sink");
+                return ExitCode::from(1);
+            }
+        };
+        if let Err(e) = sink.healthcheck().await {
+            tracing::error!(sink = %spec.name, error = %e, "sink healthcheck failed");
+            return ExitCode::from(1);
+        }
+        sinks.push(Arc::new(sink));
+    }
+    let metrics = Arc::new(agent::metrics::Metrics::new(
+        cfg.sinks.iter().map(|s| s.name.clone()),
+    ));
+    let ops = Arc::new(agent::ops::OpsState {
+        ready: Default::default(),
+        metrics: metrics.clone(),
+    });
+    let listen = match agent::ops::serve(cfg.listen, ops.clone()).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(listen = %cfg.listen, error = %e, "cannot listen");
+            return ExitCode::from(1);
+        }
+    };
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let ops_signal = ops.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        ops_signal
+            .ready
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let _ = tx.send(true);
+    });
+    tracing::info!(queue = %source.queue_url(), %listen, sinks = sinks.len(), "agent running");
+    ops.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pipeline = agent::runtime::Pipeline {
+        config: cfg,
+        store,
+        catalog,
+        sinks,
+        metrics,
+        drain: Duration::from_secs(30),
+    };
+    agent::runtime::run(source, pipeline, rx).await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

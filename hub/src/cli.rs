@@ -75,6 +75,9 @@ pub enum Command {
     /// Work with the detection pack: list, show, test patterns, verify fixtures.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Backtest the detection pack over archived CloudTrail log files: what each rule would
+    /// have caught, per account.
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,4 +117,22 @@ pub struct ReconcileArgs {
     /// offboard: also delete the archive bucket and every log file in it.
     #[arg(long)]
     pub delete_archive: bool,
+}
+
+/// Options of `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Log files, directories (searched recursively) or s3://BUCKET/PREFIX in the central
+    /// bucket layout (AWSLogs/<org-id>/<account>/CloudTrail/<region>/YYYY/MM/DD/).
+    #[arg(required = true, value_name = "PATH|s3://BUCKET/PREFIX")]
+    pub sources: Vec<String>,
+    /// First day of events to count (YYYY-MM-DD, UTC); also prunes S3 listings by key prefix.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Last day of events to count (YYYY-MM-DD, UTC, inclusive).
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Files fetched and evaluated at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
 }

@@ -8,6 +8,7 @@ mod desired;
 mod diff;
 mod discover;
 mod exit;
+mod input;
 mod model;
 mod observe;
 mod report;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
     shared::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
     let status = match &cli.command {
         Command::Rules(cmd) => commands::rules::run(&cli.global, cmd),
+        Command::Replay(args) => commands::replay::run(&cli.global, args),
         Command::Plan(args) => reconcile(&cli.global, args, Mode::Plan),
         Command::Enroll(args) => reconcile(&cli.global, args, Mode::Enroll),
         Command::Status(args) => reconcile(&cli.global, args, Mode::Status),

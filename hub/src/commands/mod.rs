@@ -2,4 +2,5 @@
 
 pub mod pack;
 pub mod reconcile;
+pub mod replay;
 pub mod rules;

@@ -49,6 +49,7 @@
 //! [`Rule::eventbridge_filters`].
 
 mod eventbridge;
+pub mod input;
 mod load;
 mod verify;
 

@@ -1,0 +1,148 @@
+//! Counters for Prometheus (`/metrics`), in the text exposition format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Counters of one sink.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub name: String,
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// Every counter of the agent.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub received: AtomicU64,
+    pub decoded: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub ignored: AtomicU64,
+    pub alerts: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub acked: AtomicU64,
+    pub in_flight: AtomicI64,
+    /// Age of the last received message at receipt (now - SentTimestamp), milliseconds.
+    pub queue_age_ms: AtomicI64,
+    pub sinks: Vec<SinkCounters>,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub fn new(sink_names: impl IntoIterator<Item = String>) -> Metrics {
+        Metrics {
+            sinks: sink_names
+                .into_iter()
+                .map(|name| SinkCounters {
+                    name,
+                    ..SinkCounters::default()
+                })
+                .collect(),
+            ..Metrics::default()
+        }
+    }
+
+    pub fn inc(c: &AtomicU64) {
+        inc(c)
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP orgwatch_agent_{name} {help}\n# TYPE orgwatch_agent_{name} counter\norgwatch_agent_{name} {v}"
+            );
+        };
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "messages_received_total",
+            "Messages received from the queue.",
+            g(&self.received),
+        );
+        counter(
+            &mut out,
+            "messages_decoded_total",
+            "Messages decoded.",
+            g(&self.decoded),
+        );
+        counter(
+            &mut out,
+            "messages_dead_lettered_total",
+            "Undecodable messages handed to the dead-letter queue.",
+            g(&self.dead_lettered),
+        );
+        counter(
+            &mut out,
+            "messages_ignored_total",
+            "Messages with nothing to alert on.",
+            g(&self.ignored),
+        );
+        counter(
+            &mut out,
+            "messages_acked_total",
+            "Messages deleted from the queue.",
+            g(&self.acked),
+        );
+        counter(
+            &mut out,
+            "alerts_total",
+            "Alerts classified.",
+            g(&self.alerts),
+        );
+        counter(
+            &mut out,
+            "duplicates_total",
+            "Alerts every routed sink already had.",
+            g(&self.duplicates),
+        );
+        counter(
+            &mut out,
+            "alerts_unrouted_total",
+            "Alerts no route matched and no default route took.",
+            g(&self.unrouted),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP orgwatch_agent_messages_in_flight Messages received and not yet acknowledged or released.\n# TYPE orgwatch_agent_messages_in_flight gauge\norgwatch_agent_messages_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP orgwatch_agent_queue_age_seconds Age of the most recently received message when it was received.\n# TYPE orgwatch_agent_queue_age_seconds gauge\norgwatch_agent_queue_age_seconds {:.3}",
+            self.queue_age_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        for (metric, help) in [
+            ("sink_delivered_total", "Notifications a sink accepted."),
+            (
+                "sink_failed_total",
+                "Notifications a sink rejected or kept failing.",
+            ),
+            (
+                "sink_retries_total",
+                "Delivery attempts that will be retried.",
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP orgwatch_agent_{metric} {help}\n# TYPE orgwatch_agent_{metric} counter"
+            );
+            for s in &self.sinks {
+                let v = match metric {
+                    "sink_delivered_total" => g(&s.delivered),
+                    "sink_failed_total" => g(&s.failed),
+                    _ => g(&s.retries),
+                };
+                let _ = writeln!(out, "orgwatch_agent_{metric}{{sink=\"{}\"}} {v}", s.name);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,649 @@
+//! The runtime: receivers -> core -> one worker per sink, joined by channels.
+//!
+//! * Receivers (`source.concurrency` of them) long-poll the source. Each message takes a
+//!   permit of a semaphore of `max_in_flight`, so at most that many are in flight and
+//!   receiving pauses (backpressure) when the pipeline is full. Receiver -> core is a
+//!   bounded channel.
+//! * The core owns the pure stages: decode, classify, fingerprint/dedupe, route, group.
+//!   A message is acknowledged when every sink it was routed to accepted every alert in it
+//!   (or all of them had it already: a duplicate). Undecodable messages go to the DLQ path
+//!   with their reason. While in flight, visibility is renewed at half its timeout.
+//! * Each sink has its own worker, so a failing sink backs off without delaying the others.
+//!   Core -> worker channels are unbounded: what can be queued there is bounded by the
+//!   in-flight permits (each notification holds at least one in-flight message).
+//! * On shutdown the receivers stop, every group is flushed, and the core waits (up to
+//!   `drain`) for outstanding deliveries before returning; unacknowledged messages return
+//!   to the queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use crate::classify::{Classified, RuleCatalog, classify};
+use crate::config::Config;
+use crate::decode::decode;
+use crate::dedupe::{DedupeStore, Incident};
+use crate::fingerprint::incident_key;
+use crate::group::{Grouper, Notification};
+use crate::metrics::Metrics;
+use crate::model::AlertState;
+use crate::route::route;
+use crate::sinks::{Final, Sink};
+use crate::source::{Envelope, Source};
+
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// What the runtime is built from.
+pub struct Pipeline {
+    pub config: Config,
+    pub store: Arc<dyn DedupeStore>,
+    pub catalog: Arc<dyn RuleCatalog>,
+    pub sinks: Vec<Arc<Sink>>,
+    pub metrics: Arc<Metrics>,
+    /// How long to wait for outstanding deliveries on shutdown.
+    pub drain: Duration,
+}
+
+struct InFlight {
+    env: Envelope,
+    outstanding: usize,
+    failed: bool,
+    extended: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Completion {
+    id: u64,
+    delivered: bool,
+}
+
+/// Runs until `shutdown` turns true, then drains.
+pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Receiver<bool>) {
+    let cfg = &p.config;
+    let permits = Arc::new(Semaphore::new(cfg.source.max_in_flight));
+    let (env_tx, mut env_rx) = mpsc::channel::<(Envelope, OwnedSemaphorePermit)>(100);
+    let mut receivers = Vec::new();
+    for _ in 0..cfg.source.concurrency {
+        receivers.push(tokio::spawn(receive_loop(
+            source.clone(),
+            permits.clone(),
+            env_tx.clone(),
+            shutdown.clone(),
+            p.metrics.clone(),
+        )));
+    }
+    drop(env_tx);
+
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
+    let mut sink_txs = Vec::new();
+    for (i, sink) in p.sinks.iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel::<Notification<u64>>();
+        sink_txs.push(tx);
+        tokio::spawn(sink_worker(
+            i,
+            sink.clone(),
+            rx,
+            done_tx.clone(),
+            p.store.clone(),
+            p.metrics.clone(),
+        ));
+    }
+
+    let mut grouper: Grouper<u64> = Grouper::new(cfg.group.clone(), cfg.dedupe.window);
+    let mut msgs: HashMap<u64, InFlight> = HashMap::new();
+    let mut next_msg = 0u64;
+    let mut acks: Vec<String> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = Instant::now();
+    let mut draining: Option<Instant> = None;
+    let mut receivers_done = false;
+
+    loop {
+        tokio::select! {
+            got = env_rx.recv(), if !receivers_done => match got {
+                Some((env, permit)) => {
+                    next_msg += 1;
+                    let id = next_msg;
+                    handle(&p, &source, &mut grouper, &mut msgs, &mut acks, id, env, permit).await;
+                }
+                None => receivers_done = true,
+            },
+            Some(c) = done_rx.recv() => {
+                let now = Instant::now();
+                for token in grouper.completed(c.id, c.delivered, now) {
+                    let Some(m) = msgs.get_mut(&token) else { continue };
+                    m.outstanding = m.outstanding.saturating_sub(1);
+                    m.failed |= !c.delivered;
+                    if m.outstanding == 0
+                        && let Some(m) = msgs.remove(&token)
+                    {
+                        p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        if m.failed {
+                            tracing::warn!(message_id = %m.env.message_id, "a sink did not take the message; it returns to the queue after its visibility timeout");
+                        } else {
+                            acks.push(m.env.token);
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if draining.is_some() {
+                    grouper.flush(now);
+                }
+                for n in grouper.due(now) {
+                    if let Some(tx) = sink_txs.get(n.sink)
+                        && let Err(e) = tx.send(n)
+                    {
+                        // The worker is gone (only at exit): the messages stay unacked.
+                        tracing::error!(id = e.0.id, "sink worker stopped");
+                    }
+                }
+                // Renew visibility of what has been in flight for half the timeout.
+                let vis = cfg.source.visibility;
+                let renew: Vec<String> = msgs
+                    .values_mut()
+                    .filter(|m| now.duration_since(m.extended) >= vis / 2)
+                    .map(|m| {
+                        m.extended = now;
+                        m.env.token.clone()
+                    })
+                    .collect();
+                if !renew.is_empty()
+                    && let Err(e) = source.extend(renew, vis).await
+                {
+                    tracing::warn!(error = %e, "cannot renew visibility");
+                }
+                if last_prune.elapsed() >= Duration::from_secs(60) {
+                    last_prune = Instant::now();
+                    let before = now_ms() - i64::try_from(cfg.dedupe.retention.as_millis()).unwrap_or(i64::MAX);
+                    match p.store.prune(before) {
+                        Ok(n) if n > 0 => tracing::debug!(forgotten = n, "pruned dedupe records"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot prune the dedupe store"),
+                    }
+                }
+            }
+            _ = shutdown.changed(), if draining.is_none() => {
+                tracing::info!(in_flight = msgs.len(), "draining");
+                draining = Some(Instant::now());
+            }
+        }
+        if !acks.is_empty() {
+            let n = acks.len() as u64;
+            match source.ack(std::mem::take(&mut acks)).await {
+                Ok(()) => {
+                    p.metrics.acked.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot delete messages; they will be redelivered and recognised as duplicates")
+                }
+            }
+        }
+        if let Some(since) = draining {
+            if receivers_done && msgs.is_empty() {
+                break;
+            }
+            if since.elapsed() >= p.drain {
+                tracing::warn!(
+                    in_flight = msgs.len(),
+                    "drain timeout; unacknowledged messages return to the queue"
+                );
+                break;
+            }
+        }
+    }
+    for r in receivers {
+        r.abort();
+    }
+}
+
+async fn receive_loop<S: Source>(
+    source: Arc<S>,
+    permits: Arc<Semaphore>,
+    tx: mpsc::Sender<(Envelope, OwnedSemaphorePermit)>,
+    mut shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let batch = tokio::select! {
+            p = permits.clone().acquire_many_owned(10) => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.changed() => return,
+        };
+        let received = tokio::select! {
+            r = source.receive(10) => r,
+            _ = shutdown.changed() => return,
+        };
+        let envs = match received {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed; retrying in 1s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut batch = Some(batch);
+        for env in envs {
+            metrics.received.fetch_add(1, Ordering::Relaxed);
+            if let Some(sent) = env.sent_ms {
+                metrics
+                    .queue_age_ms
+                    .store(now_ms() - sent, Ordering::Relaxed);
+            }
+            let Some(permit) = batch.as_mut().and_then(|b| b.split(1)) else {
+                break;
+            };
+            if tx.send((env, permit)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle<S: Source>(
+    p: &Pipeline,
+    source: &Arc<S>,
+    grouper: &mut Grouper<u64>,
+    msgs: &mut HashMap<u64, InFlight>,
+    acks: &mut Vec<String>,
+    id: u64,
+    env: Envelope,
+    permit: OwnedSemaphorePermit,
+) {
+    let m = &p.metrics;
+    let decoded = match decode(&env.body) {
+        Ok(d) => d,
+        Err(reason) => {
+            Metrics::inc(&m.dead_lettered);
+            tracing::warn!(message_id = %env.message_id, receive_count = env.receive_count, %reason, "undecodable message: to the dead-letter queue");
+            if let Err(e) = source.dead_letter(env.token, reason.to_string()).await {
+                tracing::warn!(error = %e, "cannot release the message for redrive; it returns after its visibility timeout");
+            }
+            return;
+        }
+    };
+    Metrics::inc(&m.decoded);
+    let alerts = match classify(&decoded, p.catalog.as_ref()) {
+        Classified::Alerts(a) => a,
+        Classified::Ignored(why) => {
+            Metrics::inc(&m.ignored);
+            tracing::debug!(message_id = %env.message_id, %why, "nothing to alert on");
+            acks.push(env.token);
+            return;
+        }
+    };
+    let cfg = &p.config;
+    let now = Instant::now();
+    let mut outstanding = 0;
+    let mut adds: Vec<(usize, crate::model::Alert, Incident)> = Vec::new();
+    for alert in alerts {
+        Metrics::inc(&m.alerts);
+        let key = incident_key(&alert);
+        let incident = match p.store.remember(
+            &key,
+            alert.at_ms,
+            alert.state,
+            cfg.dedupe.window,
+            now_ms(),
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(message_id = %env.message_id, error = %e, "dedupe store failed; the message returns to the queue");
+                return;
+            }
+        };
+        let sinks = route(&alert, &cfg.routes, &cfg.default_sinks);
+        if sinks.is_empty() {
+            Metrics::inc(&m.unrouted);
+            tracing::warn!(rule = %alert.rule_id, account = %alert.account, "no route takes this alert");
+        }
+        for s in sinks {
+            let Some(sink) = p.sinks.get(s) else { continue };
+            match p.store.delivered(&incident, alert.state, &sink.name) {
+                Ok(true) => {}
+                Ok(false) => {
+                    adds.push((s, alert.clone(), incident));
+                    outstanding += 1;
+                }
+                Err(e) => {
+                    tracing::error!(message_id = %env.message_id, error = %e, "dedupe store failed; the message returns to the queue");
+                    return;
+                }
+            }
+        }
+    }
+    if outstanding == 0 {
+        Metrics::inc(&m.duplicates);
+        tracing::debug!(message_id = %env.message_id, "duplicate: every routed sink has it");
+        acks.push(env.token);
+        return;
+    }
+    for (s, alert, incident) in adds {
+        grouper.add(s, alert, incident, id, now);
+    }
+    m.in_flight.fetch_add(1, Ordering::Relaxed);
+    msgs.insert(
+        id,
+        InFlight {
+            env,
+            outstanding,
+            failed: false,
+            extended: now,
+            _permit: permit,
+        },
+    );
+}
+
+async fn sink_worker(
+    index: usize,
+    sink: Arc<Sink>,
+    mut rx: mpsc::UnboundedReceiver<Notification<u64>>,
+    done: mpsc::UnboundedSender<Completion>,
+    store: Arc<dyn DedupeStore>,
+    metrics: Arc<Metrics>,
+) {
+    let counters = metrics.sinks.get(index);
+    while let Some(n) = rx.recv().await {
+        let result = sink
+            .deliver_with_retry(&n, |_| {
+                if let Some(c) = counters {
+                    c.retries.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .await;
+        let delivered = match result {
+            Final::Delivered { attempts } => {
+                if let Some(c) = counters {
+                    c.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                let items: Vec<(Incident, AlertState)> = n
+                    .alerts
+                    .iter()
+                    .map(|a| (a.incident, a.alert.state))
+                    .collect();
+                if let Err(e) = store.record_delivery(&items, &sink.name, now_ms()) {
+                    tracing::error!(sink = %sink.name, error = %e, "delivered but not recorded: a redelivery may repeat it");
+                }
+                tracing::info!(sink = %sink.name, alerts = n.alerts.len(), attempts, repeat = n.repeat, "delivered");
+                true
+            }
+            Final::Failed { attempts, reason } => {
+                if let Some(c) = counters {
+                    c.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::error!(sink = %sink.name, alerts = n.alerts.len(), attempts, %reason, "delivery failed");
+                false
+            }
+        };
+        if done
+            .send(Completion {
+                id: n.id,
+                delivered,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::test_catalog;
+    use crate::config::{
+        DedupeSpec, GroupLabel, GroupSpec, Rate, SinkKind, SinkSpec, SourceSpec, StoreSpec,
+    };
+    use crate::decode::fixtures;
+    use crate::dedupe::MemoryStore;
+    use crate::source::memory::MemorySource;
+    use std::num::NonZeroU32;
+    use std::path::PathBuf;
+
+    fn config(sinks: Vec<SinkSpec>) -> Config {
+        let n = sinks.len();
+        Config {
+            source: SourceSpec {
+                queue: "q".into(),
+                region: None,
+                concurrency: 2,
+                long_poll: Duration::from_secs(1),
+                visibility: Duration::from_secs(30),
+                max_in_flight: 100,
+            },
+            dedupe: DedupeSpec {
+                window: Duration::from_secs(900),
+                retention: Duration::from_secs(3600),
+                store: StoreSpec::File {
+                    path: PathBuf::new(),
+                },
+            },
+            group: GroupSpec {
+                by: vec![GroupLabel::Rule],
+                wait: Duration::from_millis(300),
+                interval: Duration::from_millis(300),
+                repeat: Duration::from_secs(3600),
+            },
+            sinks,
+            routes: Vec::new(),
+            default_sinks: (0..n).collect(),
+            listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    fn file_sink(name: &str, path: &std::path::Path) -> SinkSpec {
+        SinkSpec {
+            name: name.into(),
+            rate: Rate {
+                count: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
+                per: Duration::from_secs(1),
+            },
+            retry_for: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            kind: SinkKind::File {
+                path: path.to_path_buf(),
+            },
+        }
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grouped_once_duplicates_acked_poison_dead_lettered() {
+        let dir = std::env::temp_dir().join(format!("orgwatch-rt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+        let cfg = config(vec![file_sink("a", &a), file_sink("b", &b)]);
+        let source = Arc::new(MemorySource::new(Duration::from_secs(30), 2));
+        let t = "2024-05-01T12:00:00.000+0000";
+        let accounts = ["111111111111", "222222222222", "333333333333"];
+        for acct in accounts {
+            source.send(
+                fixtures::sns(
+                    &fixtures::alarm("orgwatch-root-activity", acct, "ALARM", t).to_string(),
+                )
+                .to_string(),
+            );
+        }
+        // The same alarm state change again, and the raw event behind the first one.
+        source.send(fixtures::alarm("orgwatch-root-activity", accounts[0], "ALARM", t).to_string());
+        source
+            .send(fixtures::root_sign_in(accounts[0], "ev-1", "2024-05-01T11:58:00Z").to_string());
+        source.send("{ not json");
+        let metrics = Arc::new(Metrics::new(["a".to_string(), "b".to_string()]));
+        let store = Arc::new(MemoryStore::default());
+        let pipeline = Pipeline {
+            config: cfg,
+            store: store.clone(),
+            catalog: Arc::new(test_catalog()),
+            sinks: vec![],
+            metrics: metrics.clone(),
+            drain: Duration::from_secs(5),
+        };
+        let http = crate::sinks::http::HttpClient::new();
+        let sinks = pipeline
+            .config
+            .sinks
+            .iter()
+            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
+            .collect();
+        let pipeline = Pipeline { sinks, ..pipeline };
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(run(source.clone(), pipeline, rx));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (source.acked().len() < 5 || source.dead().is_empty()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = tx.send(true);
+        task.await.unwrap();
+        for path in [&a, &b] {
+            let docs = lines(path);
+            // root-activity: one notification with the three accounts; the raw event's
+            // second rule (console-no-mfa) is its own group.
+            let root: Vec<_> = docs
+                .iter()
+                .filter(|d| d["group"]["rule"] == "root-activity")
+                .collect();
+            assert_eq!(root.len(), 1, "{docs:?}");
+            assert_eq!(root[0]["accounts"], serde_json::json!(accounts), "{docs:?}");
+            assert_eq!(root[0]["alerts"].as_array().map(Vec::len), Some(3));
+            // The alarm and the raw event of the same sign-in are one alert, with the
+            // event's principal and source IP.
+            assert_eq!(
+                root[0]["alerts"][0]["actor"]["source_ip"], "203.0.113.7",
+                "{docs:?}"
+            );
+        }
+        assert_eq!(source.acked().len(), 5);
+        assert_eq!(source.dead().len(), 1);
+        assert_eq!(source.remaining(), 0);
+        assert_eq!(
+            metrics.dead_lettered.load(Ordering::Relaxed),
+            2,
+            "received twice before redrive"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_sink_leaves_the_message_unacked_and_the_other_sink_unaffected() {
+        let dir = std::env::temp_dir().join(format!("orgwatch-rt2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.jsonl");
+        // A file sink whose directory does not exist fails every attempt (Retry).
+        let bad = dir.join("missing-dir").join("bad.jsonl");
+        let mut bad_spec = file_sink("bad", &bad);
+        bad_spec.retry_for = Duration::from_secs(2);
+        let cfg = config(vec![file_sink("good", &good), bad_spec]);
+        let source = Arc::new(MemorySource::new(Duration::from_secs(30), 5));
+        source.send(
+            fixtures::alarm(
+                "orgwatch-root-activity",
+                "111111111111",
+                "ALARM",
+                "2024-05-01T12:00:00.000+0000",
+            )
+            .to_string(),
+        );
+        let metrics = Arc::new(Metrics::new(["good".to_string(), "bad".to_string()]));
+        let store = Arc::new(MemoryStore::default());
+        let http = crate::sinks::http::HttpClient::new();
+        let sinks = cfg
+            .sinks
+            .iter()
+            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
+            .collect();
+        let pipeline = Pipeline {
+            config: cfg,
+            store: store.clone(),
+            catalog: Arc::new(test_catalog()),
+            sinks,
+            metrics: metrics.clone(),
+            drain: Duration::from_secs(1),
+        };
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(run(source.clone(), pipeline, rx));
+        let started = Instant::now();
+        while lines(&good).is_empty() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the good sink waited for the bad one"
+        );
+        assert_eq!(lines(&good).len(), 1);
+        while metrics.sinks[1].failed.load(Ordering::Relaxed) == 0
+            && started.elapsed() < Duration::from_secs(8)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(metrics.sinks[1].retries.load(Ordering::Relaxed) >= 1);
+        assert!(
+            source.acked().is_empty(),
+            "Retry must leave the message unacked"
+        );
+        assert_eq!(source.remaining(), 1);
+        // The message comes back: now the directory exists, only the bad sink gets it.
+        std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
+        let _ = tx.send(true);
+        task.await.unwrap();
+        let source2 = Arc::new(MemorySource::new(Duration::from_secs(30), 5));
+        source2.send(
+            fixtures::alarm(
+                "orgwatch-root-activity",
+                "111111111111",
+                "ALARM",
+                "2024-05-01T12:00:00.000+0000",
+            )
+            .to_string(),
+        );
+        let cfg = config(vec![file_sink("good", &good), file_sink("bad", &bad)]);
+        let sinks = cfg
+            .sinks
+            .iter()
+            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
+            .collect();
+        let (tx, rx) = watch::channel(false);
+        let pipeline = Pipeline {
+            config: cfg,
+            store,
+            catalog: Arc::new(test_catalog()),
+            sinks,
+            metrics,
+            drain: Duration::from_secs(1),
+        };
+        let task = tokio::spawn(run(source2.clone(), pipeline, rx));
+        let started = Instant::now();
+        while source2.acked().is_empty() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = tx.send(true);
+        task.await.unwrap();
+        assert_eq!(source2.acked().len(), 1, "Delivered acks it");
+        assert_eq!(lines(&good).len(), 1, "the good sink already had it");
+        assert_eq!(lines(&bad).len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

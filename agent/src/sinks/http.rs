@@ -1,0 +1,147 @@
+//! The one HTTP client of the sinks: hyper over rustls (the AWS SDK's TLS stack), HTTP/1.1,
+//! each request bounded by the sink's timeout, and one status classifier.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::Outcome;
+
+/// A shared HTTPS client.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl HttpClient {
+    pub fn new() -> HttpClient {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(provider.clone())
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no system root certificates: HTTPS sinks will fail verification");
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map(|b| {
+                        b.with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    });
+                match config {
+                    Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
+                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                        rustls::ClientConfig::builder()
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth(),
+                    ),
+                }
+            }
+        };
+        let connector = builder.https_or_http().enable_http1().build();
+        HttpClient {
+            inner: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// POSTs a JSON body; maps the answer to an [`Outcome`]. The URL never appears in the
+    /// outcome (it may carry a token); `what` names the destination instead.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Outcome {
+        let mut req = Request::post(url).header("content-type", "application/json");
+        req = req.header(
+            "user-agent",
+            concat!("orgwatch-agent/", env!("CARGO_PKG_VERSION")),
+        );
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let req = match req.body(Full::new(Bytes::from(body))) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Reject(format!("cannot build the request: {e}")),
+        };
+        let call = async {
+            let resp = self.inner.request(req).await?;
+            let status = resp.status();
+            // Read (a bounded part of) the body so the connection can be reused.
+            let text = match resp.into_body().collect().await {
+                Ok(b) => {
+                    let b = b.to_bytes();
+                    String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned()
+                }
+                Err(_) => String::new(),
+            };
+            Ok::<_, hyper_util::client::legacy::Error>((status, text))
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Err(_) => Outcome::Retry(format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => Outcome::Retry(format!("request failed: {}", error_chain(&e))),
+            Ok(Ok((status, text))) => classify_status(status, &text),
+        }
+    }
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient::new()
+    }
+}
+
+/// 2xx delivered; 408, 429 and 5xx retried; any other status rejected.
+pub fn classify_status(status: StatusCode, body: &str) -> Outcome {
+    let body = body.trim();
+    if status.is_success() {
+        Outcome::Delivered
+    } else if status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+    {
+        Outcome::Retry(format!("HTTP {status}: {body}"))
+    } else {
+        Outcome::Reject(format!("HTTP {status}: {body}"))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        for (code, want) in [
+            (200, "delivered"),
+            (202, "delivered"),
+            (400, "reject"),
+            (403, "reject"),
+            (404, "reject"),
+            (408, "retry"),
+            (429, "retry"),
+            (500, "retry"),
+            (503, "retry"),
+        ] {
+            let got = classify_status(StatusCode::from_u16(code).unwrap(), "");
+            assert_eq!(got.kind(), want, "{code}");
+        }
+    }
+}

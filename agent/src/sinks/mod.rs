@@ -1,0 +1,206 @@
+//! Sinks: where notifications go. Each sink has its own rate limit (governor) and retries
+//! with exponential backoff and full jitter, so one failing destination backs off without
+//! holding up the others (each runs in its own task; see the runtime).
+//!
+//! A delivery attempt ends in an [`Outcome`]: `Delivered`, `Retry(reason)` (transient:
+//! timeouts, 429, 5xx) or `Reject(reason)` (the destination refused the content itself).
+
+pub mod file;
+pub mod http;
+pub mod pagerduty;
+pub mod payload;
+pub mod slack;
+pub mod sns;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::clock::DefaultClock;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{RateLimiter, middleware::NoOpMiddleware};
+
+use crate::config::{SinkKind, SinkSpec};
+use crate::group::Notification;
+
+/// The result of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    Retry(String),
+    Reject(String),
+}
+
+impl Outcome {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry(_) => "retry",
+            Outcome::Reject(_) => "reject",
+        }
+    }
+}
+
+/// The final result of delivering one notification, after retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Final {
+    Delivered {
+        attempts: u32,
+    },
+    /// Rejected, or still failing after `retry_for`.
+    Failed {
+        attempts: u32,
+        reason: String,
+    },
+}
+
+enum Driver {
+    Stdout,
+    File(file::JsonLines),
+    Webhook(webhook::Webhook),
+    Slack(slack::Slack),
+    PagerDuty(pagerduty::PagerDuty),
+    Sns(sns::Sns),
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>;
+
+/// A built sink.
+pub struct Sink {
+    pub name: String,
+    pub type_name: &'static str,
+    retry_for: Duration,
+    limiter: Arc<Limiter>,
+    driver: Driver,
+}
+
+/// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Full jitter: a uniform delay in [0, min(MAX, INITIAL * 2^attempt)].
+pub fn backoff(attempt: u32) -> Duration {
+    let cap = INITIAL_BACKOFF
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(MAX_BACKOFF);
+    cap.mul_f64(fastrand::f64())
+}
+
+impl Sink {
+    /// Builds a validated sink. `sns` gives the SNS client for `sns` sinks.
+    pub fn build(
+        spec: &SinkSpec,
+        http: &http::HttpClient,
+        sns: Option<aws_sdk_sns::Client>,
+    ) -> Result<Sink, String> {
+        let driver = match &spec.kind {
+            SinkKind::Stdout => Driver::Stdout,
+            SinkKind::File { path } => Driver::File(file::JsonLines { path: path.clone() }),
+            SinkKind::Webhook {
+                url,
+                secret,
+                signature_header,
+            } => Driver::Webhook(webhook::Webhook {
+                url: url.clone(),
+                secret: secret.clone(),
+                signature_header: signature_header.clone(),
+                http: http.clone(),
+                timeout: spec.timeout,
+            }),
+            SinkKind::Slack { url } => Driver::Slack(slack::Slack {
+                url: url.clone(),
+                http: http.clone(),
+                timeout: spec.timeout,
+            }),
+            SinkKind::PagerDuty { url, routing_key } => Driver::PagerDuty(pagerduty::PagerDuty {
+                url: url.clone(),
+                routing_key: routing_key.clone(),
+                http: http.clone(),
+                timeout: spec.timeout,
+            }),
+            SinkKind::Sns { topic_arn } => Driver::Sns(sns::Sns {
+                client: sns.ok_or_else(|| format!("sink {}: no SNS client", spec.name))?,
+                topic_arn: topic_arn.clone(),
+            }),
+        };
+        Ok(Sink {
+            name: spec.name.clone(),
+            type_name: spec.kind.type_name(),
+            retry_for: spec.retry_for,
+            limiter: Arc::new(RateLimiter::direct(spec.rate.quota())),
+            driver,
+        })
+    }
+
+    /// Checks the destination without sending an alert (SNS: GetTopicAttributes; file:
+    /// open for append). HTTP destinations have no side-effect-free check and pass.
+    pub async fn healthcheck(&self) -> Result<(), String> {
+        match &self.driver {
+            Driver::File(f) => f.healthcheck(),
+            Driver::Sns(s) => s.healthcheck().await,
+            _ => Ok(()),
+        }
+    }
+
+    /// One attempt, after waiting for the rate limiter.
+    pub async fn deliver<T>(&self, n: &Notification<T>) -> Outcome {
+        self.limiter.until_ready().await;
+        match &self.driver {
+            Driver::Stdout => file::stdout(n),
+            Driver::File(f) => f.deliver(n).await,
+            Driver::Webhook(w) => w.deliver(n).await,
+            Driver::Slack(s) => s.deliver(n).await,
+            Driver::PagerDuty(p) => p.deliver(n).await,
+            Driver::Sns(s) => s.deliver(n).await,
+        }
+    }
+
+    /// Attempts until delivered, rejected, or `retry_for` has passed.
+    pub async fn deliver_with_retry<T>(
+        &self,
+        n: &Notification<T>,
+        on_retry: impl Fn(&str),
+    ) -> Final {
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match self.deliver(n).await {
+                Outcome::Delivered => return Final::Delivered { attempts },
+                Outcome::Reject(reason) => return Final::Failed { attempts, reason },
+                Outcome::Retry(reason) => {
+                    on_retry(&reason);
+                    let delay = backoff(attempts - 1);
+                    if started.elapsed() + delay > self.retry_for {
+                        return Final::Failed {
+                            attempts,
+                            reason: format!("still failing after {attempts} attempts: {reason}"),
+                        };
+                    }
+                    tracing::debug!(sink = %self.name, attempts, ?delay, %reason, "delivery failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_and_capped() {
+        for attempt in 0..40 {
+            let cap = INITIAL_BACKOFF
+                .saturating_mul(1u32 << attempt.min(16))
+                .min(MAX_BACKOFF);
+            for _ in 0..20 {
+                assert!(backoff(attempt) <= cap);
+            }
+        }
+        // Jitter: not always the same value.
+        let samples: std::collections::BTreeSet<_> = (0..50).map(|_| backoff(5)).collect();
+        assert!(samples.len() > 1);
+    }
+}
