@@ -638,13 +638,18 @@ async fn replay(
     let mut s3: Option<aws_sdk_s3::Client> = None;
     for target in targets {
         match target {
+            // A file named on the command line is always read; in a directory, only log
+            // files (not digests) of the range.
             Target::Local(path) => match walk(path) {
+                Ok(files) if path.is_file() => {
+                    work.extend(files.into_iter().map(|(p, n)| Work::Local(p, n)))
+                }
                 Ok(files) => work.extend(
                     files
                         .into_iter()
                         .filter(|(p, _)| {
                             let s = p.to_string_lossy();
-                            day_of_path(&s).is_none_or(|d| range.contains(d))
+                            is_log_file(&s) && day_of_path(&s).is_none_or(|d| range.contains(d))
                         })
                         .map(|(p, n)| Work::Local(p, n)),
                 ),
