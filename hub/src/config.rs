@@ -79,7 +79,7 @@ pub enum Delivery {
 pub struct MonitoringSection {
     #[serde(default = "default_delivery")]
     pub delivery: Delivery,
-    /// Built-in rule ids or packs (`cis`, `all`).
+    /// Built-in rule ids or packs (`cis`, `all`); default every built-in rule.
     #[serde(default = "default_pack")]
     pub pack: Vec<String>,
     /// Built-in rule ids to leave out.
@@ -139,7 +139,7 @@ fn default_delivery() -> Delivery {
     Delivery::Eventbridge
 }
 fn default_pack() -> Vec<String> {
-    vec!["cis".to_string()]
+    vec!["all".to_string()]
 }
 fn default_log_days() -> i32 {
     365
@@ -376,6 +376,13 @@ queue = "orgwatch-alerts"
         assert_eq!(c.home_region(), "us-east-1");
         assert_eq!(c.hub.concurrency, 8);
         assert_eq!(c.alerts.max_receive_count, 5);
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let c =
+            parse(include_str!("../../infra/examples/hub.toml")).expect("infra/examples/hub.toml");
+        assert_eq!(c.monitoring.pack, vec!["cis", "root-activity"]);
     }
 
     #[test]

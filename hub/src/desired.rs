@@ -23,6 +23,7 @@ pub struct RuleDeploy {
     pub evaluation_periods: i32,
     pub statistic: String,
     pub comparison: String,
+    pub treat_missing_data: String,
     /// EventBridge event pattern for forwarding matching events to the central bus.
     pub forward_pattern: Option<Value>,
 }
@@ -253,7 +254,7 @@ pub fn member(
                     threshold: rule.threshold,
                     comparison: rule.comparison.clone(),
                     actions: vec![topic_arn.clone()],
-                    treat_missing_data: "notBreaching".into(),
+                    treat_missing_data: rule.treat_missing_data.clone(),
                     description: format!("orgwatch {}: {}", rule.id, rule.title),
                 }),
             );
@@ -485,6 +486,7 @@ mod tests {
             evaluation_periods: 1,
             statistic: "Sum".into(),
             comparison: "GreaterThanOrEqualToThreshold".into(),
+            treat_missing_data: "notBreaching".into(),
             forward_pattern: forward
                 .then(|| json!({"detail": {"userIdentity": {"type": ["Root"]}}})),
         }

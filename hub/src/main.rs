@@ -63,10 +63,14 @@ fn reconcile(global: &cli::GlobalArgs, args: &cli::ReconcileArgs, mode: Mode) ->
             return ExitStatus::Usage;
         }
     }
-    let rules = match commands::pack::deployments(&config) {
+    let rules = match commands::pack::load(&config, &global.config)
+        .and_then(|pack| commands::pack::deployments(&config, &pack))
+    {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
+        Err(problems) => {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
             return ExitStatus::Usage;
         }
     };

@@ -290,6 +290,51 @@ pub async fn create_org(factory: &ClientFactory, members: usize) -> Result<Org, 
     })
 }
 
+/// The path of a workspace binary (`hub`, `agent`), built once per test process with the
+/// same cargo and profile as the tests, so end-to-end tests never run a stale binary.
+pub fn bin(name: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut built = match built.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let result = built
+        .entry(name.to_string())
+        .or_insert_with(|| build_bin(name))
+        .clone();
+    match result {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn build_bin(name: &str) -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        // The same selection `cargo test --workspace` builds: another selection unifies
+        // dependency features differently and would rebuild the AWS SDK crates each time.
+        .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
+        .status()
+        .map_err(|e| format!("cannot run cargo to build {name}: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {name} failed ({status})"));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let path = target.join("debug").join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{} was not built", path.display()))
+    }
+}
+
 /// One request a [`Receiver`] got.
 #[derive(Clone, Debug)]
 pub struct Received {

@@ -2,5 +2,8 @@
 //! AWS SDK costs hundreds of MB and a long link), one module per area.
 
 mod e2e {
+    pub mod agent;
     pub mod foundation;
+    pub mod hub;
+    pub mod rules;
 }

@@ -1,32 +1,59 @@
 //! The configured detection pack, as what the hub deploys per rule.
 
-use crate::config::HubConfig;
+use shared::rules::{Pack, UserRules};
+
+use crate::config::{Delivery, HubConfig};
 use crate::desired::RuleDeploy;
 
-/// The rules to deploy for `config`, with each rule's filter(s) in the delivery mode's form.
-pub fn deployments(config: &HubConfig) -> Result<Vec<RuleDeploy>, String> {
-    // Interim until shared::rules lands: the root-activity rule alone.
-    if !config.rule.is_empty()
-        || !config.monitoring.disable.is_empty()
-        || config.monitoring.pack.is_empty()
-    {
-        return Err(
-            "custom rules and disabled rules need the detection pack (not yet wired)".into(),
-        );
+/// The configured pack: built-ins chosen by `monitoring.pack` minus `monitoring.disable`,
+/// plus `[[rule]]` tables. Every problem is reported, located in `path`.
+pub fn load(config: &HubConfig, path: &std::path::Path) -> Result<Pack, Vec<String>> {
+    let user = UserRules::from_tables(path, &config.rule)
+        .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+    Pack::from_config(&config.monitoring.pack, &config.monitoring.disable, &user)
+        .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect())
+}
+
+/// The rules to deploy, with each rule's filter(s) in the delivery mode's form: as written
+/// for `trail`, every selector under `detail` for `eventbridge` (split in two filters
+/// feeding one metric where the prefixed form exceeds 1,024 characters).
+pub fn deployments(config: &HubConfig, pack: &Pack) -> Result<Vec<RuleDeploy>, Vec<String>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for rule in pack.rules() {
+        let filters = match config.monitoring.delivery {
+            Delivery::Trail => Ok(vec![rule.pattern.as_str().to_string()]),
+            Delivery::Eventbridge => rule.eventbridge_filters(),
+        };
+        let filters = match filters {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(format!("rule {}: {e}", rule.id));
+                continue;
+            }
+        };
+        out.push(RuleDeploy {
+            id: rule.id.clone(),
+            title: rule.title.clone(),
+            filters,
+            metric_name: rule.metric_name.clone(),
+            namespace: rule.namespace.clone(),
+            threshold: rule.threshold,
+            period: i32::try_from(rule.period_secs).unwrap_or(i32::MAX),
+            evaluation_periods: i32::try_from(rule.evaluation_periods).unwrap_or(i32::MAX),
+            statistic: rule.statistic.as_str().to_string(),
+            comparison: rule.comparison.as_str().to_string(),
+            treat_missing_data: rule.treat_missing_data.as_str().to_string(),
+            forward_pattern: if rule.forward {
+                rule.eventbridge_pattern.clone()
+            } else {
+                None
+            },
+        });
     }
-    Ok(vec![RuleDeploy {
-        id: "root-activity".into(),
-        title: "Root user activity".into(),
-        filters: vec![
-            "{ $.userIdentity.type = \"Root\" && $.userIdentity.invokedBy NOT EXISTS && $.eventType != \"AwsServiceEvent\" }".into(),
-        ],
-        metric_name: "RootActivity".into(),
-        namespace: shared::naming::METRIC_NAMESPACE.into(),
-        threshold: 1.0,
-        period: 300,
-        evaluation_periods: 1,
-        statistic: "Sum".into(),
-        comparison: "GreaterThanOrEqualToThreshold".into(),
-        forward_pattern: Some(serde_json::json!({"detail": {"userIdentity": {"type": ["Root"]}}})),
-    }])
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }

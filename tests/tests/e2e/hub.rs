@@ -1,0 +1,467 @@
+//! `hub plan / enroll / status / offboard` against an emulated organisation: the real
+//! binary, its exit codes and JSON report, and what it left in each account, read back
+//! through the SDK.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use orgwatch_tests::{Emulator, Org, bin};
+use serde_json::Value;
+use shared::aws::ClientFactory;
+
+const BUCKET: &str = "acme-orgwatch-cloudtrail";
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+struct Run {
+    code: i32,
+    json: Value,
+    stderr: String,
+}
+
+fn write_config(dir: &Path, delivery: &str) -> PathBuf {
+    let path = dir.join("hub.toml");
+    let text = format!(
+        r#"[hub]
+regions = ["us-east-1", "eu-west-1"]
+member_role = "OrganizationAccountAccessRole"
+[trail]
+name = "orgwatch"
+bucket = "{BUCKET}"
+[monitoring]
+delivery = "{delivery}"
+pack = ["cis", "root-activity"]
+[alerts]
+topic = "orgwatch-alerts"
+queue = "orgwatch-alerts"
+"#
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn hub(emu: &Emulator, config: &Path, args: &[&str]) -> Run {
+    let out = Command::new(bin("hub"))
+        .args(args)
+        .args(["--output", "json", "--config"])
+        .arg(config)
+        .envs(emu.env())
+        .output()
+        .expect("run hub");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("hub {args:?} printed no JSON ({e}): {stdout}\n{stderr}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        json,
+        stderr,
+    }
+}
+
+fn changes(run: &Run) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in run.json["results"].as_array().into_iter().flatten() {
+        for c in r["changes"].as_array().into_iter().flatten() {
+            let fields: Vec<&str> = c["fields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["field"].as_str())
+                .collect();
+            out.push(format!(
+                "{} {} {} {} {}{}",
+                c["key"]["account"].as_str().unwrap_or_default(),
+                c["key"]["region"].as_str().unwrap_or_default(),
+                c["key"]["kind"].as_str().unwrap_or_default(),
+                c["key"]["name"].as_str().unwrap_or_default(),
+                c["action"].as_str().unwrap_or_default(),
+                if fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", fields.join(","))
+                }
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn count_member_resources(
+    f: &ClientFactory,
+    account: &str,
+    region: &str,
+) -> (usize, usize, usize) {
+    let c = f
+        .for_account(account)
+        .await
+        .expect("member")
+        .in_region(region);
+    let filters = c
+        .logs()
+        .describe_metric_filters()
+        .log_group_name("/orgwatch/cloudtrail")
+        .send()
+        .await
+        .map(|o| o.metric_filters().len())
+        .unwrap_or(0);
+    let alarms = c
+        .cloudwatch()
+        .describe_alarms()
+        .send()
+        .await
+        .expect("alarms")
+        .metric_alarms()
+        .len();
+    let rules = c
+        .eventbridge()
+        .list_rules()
+        .send()
+        .await
+        .expect("rules")
+        .rules()
+        .len();
+    (filters, alarms, rules)
+}
+
+async fn converge(delivery: &str) -> (Emulator, Org, ClientFactory, tempfile_dir::Dir, PathBuf) {
+    let emu = Emulator::start().expect("emulator");
+    let org = emu.create_org(5).await.expect("organisation");
+    let dir = tempfile_dir::Dir::new();
+    let config = write_config(dir.path(), delivery);
+
+    let before = hub(&emu, &config, &["status"]);
+    assert_eq!(
+        before.code, 3,
+        "status before enroll must report drift: {}",
+        before.stderr
+    );
+
+    let first = hub(&emu, &config, &["enroll"]);
+    assert_eq!(
+        first.code, 0,
+        "enroll failed: {:#}\n{}",
+        first.json, first.stderr
+    );
+    assert!(first.json["writes"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(first.json["schema_version"], 1);
+    let results = first.json["results"].as_array().expect("results");
+    // central per region + (5 members + management) per region
+    assert_eq!(results.len(), 2 + 6 * 2, "{results:#?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r["status"] == "changed" || r["status"] == "ok"),
+        "{results:#?}"
+    );
+    let factory = emu.factory().await.expect("factory");
+    (emu, org, factory, dir, config)
+}
+
+#[tokio::test]
+async fn eventbridge_delivery_converges_and_a_second_enroll_writes_nothing() {
+    let (emu, org, factory, _dir, config) = converge("eventbridge").await;
+
+    // Read back what the declared state promised.
+    let rule_count = {
+        let run = hub(&emu, &config, &["plan"]);
+        assert_eq!(run.code, 0);
+        assert!(changes(&run).is_empty(), "{:?}", changes(&run));
+        run.json["rules"].as_array().map(Vec::len).unwrap_or(0)
+    };
+    assert!(rule_count >= 1);
+    let mut counts = Vec::new();
+    for m in &org.members {
+        for region in REGIONS {
+            let c = factory
+                .for_account(m)
+                .await
+                .expect("member")
+                .in_region(region);
+            let groups = c
+                .logs()
+                .describe_log_groups()
+                .log_group_name_prefix("/orgwatch/")
+                .send()
+                .await
+                .expect("groups");
+            assert_eq!(groups.log_groups()[0].retention_in_days(), Some(365));
+            let rule = c
+                .eventbridge()
+                .describe_rule()
+                .name("orgwatch-cloudtrail-to-logs")
+                .send()
+                .await
+                .expect("rule");
+            assert_eq!(
+                rule.state().map(|s| s.as_str()),
+                Some("ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+            );
+            let targets = c
+                .eventbridge()
+                .list_targets_by_rule()
+                .rule("orgwatch-cloudtrail-to-logs")
+                .send()
+                .await
+                .expect("targets");
+            assert_eq!(
+                targets.targets()[0].arn(),
+                format!("arn:aws:logs:{region}:{m}:log-group:/orgwatch/cloudtrail")
+            );
+            let alarms = c
+                .cloudwatch()
+                .describe_alarms()
+                .alarm_name_prefix("orgwatch-")
+                .send()
+                .await
+                .expect("alarms");
+            assert_eq!(alarms.metric_alarms().len(), rule_count);
+            for a in alarms.metric_alarms() {
+                assert_eq!(
+                    a.alarm_actions(),
+                    [format!(
+                        "arn:aws:sns:{region}:{}:orgwatch-alerts",
+                        org.management
+                    )]
+                );
+                assert_eq!(a.treat_missing_data(), Some("notBreaching"));
+            }
+            let filters = c
+                .logs()
+                .describe_metric_filters()
+                .log_group_name("/orgwatch/cloudtrail")
+                .send()
+                .await
+                .expect("filters");
+            for f in filters.metric_filters() {
+                // EventBridge delivery: every selector reads the record under `detail`.
+                let p = f.filter_pattern().unwrap_or_default();
+                assert!(p.contains("$.detail."), "{p}");
+                assert!(shared::pattern::Pattern::parse(p).is_ok(), "{p}");
+            }
+            counts.push(count_member_resources(&factory, m, region).await);
+        }
+    }
+
+    // Central: bucket settings and the organisation trail.
+    let home = factory.home();
+    let s3 = home.s3();
+    let pab = s3
+        .get_public_access_block()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("pab");
+    let pab = pab.public_access_block_configuration().expect("config");
+    assert_eq!(
+        (
+            pab.block_public_acls(),
+            pab.ignore_public_acls(),
+            pab.block_public_policy(),
+            pab.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let policy = s3
+        .get_bucket_policy()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("policy");
+    let policy: Value = serde_json::from_str(policy.policy().unwrap_or_default()).expect("json");
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"],
+        "false"
+    );
+    let trail = home
+        .cloudtrail()
+        .get_trail()
+        .name("orgwatch")
+        .send()
+        .await
+        .expect("trail");
+    let trail = trail.trail().expect("trail");
+    assert_eq!(trail.is_organization_trail(), Some(true));
+    assert_eq!(trail.is_multi_region_trail(), Some(true));
+    assert_eq!(trail.log_file_validation_enabled(), Some(true));
+    let status = home
+        .cloudtrail()
+        .get_trail_status()
+        .name("orgwatch")
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(status.is_logging(), Some(true));
+
+    // The second run reads only.
+    let again = hub(&emu, &config, &["enroll"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.json["writes"], 0, "{:?}", changes(&again));
+    let mut after = Vec::new();
+    for m in &org.members {
+        for region in REGIONS {
+            after.push(count_member_resources(&factory, m, region).await);
+        }
+    }
+    assert_eq!(counts, after);
+    assert_eq!(hub(&emu, &config, &["status"]).code, 0);
+}
+
+#[tokio::test]
+async fn drift_is_named_repaired_exactly_and_offboarding_is_scoped() {
+    let (emu, org, factory, _dir, config) = converge("trail").await;
+    let (a, b) = (&org.members[0], &org.members[1]);
+
+    // Drift: an alarm deleted, a filter changed, trail logging stopped, one public access
+    // block setting off, the topic policy changed.
+    let ca = factory.for_account(a).await.expect("a");
+    let alarm = "orgwatch-root-activity";
+    ca.cloudwatch()
+        .delete_alarms()
+        .alarm_names(alarm)
+        .send()
+        .await
+        .expect("delete alarm");
+    let cb = factory.for_account(b).await.expect("b");
+    let filters = cb
+        .logs()
+        .describe_metric_filters()
+        .log_group_name("/orgwatch/cloudtrail")
+        .send()
+        .await
+        .expect("filters");
+    let f = filters.metric_filters()[0].clone();
+    let filter_name = f.filter_name().unwrap_or_default().to_string();
+    cb.logs()
+        .delete_metric_filter()
+        .log_group_name("/orgwatch/cloudtrail")
+        .filter_name(&filter_name)
+        .send()
+        .await
+        .expect("delete filter");
+    cb.logs()
+        .put_metric_filter()
+        .log_group_name("/orgwatch/cloudtrail")
+        .filter_name(&filter_name)
+        .filter_pattern("{ $.eventName = \"Nothing\" }")
+        .set_metric_transformations(Some(f.metric_transformations().to_vec()))
+        .send()
+        .await
+        .expect("change filter");
+    let home = factory.home();
+    home.cloudtrail()
+        .stop_logging()
+        .name("orgwatch")
+        .send()
+        .await
+        .expect("stop logging");
+    let pab = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .block_public_acls(true)
+        .ignore_public_acls(true)
+        .block_public_policy(false)
+        .restrict_public_buckets(true)
+        .build();
+    home.s3()
+        .put_public_access_block()
+        .bucket(BUCKET)
+        .public_access_block_configuration(pab)
+        .send()
+        .await
+        .expect("pab");
+    let topic = format!("arn:aws:sns:eu-west-1:{}:orgwatch-alerts", org.management);
+    home.in_region("eu-west-1")
+        .sns()
+        .set_topic_attributes()
+        .topic_arn(&topic)
+        .attribute_name("Policy")
+        .attribute_value(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .send()
+        .await
+        .expect("topic policy");
+
+    let status = hub(&emu, &config, &["status"]);
+    assert_eq!(status.code, 3, "{}", status.stderr);
+    let m = &org.management;
+    let expected = vec![
+        format!("{a} us-east-1 alarm {alarm} create"),
+        format!("{b} us-east-1 metric-filter {filter_name} update pattern"),
+        format!("{m} eu-west-1 topic orgwatch-alerts update policy"),
+        format!("{m} us-east-1 bucket {BUCKET} update block_public_policy"),
+        format!("{m} us-east-1 org-trail orgwatch update logging"),
+    ];
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(changes(&status), expected);
+
+    let repair = hub(&emu, &config, &["enroll"]);
+    assert_eq!(repair.code, 0, "{}", repair.stderr);
+    assert_eq!(
+        changes(&repair),
+        expected,
+        "enroll must apply exactly the drift"
+    );
+    let clean = hub(&emu, &config, &["status"]);
+    assert_eq!(clean.code, 0, "{:?}", changes(&clean));
+    let filters = cb
+        .logs()
+        .describe_metric_filters()
+        .log_group_name("/orgwatch/cloudtrail")
+        .filter_name_prefix(&filter_name)
+        .send()
+        .await
+        .expect("filters");
+    let same_name = filters
+        .metric_filters()
+        .iter()
+        .filter(|f| f.filter_name() == Some(filter_name.as_str()))
+        .count();
+    assert_eq!(same_name, 1, "repair must replace, not duplicate");
+
+    // Offboard one account: it ends with no orgwatch resources; the others are intact.
+    let off = hub(&emu, &config, &["offboard", "--account", a]);
+    assert_eq!(off.code, 0, "{}", off.stderr);
+    let (filters, alarms, rules) = count_member_resources(&factory, a, "us-east-1").await;
+    assert_eq!((filters, alarms, rules), (0, 0, 0));
+    let trail = ca
+        .cloudtrail()
+        .get_trail()
+        .name("orgwatch-account")
+        .send()
+        .await;
+    assert!(trail.is_err(), "member trail must be gone");
+    let others = hub(&emu, &config, &["status", "--account", b]);
+    assert_eq!(others.code, 0, "{:?}", changes(&others));
+    let after = hub(&emu, &config, &["status", "--account", a]);
+    assert_eq!(after.code, 3, "an offboarded account is missing everything");
+}
+
+/// A temporary directory removed on drop (no extra crate for one helper).
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> Dir {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "orgwatch-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Dir(p)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
