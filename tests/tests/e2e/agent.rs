@@ -1,0 +1,668 @@
+//! The agent end to end: the real `agent` binary consumes the central queue in the emulator
+//! and delivers to webhook receivers in this test.
+//!
+//! The emulator never turns a metric filter into an alarm notification, so the tests
+//! publish the exact JSON CloudWatch would publish to the central topic (SNS -> SQS works
+//! in the emulator as in AWS, envelope included); raw CloudTrail events are sent to the
+//! queue as the central EventBridge rule would.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orgwatch_tests::{Emulator, Receiver, bin};
+use serde_json::{Value, json};
+
+const QUEUE: &str = "orgwatch-alerts";
+const SECRET: &str = "webhook-test-secret";
+
+/// The central topic, queue and DLQ (redrive after `max_receives`), subscribed as the hub
+/// sets them up.
+struct Central {
+    sqs: aws_sdk_sqs::Client,
+    sns: aws_sdk_sns::Client,
+    topic_arn: String,
+    queue_url: String,
+    dlq_url: String,
+}
+
+async fn central(emu: &Emulator, max_receives: u32) -> Central {
+    let factory = emu.factory().await.expect("factory");
+    let home = factory.home();
+    let (sqs, sns) = (home.sqs(), home.sns());
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(shared::naming::dead_letter_queue(QUEUE))
+        .send()
+        .await
+        .expect("create dlq")
+        .queue_url
+        .expect("dlq url");
+    let dlq_arn = queue_arn(&sqs, &dlq_url).await;
+    let redrive =
+        json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string()});
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(QUEUE)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            redrive.to_string(),
+        )
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "30",
+        )
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    let topic_arn = sns
+        .create_topic()
+        .name(QUEUE)
+        .send()
+        .await
+        .expect("create topic")
+        .topic_arn
+        .expect("topic arn");
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn(&sqs, &queue_url).await)
+        .send()
+        .await
+        .expect("subscribe");
+    Central {
+        sqs,
+        sns,
+        topic_arn,
+        queue_url,
+        dlq_url,
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("queue arn")
+}
+
+impl Central {
+    /// Publishes a CloudWatch alarm notification, as CloudWatch does.
+    async fn alarm(&self, rule: &str, account: &str, state: &str, time: &str) {
+        let name = shared::naming::alarm_name(rule);
+        let body = json!({
+            "AlarmName": name,
+            "AlarmDescription": format!("orgwatch rule {rule}"),
+            "AWSAccountId": account,
+            "AlarmConfigurationUpdatedTimestamp": "2024-05-01T00:00:00.000+0000",
+            "NewStateValue": state,
+            "NewStateReason": "Threshold Crossed: 1 out of the last 1 datapoints [1.0 (01/05/24 12:00:00)] was greater than or equal to the threshold (1.0) (minimum 1 datapoint for OK -> ALARM transition).",
+            "StateChangeTime": time,
+            "Region": "US East (N. Virginia)",
+            "AlarmArn": format!("arn:aws:cloudwatch:us-east-1:{account}:alarm:{name}"),
+            "OldStateValue": if state == "ALARM" { "OK" } else { "ALARM" },
+            "OKActions": [],
+            "AlarmActions": [self.topic_arn],
+            "InsufficientDataActions": [],
+            "Trigger": {
+                "MetricName": name, "Namespace": "orgwatch", "StatisticType": "Statistic",
+                "Statistic": "SUM", "Unit": null, "Dimensions": [], "Period": 300,
+                "EvaluationPeriods": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+                "Threshold": 1.0, "TreatMissingData": "notBreaching",
+                "EvaluateLowSampleCountPercentile": ""
+            }
+        });
+        self.sns
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(format!("ALARM: \"{name}\" in US East (N. Virginia)"))
+            .message(body.to_string())
+            .send()
+            .await
+            .expect("publish");
+    }
+
+    /// Sends a body straight to the queue (as EventBridge, or anything else, could).
+    async fn send_raw(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+
+    async fn dlq_bodies(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.dlq_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(600)
+                .send()
+                .await
+                .expect("receive dlq")
+                .messages
+                .unwrap_or_default();
+            if got.is_empty() {
+                return out;
+            }
+            out.extend(got.into_iter().filter_map(|m| m.body));
+        }
+    }
+
+    async fn queue_depth(&self) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("attributes")
+            .attributes
+            .unwrap_or_default();
+        let get = |k: A| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+/// A root console sign-in as the central EventBridge rule delivers it (no `account`, as
+/// in the emulator).
+fn root_sign_in_event(account: &str, event_id: &str, time: &str) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("evb-{event_id}"),
+        "detail-type": "AWS Console Sign In via CloudTrail",
+        "source": "aws.signin",
+        "time": time,
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "userIdentity": {"type": "Root", "principalId": account,
+                "arn": format!("arn:aws:iam::{account}:root"), "accountId": account},
+            "eventTime": time,
+            "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "198.51.100.23",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64)",
+            "requestParameters": null,
+            "responseElements": {"ConsoleLogin": "Success"},
+            "additionalEventData": {"MFAUsed": "No", "LoginTo": "https://console.aws.amazon.com/"},
+            "eventID": event_id,
+            "readOnly": false,
+            "eventType": "AwsConsoleSignIn",
+            "managementEvent": true,
+            "recipientAccountId": account,
+            "eventCategory": "Management"
+        }
+    })
+}
+
+/// The agent process; killed when dropped.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(emu: &Emulator, config: &Path, log: &Path) -> Agent {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("agent log");
+        let child = Command::new(bin("agent"))
+            .args(["--config", &config.display().to_string(), "run"])
+            .envs(emu.env())
+            .env("RUST_LOG", "info,agent=debug")
+            .env("WEBHOOK_SECRET", SECRET)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start agent");
+        Agent {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn terminate(&mut self) -> Option<i32> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(40) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        None
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("orgwatch-e2e-agent-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn write_config(
+    dir: &Path,
+    a: &Receiver,
+    b: &Receiver,
+    group_wait: &str,
+    retry_for: &str,
+) -> PathBuf {
+    let text = format!(
+        r#"[source]
+queue = "{QUEUE}"
+long_poll = "1s"
+visibility = "30s"
+[dedupe]
+window = "15m"
+path = "{db}"
+[group]
+by = ["rule"]
+wait = "{group_wait}"
+interval = "{group_wait}"
+repeat = "4h"
+[[sink]]
+name = "hook-a"
+type = "webhook"
+url = "{url_a}"
+secret = "${{WEBHOOK_SECRET}}"
+rate = "50/s"
+retry_for = "{retry_for}"
+[[sink]]
+name = "hook-b"
+type = "webhook"
+url = "{url_b}"
+secret = "${{WEBHOOK_SECRET}}"
+rate = "50/s"
+retry_for = "{retry_for}"
+[[route]]
+match = {{}}
+sinks = ["hook-a", "hook-b"]
+[server]
+listen = "127.0.0.1:0"
+"#,
+        db = dir.join("agent.db").display(),
+        url_a = a.url("/a"),
+        url_b = b.url("/b"),
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Every alert a receiver accepted: (rule, fingerprint, account).
+fn alerts(r: &Receiver) -> Vec<(String, String, String)> {
+    r.accepted()
+        .iter()
+        .filter_map(Received::json)
+        .flat_map(|doc| {
+            doc["alerts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| {
+                    (
+                        a["rule_id"].as_str().unwrap_or_default().to_string(),
+                        a["fingerprint"].as_str().unwrap_or_default().to_string(),
+                        a["account"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+        })
+        .collect()
+}
+
+use orgwatch_tests::Received;
+
+async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f()
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, "<ts>.<body>")>`, computed here independently.
+fn hmac_sha256_hex(secret: &[u8], ts: u64, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("hmac key");
+    mac.update(format!("{ts}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+fn account(i: usize) -> String {
+    format!("{:012}", 100_000_000_000u64 + i as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_groups_dedupes_dead_letters_and_drains() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 2).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("group");
+    let config = write_config(&dir, &a, &b, "3s", "5m");
+    let mut agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+
+    // Three accounts fire the same rule within `wait`; the first alarm is delivered twice;
+    // the raw event behind the first account's alarm arrives through the event path.
+    let t = "2024-05-01T12:05:00.000+0000";
+    let accounts = [account(1), account(2), account(3)];
+    for acct in &accounts {
+        c.alarm("root-activity", acct, "ALARM", t).await;
+    }
+    c.alarm("root-activity", &accounts[0], "ALARM", t).await;
+    c.send_raw(&root_sign_in_event(&accounts[0], "ev-root-1", "2024-05-01T12:01:30Z").to_string())
+        .await;
+
+    // Malformed bodies with valid alerts between them.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut malformed: Vec<String> = vec![
+        "{\"AlarmName\": \"orgwatch-root-activity\", \"NewStateVal".into(),
+        "[1, 2, 3]".into(),
+        json!({"hello": "world"}).to_string(),
+        json!({"AlarmName": "orgwatch-cis-4.3", "NewStateValue": "ALARM"}).to_string(),
+        format!("{{\"pad\": \"{}\"}}", "x".repeat(250 * 1024)),
+        "null".into(),
+    ];
+    for _ in 0..14 {
+        let bytes: String = (0..64)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                char::from(b'!' + (rng % 90) as u8)
+            })
+            .collect();
+        malformed.push(bytes);
+    }
+    for (i, body) in malformed.iter().enumerate() {
+        c.send_raw(body).await;
+        if i % 5 == 0 {
+            c.alarm("cis-4.3", &account(100 + i), "ALARM", t).await;
+        }
+    }
+    let mut valid_cis: BTreeSet<String> = (0..malformed.len())
+        .filter(|i| i % 5 == 0)
+        .map(|i| account(100 + i))
+        .collect();
+    // The root sign-in event is also CIS 4.3 ("root account usage") for its account.
+    valid_cis.insert(accounts[0].clone());
+
+    let done = wait_until(Duration::from_secs(60), || {
+        let got = alerts(&a);
+        got.iter().filter(|x| x.0 == "root-activity").count() >= 3
+            && got.iter().filter(|x| x.0 == "cis-4.3").count() >= valid_cis.len()
+    })
+    .await;
+    assert!(done, "not delivered; agent log:\n{}", agent.log());
+    // Wait a little more for anything that should not come.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    for r in [&a, &b] {
+        let docs: Vec<Value> = r.accepted().iter().filter_map(Received::json).collect();
+        let root: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["group"]["rule"] == "root-activity")
+            .collect();
+        assert_eq!(
+            root.len(),
+            1,
+            "one notification for the root-activity group: {docs:#?}"
+        );
+        let listed: BTreeSet<&str> = root[0]["accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(
+            listed,
+            accounts.iter().map(String::as_str).collect(),
+            "{:#?}",
+            root[0]
+        );
+        let first = root[0]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["account"] == accounts[0].as_str());
+        let first = first.expect("the first account's alert");
+        assert_eq!(
+            first["actor"]["source_ip"], "198.51.100.23",
+            "carries the event's source IP: {first:#}"
+        );
+        assert_eq!(
+            first["actor"]["principal"],
+            format!("arn:aws:iam::{}:root", accounts[0])
+        );
+        let cis: BTreeSet<String> = alerts(r)
+            .into_iter()
+            .filter(|x| x.0 == "cis-4.3")
+            .map(|x| x.2)
+            .collect();
+        assert_eq!(
+            cis, valid_cis,
+            "every valid alert between the malformed ones"
+        );
+        // Every delivery is signed.
+        for req in r.accepted() {
+            let ts: u64 = req
+                .header("x-orgwatch-timestamp")
+                .and_then(|v| v.parse().ok())
+                .expect("timestamp header");
+            let sig = req
+                .header("x-orgwatch-signature")
+                .expect("signature header");
+            assert_eq!(sig, hmac_sha256_hex(SECRET.as_bytes(), ts, &req.body));
+        }
+    }
+    // No alert twice.
+    let all = alerts(&a);
+    let distinct: BTreeSet<_> = all.iter().map(|x| x.1.clone()).collect();
+    assert_eq!(all.len(), distinct.len(), "{all:#?}");
+
+    // The malformed bodies end in the DLQ (redrive after 2 receives); reasons are logged.
+    let mut dead = Vec::new();
+    let started = Instant::now();
+    while dead.len() < malformed.len() && started.elapsed() < Duration::from_secs(60) {
+        dead.extend(c.dlq_bodies().await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let dead: BTreeSet<String> = dead.into_iter().collect();
+    assert_eq!(
+        dead,
+        malformed.iter().cloned().collect(),
+        "agent log:\n{}",
+        agent.log()
+    );
+    let log = agent.log();
+    assert!(log.contains("undecodable message"), "{log}");
+    assert!(log.contains("body is not JSON"), "{log}");
+    assert!(agent.running(), "the agent keeps running:\n{log}");
+    assert_eq!(
+        c.queue_depth().await,
+        (0, 0),
+        "everything valid was acknowledged"
+    );
+
+    // Graceful drain on SIGTERM: exit 0.
+    assert_eq!(agent.terminate(), Some(0), "{}", agent.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_outage_loses_nothing_and_does_not_delay_the_other() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("outage");
+    let config = write_config(&dir, &a, &b, "1s", "10m");
+    let _agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    a.set_status(500);
+    let t = "2024-05-01T12:05:00.000+0000";
+    let n = 6;
+    for i in 0..n {
+        c.alarm(&format!("cis-4.{}", 1 + i % 3), &account(i), "ALARM", t)
+            .await;
+    }
+    let started = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(20), || alerts(&b).len() >= n).await,
+        "hook-b got {:?}",
+        alerts(&b)
+    );
+    let b_time = started.elapsed();
+    assert!(alerts(&a).is_empty());
+    assert!(
+        a.requests().iter().all(|r| r.status == 500),
+        "hook-a was tried during the outage"
+    );
+    // The outage ends: hook-a gets everything, once.
+    a.set_status(200);
+    assert!(wait_until(Duration::from_secs(60), || alerts(&a).len() >= n).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        a.requests().iter().filter(|r| r.status == 500).count() >= 1,
+        "hook-a answered 500 at least once"
+    );
+    for r in [&a, &b] {
+        let got = alerts(r);
+        let fps: BTreeSet<_> = got.iter().map(|x| x.1.clone()).collect();
+        assert_eq!((got.len(), fps.len()), (n, n), "{got:#?}");
+    }
+    assert!(b_time < Duration::from_secs(15), "hook-b waited {b_time:?}");
+    assert!(
+        wait_until(Duration::from_secs(10), || true).await && c.queue_depth().await == (0, 0),
+        "acknowledged once both sinks had them"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_restart_deliver_every_alert_exactly_once() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 10).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("kill");
+    let config = write_config(&dir, &a, &b, "1s", "5m");
+    let log = dir.join("agent.log");
+    let mut agent = Agent::start(&emu, &config, &log);
+    let total = 120;
+    let t = "2024-05-01T12:05:00.000+0000";
+    let started = Instant::now();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..total {
+        c.alarm(&format!("cis-4.{}", 1 + i % 15), &account(i), "ALARM", t)
+            .await;
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if i % 40 == 20 {
+            // Kill at a random point, let it lie dead a moment, restart.
+            tokio::time::sleep(Duration::from_millis(seed % 1500)).await;
+            agent.kill();
+            agent = Agent::start(&emu, &config, &log);
+        }
+    }
+    let ok = wait_until(Duration::from_secs(120), || {
+        alerts(&a).len() >= total && alerts(&b).len() >= total
+    })
+    .await;
+    let elapsed = started.elapsed();
+    assert!(
+        ok,
+        "a {} b {} of {total}; log:\n{}",
+        alerts(&a).len(),
+        alerts(&b).len(),
+        agent.log()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for r in [&a, &b] {
+        let got = alerts(r);
+        let mut per_fp: BTreeMap<String, usize> = BTreeMap::new();
+        for x in &got {
+            *per_fp.entry(x.1.clone()).or_default() += 1;
+        }
+        let twice: Vec<_> = per_fp.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+        assert_eq!(per_fp.len(), total, "every alert once");
+        let accounts: BTreeSet<String> = got.iter().map(|x| x.2.clone()).collect();
+        assert_eq!(accounts.len(), total);
+    }
+    eprintln!(
+        "{total} alerts through the emulator with 3 SIGKILLs: {:.1} alerts/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
