@@ -155,9 +155,11 @@ fn classify_alarm(a: &AlarmNotification, catalog: &dyn RuleCatalog) -> Classifie
             reason: a.reason.clone(),
             old_state: a.old_state.clone(),
             new_state: a.new_state.clone(),
+            metric: a.metric.clone(),
         },
         actor: None,
         remediation: info.remediation,
+        enrichment: None,
     }])
 }
 
@@ -188,6 +190,7 @@ fn classify_event(e: &CloudTrailEvent, catalog: &dyn RuleCatalog) -> Classified 
                 },
                 actor: Some(actor.clone()),
                 remediation: info.remediation,
+                enrichment: None,
             })
             .collect(),
     )

@@ -68,6 +68,8 @@ pub struct RawConfig {
     pub default_route: Option<RawDefaultRoute>,
     #[serde(default)]
     pub server: RawServer,
+    #[serde(default)]
+    pub enrich: RawEnrich,
 }
 
 /// `[source]`: the central SQS queue.
@@ -233,6 +235,34 @@ pub struct RawServer {
     pub listen: Option<Spanned<String>>,
 }
 
+/// `[enrich]`: who / what / where for alarms, from the member accounts' log groups.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnrich {
+    /// Look up the CloudTrail events behind each firing alarm (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Role assumed in member accounts (default `OrganizationAccountAccessRole`, as the hub).
+    #[serde(default)]
+    pub member_role: Option<Spanned<String>>,
+    /// External ID passed on `sts:AssumeRole` (`${VAR}` expanded).
+    #[serde(default)]
+    pub external_id: Option<Spanned<String>>,
+    /// Log group read in member accounts (default `/orgwatch/cloudtrail`).
+    #[serde(default)]
+    pub log_group: Option<Spanned<String>>,
+    /// Give up on one alarm's lookup after this (default "10s"); the alert goes out without.
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
+    /// Log events examined per alarm at most (default 2000).
+    #[serde(default)]
+    pub max_events: Option<Spanned<u32>>,
+    /// Also searched before the alarm's evaluation window, for log delivery delay
+    /// (default "5m").
+    #[serde(default)]
+    pub lookback: Option<Spanned<String>>,
+}
+
 // ---------------------------------------------------------------------------------------
 // The validated configuration.
 
@@ -247,6 +277,33 @@ pub struct Config {
     /// Indexes into `sinks` for alerts no route matched.
     pub default_sinks: Vec<usize>,
     pub listen: SocketAddr,
+    pub enrich: EnrichSpec,
+}
+
+/// `[enrich]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrichSpec {
+    pub enabled: bool,
+    pub member_role: String,
+    pub external_id: Option<String>,
+    pub log_group: String,
+    pub timeout: Duration,
+    pub max_events: usize,
+    pub lookback: Duration,
+}
+
+impl Default for EnrichSpec {
+    fn default() -> Self {
+        EnrichSpec {
+            enabled: true,
+            member_role: shared::naming::DEFAULT_MEMBER_ROLE.to_string(),
+            external_id: None,
+            log_group: shared::naming::LOG_GROUP.to_string(),
+            timeout: Duration::from_secs(10),
+            max_events: 2000,
+            lookback: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -870,6 +927,72 @@ pub fn validate(
         }
     };
 
+    // [enrich]
+    let e = &raw.enrich;
+    let defaults = EnrichSpec::default();
+    let member_role = match &e.member_role {
+        None => defaults.member_role.clone(),
+        Some(r) => {
+            let name = c.expand("enrich.member_role", r).unwrap_or_default();
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "+=,.@_-".contains(ch))
+            {
+                c.err_at(
+                    r.span().start,
+                    "enrich.member_role: a role name has 1-64 characters: letters, digits and +=,.@_-",
+                );
+            }
+            name
+        }
+    };
+    let external_id = e
+        .external_id
+        .as_ref()
+        .and_then(|x| c.expand("enrich.external_id", x));
+    let log_group = match &e.log_group {
+        None => defaults.log_group.clone(),
+        Some(g) => {
+            let name = c.expand("enrich.log_group", g).unwrap_or_default();
+            if name.is_empty() || name.len() > 512 {
+                c.err_at(
+                    g.span().start,
+                    "enrich.log_group: a log group name has 1-512 characters",
+                );
+            }
+            name
+        }
+    };
+    let enrich_timeout = c.duration("enrich.timeout", &e.timeout, defaults.timeout);
+    if enrich_timeout.is_zero()
+        && let Some(s) = &e.timeout
+    {
+        c.err_at(s.span().start, "enrich.timeout: must be more than 0");
+    }
+    let max_events = match &e.max_events {
+        None => defaults.max_events,
+        Some(n) if *n.get_ref() == 0 || *n.get_ref() > 100_000 => {
+            c.err_at(
+                n.span().start,
+                "enrich.max_events: must be between 1 and 100000",
+            );
+            defaults.max_events
+        }
+        Some(n) => *n.get_ref() as usize,
+    };
+    let lookback = c.duration("enrich.lookback", &e.lookback, defaults.lookback);
+    let enrich = EnrichSpec {
+        enabled: e.enabled.unwrap_or(true),
+        member_role,
+        external_id,
+        log_group,
+        timeout: enrich_timeout,
+        max_events,
+        lookback,
+    };
+
     if c.errors.is_empty() {
         Ok(Config {
             source: SourceSpec {
@@ -890,6 +1013,7 @@ pub fn validate(
             routes,
             default_sinks,
             listen,
+            enrich,
         })
     } else {
         if c.errors.iter().all(|e| e.position.is_some()) {

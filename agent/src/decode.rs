@@ -38,6 +38,40 @@ pub struct AlarmNotification {
     pub reason: Option<String>,
     /// `StateChangeTime` in Unix milliseconds.
     pub state_change_ms: i64,
+    /// The alarm's metric and evaluation window, from `Trigger` (absent for alarms on
+    /// metric math or composite alarms).
+    pub metric: Option<AlarmMetric>,
+}
+
+/// What an alarm watches: the metric and the window it evaluates.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlarmMetric {
+    pub namespace: String,
+    pub name: String,
+    pub period_secs: u32,
+    pub evaluation_periods: u32,
+}
+
+impl AlarmMetric {
+    /// How far back from its state change the alarm looked.
+    pub fn window_ms(&self) -> i64 {
+        i64::from(self.period_secs) * i64::from(self.evaluation_periods.max(1)) * 1000
+    }
+}
+
+fn alarm_metric(v: &Value) -> Option<AlarmMetric> {
+    let t = v.get("Trigger")?;
+    let number = |key: &str| {
+        t.get(key)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    Some(AlarmMetric {
+        namespace: t.get("Namespace")?.as_str()?.to_string(),
+        name: t.get("MetricName")?.as_str()?.to_string(),
+        period_secs: number("Period")?,
+        evaluation_periods: number("EvaluationPeriods").unwrap_or(1),
+    })
 }
 
 /// A CloudTrail record, from an EventBridge event or bare.
@@ -246,6 +280,7 @@ fn decode_alarm(v: &Value) -> Result<AlarmNotification, DecodeError> {
         old_state: opt_str(v, "OldStateValue"),
         reason: opt_str(v, "NewStateReason"),
         state_change_ms,
+        metric: alarm_metric(v),
     })
 }
 

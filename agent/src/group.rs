@@ -155,6 +155,13 @@ impl<T: Clone> Grouper<T> {
             {
                 m.notified.alert.actor = alert.actor;
             }
+            // An enriched alarm confirming a pending event: keep what the log group showed.
+            if m.status == Status::Pending
+                && m.notified.alert.enrichment.is_none()
+                && alert.enrichment.is_some()
+            {
+                m.notified.alert.enrichment = alert.enrichment;
+            }
             if m.status == Status::Done {
                 // Accepted before, yet the store says this sink does not have it (its
                 // delivery failed and the message came back): send it again.
@@ -417,6 +424,7 @@ mod tests {
             },
             actor: None,
             remediation: None,
+            enrichment: None,
         };
         let inc = Incident {
             key: key_of(rule, account, "us-east-1"),

@@ -8,6 +8,7 @@ pub mod classify;
 pub mod config;
 pub mod decode;
 pub mod dedupe;
+pub mod enrich;
 pub mod fingerprint;
 pub mod group;
 pub mod metrics;

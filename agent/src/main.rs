@@ -164,6 +164,8 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     let factory = match shared::aws::ClientFactory::new(shared::aws::AwsOptions {
         region: cfg.source.region.clone(),
         session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
+        member_role: cfg.enrich.member_role.clone(),
+        external_id: cfg.enrich.external_id.clone(),
         ..shared::aws::AwsOptions::default()
     })
     .await
@@ -189,12 +191,27 @@ async fn run(global: &GlobalArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let catalog = match agent::classify::PackCatalog::builtin() {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot load the detection pack");
-            return ExitCode::from(1);
-        }
+    let catalog: Arc<dyn agent::classify::RuleCatalog> =
+        match agent::classify::PackCatalog::builtin() {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the detection pack");
+                return ExitCode::from(1);
+            }
+        };
+    let enricher: Option<Arc<dyn agent::enrich::Enricher>> = if cfg.enrich.enabled {
+        Some(Arc::new(agent::enrich::LogsEnricher::new(
+            factory.clone(),
+            cfg.enrich.log_group.clone(),
+            agent::enrich::Limits {
+                timeout: cfg.enrich.timeout,
+                max_events: cfg.enrich.max_events,
+                lookback: cfg.enrich.lookback,
+            },
+            catalog.clone(),
+        )))
+    } else {
+        None
     };
     let http = agent::sinks::http::HttpClient::new();
     let mut sinks = Vec::new();
@@ -244,6 +261,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
         sinks,
         metrics,
         drain: Duration::from_secs(30),
+        enricher,
     };
     agent::runtime::run(source, pipeline, rx).await;
     tracing::info!("stopped");

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub duplicates: AtomicU64,
     pub unrouted: AtomicU64,
     pub acked: AtomicU64,
+    /// Alarms enriched with the events behind them / whose lookup failed or timed out.
+    pub enriched: AtomicU64,
+    pub enrich_failed: AtomicU64,
     pub in_flight: AtomicI64,
     /// Age of the last received message at receipt (now - SentTimestamp), milliseconds.
     pub queue_age_ms: AtomicI64,
@@ -72,6 +75,18 @@ impl Metrics {
             "messages_decoded_total",
             "Messages decoded.",
             g(&self.decoded),
+        );
+        counter(
+            &mut out,
+            "alarms_enriched_total",
+            "Alarms enriched with the CloudTrail events behind them.",
+            g(&self.enriched),
+        );
+        counter(
+            &mut out,
+            "alarms_enrich_failed_total",
+            "Alarm enrichments that failed or timed out (the alert was delivered without).",
+            g(&self.enrich_failed),
         );
         counter(
             &mut out,

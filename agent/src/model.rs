@@ -95,6 +95,9 @@ pub enum Origin {
         reason: Option<String>,
         old_state: Option<String>,
         new_state: String,
+        /// The metric and window the alarm evaluated.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metric: Option<crate::decode::AlarmMetric>,
     },
     /// A CloudTrail event matched by a rule's pattern.
     Event { event_id: String },
@@ -115,6 +118,25 @@ pub struct Alert {
     pub origin: Origin,
     pub actor: Option<Actor>,
     pub remediation: Option<String>,
+    /// What enrichment found (alarms only): how many matching events, or why it failed.
+    pub enrichment: Option<Enrichment>,
+}
+
+/// The outcome of enriching an alarm with the CloudTrail events behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Enrichment {
+    /// `matched` events of the rule were found among `scanned` in the alarm's window; the
+    /// alert's actor is the latest of them. `truncated`: the scan stopped at its bound.
+    Found {
+        matched: usize,
+        scanned: usize,
+        truncated: bool,
+    },
+    /// No event of the rule was found in the window (`scanned` examined).
+    NotFound { scanned: usize, truncated: bool },
+    /// Enrichment failed or timed out; the alert was delivered without it.
+    Failed { reason: String },
 }
 
 // ---------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ mod tests {
             },
             actor: None,
             remediation: None,
+            enrichment: None,
         }
     }
 

@@ -26,10 +26,11 @@ use crate::classify::{Classified, RuleCatalog, classify};
 use crate::config::Config;
 use crate::decode::decode;
 use crate::dedupe::{DedupeStore, Incident};
+use crate::enrich::{Enricher, Request};
 use crate::fingerprint::incident_key;
 use crate::group::{Grouper, Notification};
 use crate::metrics::Metrics;
-use crate::model::AlertState;
+use crate::model::{Alert, AlertState, Enrichment, Origin};
 use crate::route::route;
 use crate::sinks::{Final, Sink};
 use crate::source::{Envelope, Source};
@@ -51,6 +52,17 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     /// How long to wait for outstanding deliveries on shutdown.
     pub drain: Duration,
+    /// Who / what / where for alarms (`None`: alarms go out as CloudWatch sent them).
+    pub enricher: Option<Arc<dyn Enricher>>,
+}
+
+/// Alerts of one message, routed and placed, waiting for the grouper.
+type Adds = Vec<(usize, Alert, Incident)>;
+
+/// Alerts of message `id` back from enrichment.
+struct Enriched {
+    id: u64,
+    adds: Adds,
 }
 
 struct InFlight {
@@ -98,6 +110,7 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
         ));
     }
 
+    let (enriched_tx, mut enriched_rx) = mpsc::unbounded_channel::<Enriched>();
     let mut grouper: Grouper<u64> = Grouper::new(cfg.group.clone(), cfg.dedupe.window);
     let mut msgs: HashMap<u64, InFlight> = HashMap::new();
     let mut next_msg = 0u64;
@@ -114,10 +127,16 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                 Some((env, permit)) => {
                     next_msg += 1;
                     let id = next_msg;
-                    handle(&p, &source, &mut grouper, &mut msgs, &mut acks, id, env, permit).await;
+                    handle(&p, &source, &mut grouper, &mut msgs, &mut acks, &enriched_tx, id, env, permit).await;
                 }
                 None => receivers_done = true,
             },
+            Some(e) = enriched_rx.recv() => {
+                let now = Instant::now();
+                for (s, alert, incident) in e.adds {
+                    grouper.add(s, alert, incident, e.id, now);
+                }
+            }
             Some(c) = done_rx.recv() => {
                 let now = Instant::now();
                 for token in grouper.completed(c.id, c.delivered, now) {
@@ -260,6 +279,7 @@ async fn handle<S: Source>(
     grouper: &mut Grouper<u64>,
     msgs: &mut HashMap<u64, InFlight>,
     acks: &mut Vec<String>,
+    enriched: &mpsc::UnboundedSender<Enriched>,
     id: u64,
     env: Envelope,
     permit: OwnedSemaphorePermit,
@@ -289,7 +309,7 @@ async fn handle<S: Source>(
     let cfg = &p.config;
     let now = Instant::now();
     let mut outstanding = 0;
-    let mut adds: Vec<(usize, crate::model::Alert, Incident)> = Vec::new();
+    let mut adds: Adds = Vec::new();
     for alert in alerts {
         Metrics::inc(&m.alerts);
         let key = incident_key(&alert);
@@ -332,8 +352,24 @@ async fn handle<S: Source>(
         acks.push(env.token);
         return;
     }
-    for (s, alert, incident) in adds {
-        grouper.add(s, alert, incident, id, now);
+    match &p.enricher {
+        // Enrichment talks to AWS: it runs beside the core, which stays free; the message
+        // is in flight meanwhile (its visibility is renewed like any other).
+        Some(enricher) if adds.iter().any(|(_, a, _)| wants_enrichment(a)) => {
+            let enricher = enricher.clone();
+            let tx = enriched.clone();
+            let metrics = p.metrics.clone();
+            tokio::spawn(async move {
+                let adds = enrich(enricher.as_ref(), adds, &metrics).await;
+                // The core is gone only at exit: the message then stays unacknowledged.
+                let _ = tx.send(Enriched { id, adds });
+            });
+        }
+        _ => {
+            for (s, alert, incident) in adds {
+                grouper.add(s, alert, incident, id, now);
+            }
+        }
     }
     m.in_flight.fetch_add(1, Ordering::Relaxed);
     msgs.insert(
@@ -346,6 +382,55 @@ async fn handle<S: Source>(
             _permit: permit,
         },
     );
+}
+
+/// A firing alarm whose actor is unknown.
+fn wants_enrichment(a: &Alert) -> bool {
+    matches!(a.origin, Origin::Alarm { .. })
+        && a.state == AlertState::Firing
+        && a.actor.is_none()
+        && a.enrichment.is_none()
+}
+
+/// Enriches every alarm of `adds`, once per incident.
+async fn enrich(enricher: &dyn Enricher, mut adds: Adds, metrics: &Metrics) -> Adds {
+    let mut found: HashMap<(crate::fingerprint::Fingerprint, String), crate::enrich::Evidence> =
+        HashMap::new();
+    for (_, alert, incident) in adds.iter_mut() {
+        if !wants_enrichment(alert) {
+            continue;
+        }
+        let key = (incident.fingerprint(), alert.rule_id.clone());
+        if !found.contains_key(&key) {
+            let metric = match &alert.origin {
+                Origin::Alarm { metric, .. } => metric.clone(),
+                Origin::Event { .. } => None,
+            };
+            let request = Request {
+                account: alert.account.clone(),
+                region: alert.region.clone(),
+                rule_id: alert.rule_id.clone(),
+                metric,
+                at_ms: alert.at_ms,
+            };
+            let evidence = enricher.enrich(&request).await;
+            match &evidence.enrichment {
+                Enrichment::Failed { reason } => {
+                    Metrics::inc(&metrics.enrich_failed);
+                    tracing::warn!(rule = %alert.rule_id, account = %alert.account, region = %alert.region, %reason, "enrichment failed; the alert goes out without who/what/where");
+                }
+                _ => Metrics::inc(&metrics.enriched),
+            }
+            found.insert(key.clone(), evidence);
+        }
+        if let Some(evidence) = found.get(&key) {
+            if evidence.actor.is_some() {
+                alert.actor = evidence.actor.clone();
+            }
+            alert.enrichment = Some(evidence.enrichment.clone());
+        }
+    }
+    adds
 }
 
 async fn sink_worker(
@@ -442,6 +527,7 @@ mod tests {
             routes: Vec::new(),
             default_sinks: (0..n).collect(),
             listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            enrich: crate::config::EnrichSpec::default(),
         }
     }
 
@@ -500,6 +586,7 @@ mod tests {
             sinks: vec![],
             metrics: metrics.clone(),
             drain: Duration::from_secs(5),
+            enricher: None,
         };
         let http = crate::sinks::http::HttpClient::new();
         let sinks = pipeline
@@ -582,6 +669,7 @@ mod tests {
             sinks,
             metrics: metrics.clone(),
             drain: Duration::from_secs(1),
+            enricher: None,
         };
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(run(source.clone(), pipeline, rx));
@@ -633,6 +721,7 @@ mod tests {
             sinks,
             metrics,
             drain: Duration::from_secs(1),
+            enricher: None,
         };
         let task = tokio::spawn(run(source2.clone(), pipeline, rx));
         let started = Instant::now();
@@ -644,6 +733,106 @@ mod tests {
         assert_eq!(source2.acked().len(), 1, "Delivered acks it");
         assert_eq!(lines(&good).len(), 1, "the good sink already had it");
         assert_eq!(lines(&bad).len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Answers one account with an actor and fails (slowly) for every other.
+    struct TestEnricher;
+
+    impl crate::enrich::Enricher for TestEnricher {
+        fn enrich<'a>(&'a self, r: &'a Request) -> crate::enrich::EnrichFuture<'a> {
+            Box::pin(async move {
+                if r.account == "111111111111" {
+                    crate::enrich::Evidence {
+                        actor: Some(crate::model::Actor {
+                            principal: Some("arn:aws:iam::111111111111:user/eve".into()),
+                            source_ip: Some("192.0.2.9".into()),
+                            ..Default::default()
+                        }),
+                        enrichment: Enrichment::Found {
+                            matched: 2,
+                            scanned: 10,
+                            truncated: false,
+                        },
+                    }
+                } else {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    crate::enrich::Evidence {
+                        actor: None,
+                        enrichment: Enrichment::Failed {
+                            reason: "log group not found".into(),
+                        },
+                    }
+                }
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn alarms_are_enriched_and_a_failed_enrichment_still_delivers() {
+        let dir = std::env::temp_dir().join(format!("orgwatch-rt-enrich-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out.jsonl");
+        let cfg = config(vec![file_sink("out", &out)]);
+        let source = Arc::new(MemorySource::new(Duration::from_secs(30), 5));
+        let t = "2024-05-01T12:00:00.000+0000";
+        for acct in ["111111111111", "222222222222"] {
+            source.send(fixtures::alarm("orgwatch-root-activity", acct, "ALARM", t).to_string());
+        }
+        let metrics = Arc::new(Metrics::new(["out".to_string()]));
+        let http = crate::sinks::http::HttpClient::new();
+        let sinks = cfg
+            .sinks
+            .iter()
+            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
+            .collect();
+        let pipeline = Pipeline {
+            config: cfg,
+            store: Arc::new(MemoryStore::default()),
+            catalog: Arc::new(test_catalog()),
+            sinks,
+            metrics: metrics.clone(),
+            drain: Duration::from_secs(5),
+            enricher: Some(Arc::new(TestEnricher)),
+        };
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(run(source.clone(), pipeline, rx));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while source.acked().len() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = tx.send(true);
+        task.await.unwrap();
+        assert_eq!(
+            source.acked().len(),
+            2,
+            "both alarms delivered and acknowledged"
+        );
+        let docs = lines(&out);
+        let alerts: Vec<&serde_json::Value> = docs
+            .iter()
+            .flat_map(|d| d["alerts"].as_array().into_iter().flatten())
+            .collect();
+        assert_eq!(alerts.len(), 2, "{docs:?}");
+        let by = |acct: &str| {
+            alerts
+                .iter()
+                .find(|a| a["account"] == acct)
+                .copied()
+                .cloned()
+                .unwrap_or_default()
+        };
+        let found = by("111111111111");
+        assert_eq!(found["actor"]["source_ip"], "192.0.2.9");
+        assert_eq!(found["enrichment"]["status"], "found");
+        assert_eq!(found["enrichment"]["matched"], 2);
+        let failed = by("222222222222");
+        assert!(failed["actor"].is_null());
+        assert_eq!(failed["enrichment"]["status"], "failed");
+        assert_eq!(failed["enrichment"]["reason"], "log group not found");
+        assert_eq!(metrics.enriched.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.enrich_failed.load(Ordering::Relaxed), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -41,6 +41,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, Metadata};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -403,6 +404,8 @@ impl Intercept for CountCalls {
 struct LimitedClient {
     inner: SharedHttpClient,
     limiter: Arc<Limiter>,
+    /// Rewrite fractional epoch-millisecond fields of responses (see [`integer_millis`]).
+    integer_millis: bool,
 }
 
 impl HttpClient for LimitedClient {
@@ -414,6 +417,7 @@ impl HttpClient for LimitedClient {
         SharedHttpConnector::new(LimitedConnector {
             inner: self.inner.http_connector(settings, components),
             limiter: self.limiter.clone(),
+            integer_millis: self.integer_millis,
         })
     }
 }
@@ -422,16 +426,55 @@ impl HttpClient for LimitedClient {
 struct LimitedConnector {
     inner: SharedHttpConnector,
     limiter: Arc<Limiter>,
+    integer_millis: bool,
 }
 
 impl HttpConnector for LimitedConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let inner = self.inner.clone();
         let limiter = self.limiter.clone();
+        let integer_millis = self.integer_millis;
         HttpConnectorFuture::new(async move {
             limiter.until_ready().await;
-            inner.call(request).await
+            let mut response = inner.call(request).await?;
+            if !integer_millis {
+                return Ok(response);
+            }
+            let body = std::mem::replace(
+                response.body_mut(),
+                aws_smithy_types::body::SdkBody::empty(),
+            );
+            let bytes = aws_smithy_types::byte_stream::ByteStream::new(body)
+                .collect()
+                .await
+                .map_err(|e| ConnectorError::io(Box::new(e)))?
+                .into_bytes();
+            let fixed = integer_millis_json(&bytes);
+            response.headers_mut().remove("content-length");
+            *response.body_mut() = aws_smithy_types::body::SdkBody::from(fixed);
+            Ok(response)
         })
+    }
+}
+
+/// Emulator compatibility, CloudWatch Logs only, and only with an endpoint override: the
+/// moto emulator writes the epoch-millisecond fields of events that EventBridge delivered
+/// into a log group as fractions (`"timestamp": 1795890757761.038`), which the SDK refuses
+/// to read as integers. AWS never does this, so on AWS the rewrite finds nothing to change.
+/// Only JSON keys are touched: a quoted key inside a message string is escaped (`\"`) and
+/// does not match.
+fn integer_millis_json(body: &[u8]) -> Vec<u8> {
+    static FRACTIONAL: std::sync::LazyLock<Option<regex::bytes::Regex>> = std::sync::LazyLock::new(
+        || {
+            regex::bytes::Regex::new(
+                r#"("(?:timestamp|ingestionTime|creationTime|firstEventTimestamp|lastEventTimestamp|lastIngestionTime)"\s*:\s*-?[0-9]+)\.[0-9]+(?:[eE][+-]?[0-9]+)?"#,
+            )
+            .ok()
+        },
+    );
+    match FRACTIONAL.as_ref() {
+        Some(re) => re.replace_all(body, &b"$1"[..]).into_owned(),
+        None => body.to_vec(),
     }
 }
 
@@ -472,6 +515,7 @@ impl Inner {
         LimitedClient {
             inner: self.http.clone(),
             limiter: self.limiters.get(account, region, service),
+            integer_millis: self.path_style && service == Service::CloudWatchLogs,
         }
     }
 }
@@ -547,6 +591,7 @@ impl ClientFactory {
         let sts = LimitedClient {
             inner: http.clone(),
             limiter: limiters.get(HOME, &region, Service::Sts),
+            integer_millis: false,
         };
         let base = loaded.to_builder().http_client(sts).build();
         let path_style = options.endpoint_url.is_some() || env_endpoint_override();
@@ -811,6 +856,16 @@ impl Clients {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fractional_millis_become_integers_and_messages_stay_untouched() {
+        let body = br#"{"events":[{"timestamp": 1795890757761.038,"ingestionTime":1795890757761,"message":"{\"timestamp\": 1.5}"}],"lastIngestionTime":12.5e0}"#;
+        let fixed = super::integer_millis_json(body);
+        assert_eq!(
+            String::from_utf8_lossy(&fixed),
+            r#"{"events":[{"timestamp": 1795890757761,"ingestionTime":1795890757761,"message":"{\"timestamp\": 1.5}"}],"lastIngestionTime":12}"#
+        );
+    }
+
     use super::*;
     use governor::clock::FakeRelativeClock;
 

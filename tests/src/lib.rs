@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use shared::aws::{AwsOptions, ClientFactory};
 
+pub mod cloudwatch;
+pub mod demo;
+
 /// Credentials the emulator maps to its management account, 123456789012.
 pub const TEST_ACCESS_KEY: &str = "testing";
 /// Secret of [`TEST_ACCESS_KEY`].
@@ -314,7 +317,27 @@ pub fn bin(name: &str) -> PathBuf {
 fn build_bin(name: &str) -> Result<PathBuf, String> {
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // `cargo test` runs tests with variables describing the test's own package. Some build
+    // scripts (ring's) record CARGO_MANIFEST_DIR, so seeing it here marks them dirty and
+    // rebuilds the whole AWS SDK chain (about 4 minutes) — once here, and once more at the
+    // next plain cargo command. Build with the environment a shell would have.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key == "OUT_DIR"
+            || key == "CARGO_MANIFEST_DIR"
+            || key == "CARGO_MANIFEST_PATH"
+            || key == "CARGO_CRATE_NAME"
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "CARGO_TARGET_TMPDIR"
+            || key == "CARGO_RUSTC_CURRENT_DIR"
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+        {
+            command.env_remove(key);
+        }
+    }
+    let status = command
         .current_dir(&root)
         // The same selection `cargo test --workspace` builds: another selection unifies
         // dependency features differently and would rebuild the AWS SDK crates each time.

@@ -3,6 +3,7 @@
 
 mod e2e {
     pub mod agent;
+    pub mod demo;
     pub mod foundation;
     pub mod hub;
     pub mod rules;

@@ -36,6 +36,7 @@ pub fn alert_json(n: &Notified) -> Value {
         "incident_start": format_timestamp(n.incident.start_ms),
         "origin": a.origin,
         "actor": a.actor,
+        "enrichment": a.enrichment,
         "remediation": a.remediation,
     })
 }
