@@ -4,6 +4,7 @@
 mod e2e {
     pub mod agent;
     pub mod demo;
+    pub mod docs;
     pub mod foundation;
     pub mod hub;
     pub mod rules;
