@@ -290,7 +290,7 @@ async fn handle<S: Source>(
         Err(reason) => {
             Metrics::inc(&m.dead_lettered);
             tracing::warn!(message_id = %env.message_id, receive_count = env.receive_count, %reason, "undecodable message: to the dead-letter queue");
-            if let Err(e) = source.dead_letter(env.token, reason.to_string()).await {
+            if let Err(e) = source.dead_letter(env, reason.to_string()).await {
                 tracing::warn!(error = %e, "cannot release the message for redrive; it returns after its visibility timeout");
             }
             return;

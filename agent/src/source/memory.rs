@@ -162,7 +162,8 @@ impl Source for MemorySource {
         Ok(())
     }
 
-    async fn dead_letter(&self, token: String, _reason: String) -> Result<(), SourceError> {
+    async fn dead_letter(&self, envelope: Envelope, _reason: String) -> Result<(), SourceError> {
+        let token = envelope.token;
         let mut s = self
             .state
             .lock()

@@ -41,10 +41,11 @@ pub trait Source: Send + Sync + 'static {
         by: Duration,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
     /// Gives up on a message that can never be processed: it reaches the dead-letter queue
-    /// (for SQS, through the queue's redrive policy).
+    /// with its reason (for SQS: sent there with the reason as an attribute, else through the
+    /// queue's redrive policy).
     fn dead_letter(
         &self,
-        token: String,
+        envelope: Envelope,
         reason: String,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }

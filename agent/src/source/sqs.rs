@@ -1,16 +1,19 @@
 //! The SQS source: long polling in batches of up to 10, batch deletes, visibility renewal.
 //!
-//! Poison messages are not moved by the agent: `dead_letter` logs the message id and the
-//! reason and makes the message visible again at once, so the queue's redrive policy moves
-//! it to the DLQ after `maxReceiveCount` receives. That needs no permission on the DLQ and
-//! cannot lose or duplicate the message (a send-then-delete could do either on a crash);
-//! the reason is in the agent's log, keyed by message id.
+//! Poison messages: when the queue has a redrive policy, `dead_letter` sends the body to the
+//! dead-letter queue at once, with the reason and the original message id and receive count
+//! as message attributes (`orgwatch.reason`, `orgwatch.message_id`,
+//! `orgwatch.receive_count`), then deletes the original. Send first, delete second: a crash
+//! in between can leave a second copy in the DLQ, never lose the message. If the send fails
+//! (no permission on the DLQ, no redrive policy), the message is made visible again and the
+//! queue's redrive policy moves it after `maxReceiveCount` receives; the reason is then only
+//! in the agent's log, keyed by message id.
 
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
 };
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -19,9 +22,14 @@ use super::{Envelope, Source, SourceError};
 pub struct SqsSource {
     client: aws_sdk_sqs::Client,
     queue_url: String,
+    /// The dead-letter queue of the redrive policy, when there is one.
+    dlq_url: Option<String>,
     long_poll: Duration,
     visibility: Duration,
 }
+
+/// Message attribute values are at most 256 KiB in all; reasons are kept short.
+const MAX_REASON_CHARS: usize = 1000;
 
 fn err(e: impl std::error::Error) -> SourceError {
     SourceError(DisplayErrorContext(&e).to_string())
@@ -47,9 +55,17 @@ impl SqsSource {
                 .queue_url
                 .ok_or_else(|| SourceError(format!("queue {queue}: GetQueueUrl returned no URL")))?
         };
+        let dlq_url = match dead_letter_queue(&client, &queue_url).await {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the queue's redrive policy; undecodable messages reach the DLQ by redrive, with their reason only in this log");
+                None
+            }
+        };
         Ok(SqsSource {
             client,
             queue_url,
+            dlq_url,
             long_poll,
             visibility,
         })
@@ -58,6 +74,104 @@ impl SqsSource {
     pub fn queue_url(&self) -> &str {
         &self.queue_url
     }
+
+    /// The dead-letter queue messages with reasons go to.
+    pub fn dlq_url(&self) -> Option<&str> {
+        self.dlq_url.as_deref()
+    }
+
+    async fn send_to_dlq(&self, dlq: &str, envelope: &DeadLetter<'_>) -> Result<(), SourceError> {
+        let text = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(err)
+        };
+        let reason: String = envelope.reason.chars().take(MAX_REASON_CHARS).collect();
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(dlq)
+            .message_body(envelope.body)
+            .message_attributes("orgwatch.reason", text(&reason)?)
+            .message_attributes(
+                "orgwatch.receive_count",
+                MessageAttributeValue::builder()
+                    .data_type("Number")
+                    .string_value(envelope.receive_count.to_string())
+                    .build()
+                    .map_err(err)?,
+            );
+        if !envelope.message_id.is_empty() {
+            send = send.message_attributes("orgwatch.message_id", text(envelope.message_id)?);
+        }
+        send.send().await.map_err(err)?;
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(envelope.token)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// What `dead_letter` moves.
+struct DeadLetter<'a> {
+    token: &'a str,
+    body: &'a str,
+    message_id: &'a str,
+    receive_count: u32,
+    reason: &'a str,
+}
+
+/// The URL of the queue's dead-letter queue, from its redrive policy.
+async fn dead_letter_queue(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<Option<String>, SourceError> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(err)?;
+    let Some(policy) = out
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+    else {
+        return Ok(None);
+    };
+    let policy: serde_json::Value = serde_json::from_str(policy)
+        .map_err(|e| SourceError(format!("the queue's RedrivePolicy is not JSON: {e}")))?;
+    let Some(arn) = policy.get("deadLetterTargetArn").and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    // arn:aws:sqs:<region>:<account>:<name>
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let (Some(account), Some(name)) = (parts.get(4), parts.get(5)) else {
+        return Err(SourceError(format!(
+            "deadLetterTargetArn {arn:?} is not a queue ARN"
+        )));
+    };
+    let url = client
+        .get_queue_url()
+        .queue_name(*name)
+        .queue_owner_aws_account_id(*account)
+        .send()
+        .await
+        .map_err(|e| {
+            SourceError(format!(
+                "dead-letter queue {name}: {}",
+                DisplayErrorContext(&e)
+            ))
+        })?
+        .queue_url;
+    Ok(url)
 }
 
 fn secs(d: Duration) -> i32 {
@@ -161,7 +275,28 @@ impl Source for SqsSource {
         Ok(())
     }
 
-    async fn dead_letter(&self, token: String, _reason: String) -> Result<(), SourceError> {
+    async fn dead_letter(&self, envelope: Envelope, reason: String) -> Result<(), SourceError> {
+        if let Some(dlq) = &self.dlq_url {
+            let moved = self
+                .send_to_dlq(
+                    dlq,
+                    &DeadLetter {
+                        token: &envelope.token,
+                        body: &envelope.body,
+                        message_id: &envelope.message_id,
+                        receive_count: envelope.receive_count,
+                        reason: &reason,
+                    },
+                )
+                .await;
+            match moved {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(message_id = %envelope.message_id, error = %e, "cannot move the message to the dead-letter queue; it goes there by redrive")
+                }
+            }
+        }
+        let token = envelope.token;
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)

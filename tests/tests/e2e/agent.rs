@@ -144,7 +144,8 @@ impl Central {
             .expect("send");
     }
 
-    async fn dlq_bodies(&self) -> Vec<String> {
+    /// Every message of the DLQ: (body, the agent's `orgwatch.reason` attribute).
+    async fn dlq_messages(&self) -> Vec<(String, Option<String>)> {
         let mut out = Vec::new();
         loop {
             let got = self
@@ -153,6 +154,7 @@ impl Central {
                 .queue_url(&self.dlq_url)
                 .max_number_of_messages(10)
                 .visibility_timeout(600)
+                .message_attribute_names("All")
                 .send()
                 .await
                 .expect("receive dlq")
@@ -161,7 +163,14 @@ impl Central {
             if got.is_empty() {
                 return out;
             }
-            out.extend(got.into_iter().filter_map(|m| m.body));
+            out.extend(got.into_iter().filter_map(|m| {
+                let reason = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get("orgwatch.reason"))
+                    .and_then(|v| v.string_value.clone());
+                Some((m.body?, reason))
+            }));
         }
     }
 
@@ -526,19 +535,29 @@ async fn agent_groups_dedupes_dead_letters_and_drains() {
     let distinct: BTreeSet<_> = all.iter().map(|x| x.1.clone()).collect();
     assert_eq!(all.len(), distinct.len(), "{all:#?}");
 
-    // The malformed bodies end in the DLQ (redrive after 2 receives); reasons are logged.
+    // The malformed bodies end in the DLQ, each with the reason it could not be decoded.
     let mut dead = Vec::new();
     let started = Instant::now();
     while dead.len() < malformed.len() && started.elapsed() < Duration::from_secs(60) {
-        dead.extend(c.dlq_bodies().await);
+        dead.extend(c.dlq_messages().await);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let dead: BTreeSet<String> = dead.into_iter().collect();
+    let bodies: BTreeSet<String> = dead.iter().map(|(b, _)| b.clone()).collect();
     assert_eq!(
-        dead,
+        bodies,
         malformed.iter().cloned().collect(),
         "agent log:\n{}",
         agent.log()
+    );
+    let without: Vec<_> = dead.iter().filter(|(_, r)| r.is_none()).collect();
+    assert!(
+        without.is_empty(),
+        "DLQ messages without a reason: {without:?}"
+    );
+    assert!(
+        dead.iter()
+            .any(|(_, r)| r.as_deref().is_some_and(|r| r.contains("not JSON"))),
+        "{dead:?}"
     );
     let log = agent.log();
     assert!(log.contains("undecodable message"), "{log}");
