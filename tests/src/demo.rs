@@ -224,8 +224,8 @@ fn access_denied(account: &str, n: usize) -> Value {
     record(
         account,
         10 + n,
-        "ec2.amazonaws.com",
-        "DescribeInstances",
+        "secretsmanager.amazonaws.com",
+        "GetSecretValue",
         json!({
             "type": "AssumedRole",
             "principalId": "AROAEXAMPLEDEMO:ci",
@@ -234,8 +234,9 @@ fn access_denied(account: &str, n: usize) -> Value {
         }),
         json!({
             "sourceIPAddress": "192.0.2.50",
-            "errorCode": "Client.UnauthorizedOperation",
-            "errorMessage": "You are not authorized to perform this operation.",
+            "errorCode": "AccessDenied",
+            "errorMessage": format!("User: arn:aws:sts::{account}:assumed-role/ci-deployer/ci is not authorized to perform: secretsmanager:GetSecretValue"),
+            "requestParameters": { "secretId": format!("prod/db-{n}") },
             "readOnly": true
         }),
     )
@@ -382,7 +383,7 @@ pub async fn run_story(
         put_events(&factory, account, &[policy_change(account, user, name)]).await?;
     }
     narrator.detail(&format!(
-        "{}: a burst of 5 UnauthorizedOperation errors",
+        "{}: a burst of 5 AccessDenied errors (ci-deployer reading secrets)",
         iam_accounts[0]
     ));
     let burst: Vec<Value> = (0..5).map(|n| access_denied(&iam_accounts[0], n)).collect();
