@@ -137,7 +137,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     use std::time::Duration;
 
     use agent::config::StoreSpec;
-    use agent::dedupe::{DedupeStore, FileStore};
+    use agent::dedupe::{DynamoStore, FileStore, Store};
 
     let cfg = match agent::config::load(&global.config) {
         Ok(c) => c,
@@ -145,19 +145,6 @@ async fn run(global: &GlobalArgs) -> ExitCode {
             for e in errs {
                 tracing::error!("{e}");
             }
-            return ExitCode::from(2);
-        }
-    };
-    let store: Arc<dyn DedupeStore> = match &cfg.dedupe.store {
-        StoreSpec::File { path } => match FileStore::open(path) {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open the dedupe store");
-                return ExitCode::from(1);
-            }
-        },
-        StoreSpec::DynamoDb { table } => {
-            tracing::error!(%table, "the dynamodb dedupe store is not implemented yet; use store = \"file\"");
             return ExitCode::from(2);
         }
     };
@@ -177,6 +164,24 @@ async fn run(global: &GlobalArgs) -> ExitCode {
         }
     };
     let home = factory.home();
+    let store = match &cfg.dedupe.store {
+        StoreSpec::File { path } => match FileStore::open(path) {
+            Ok(s) => Store::Local(Arc::new(s)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the dedupe store");
+                return ExitCode::from(1);
+            }
+        },
+        StoreSpec::DynamoDb { table } => {
+            match DynamoStore::connect(home.dynamodb(), table, cfg.dedupe.retention).await {
+                Ok(s) => Store::Shared(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot use the dedupe table");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
     let source = match agent::source::sqs::SqsSource::connect(
         home.sqs(),
         &cfg.source.queue,

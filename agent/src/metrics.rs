@@ -23,6 +23,8 @@ pub struct Metrics {
     pub duplicates: AtomicU64,
     pub unrouted: AtomicU64,
     pub acked: AtomicU64,
+    /// Messages left for another replica that is delivering their alerts.
+    pub held_elsewhere: AtomicU64,
     /// Alarms enriched with the events behind them / whose lookup failed or timed out.
     pub enriched: AtomicU64,
     pub enrich_failed: AtomicU64,
@@ -75,6 +77,12 @@ impl Metrics {
             "messages_decoded_total",
             "Messages decoded.",
             g(&self.decoded),
+        );
+        counter(
+            &mut out,
+            "messages_held_elsewhere_total",
+            "Messages left to return later because another replica is delivering their alerts.",
+            g(&self.held_elsewhere),
         );
         counter(
             &mut out,

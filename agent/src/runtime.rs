@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use crate::classify::{Classified, RuleCatalog, classify};
 use crate::config::Config;
 use crate::decode::decode;
-use crate::dedupe::{DedupeStore, Incident};
+use crate::dedupe::{Claim, Incident, Store};
 use crate::enrich::{Enricher, Request};
 use crate::fingerprint::incident_key;
 use crate::group::{Grouper, Notification};
@@ -46,7 +46,7 @@ pub fn now_ms() -> i64 {
 /// What the runtime is built from.
 pub struct Pipeline {
     pub config: Config,
-    pub store: Arc<dyn DedupeStore>,
+    pub store: Store,
     pub catalog: Arc<dyn RuleCatalog>,
     pub sinks: Vec<Arc<Sink>>,
     pub metrics: Arc<Metrics>,
@@ -69,6 +69,8 @@ struct InFlight {
     env: Envelope,
     outstanding: usize,
     failed: bool,
+    /// Another replica holds some of its alerts: never acknowledged here.
+    held: bool,
     extended: Instant,
     _permit: OwnedSemaphorePermit,
 }
@@ -147,7 +149,9 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                         && let Some(m) = msgs.remove(&token)
                     {
                         p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        if m.failed {
+                        if m.held {
+                            tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns after its visibility timeout");
+                        } else if m.failed {
                             tracing::warn!(message_id = %m.env.message_id, "a sink did not take the message; it returns to the queue after its visibility timeout");
                         } else {
                             acks.push(m.env.token);
@@ -186,7 +190,7 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                 if last_prune.elapsed() >= Duration::from_secs(60) {
                     last_prune = Instant::now();
                     let before = now_ms() - i64::try_from(cfg.dedupe.retention.as_millis()).unwrap_or(i64::MAX);
-                    match p.store.prune(before) {
+                    match p.store.prune(before).await {
                         Ok(n) if n > 0 => tracing::debug!(forgotten = n, "pruned dedupe records"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "cannot prune the dedupe store"),
@@ -309,17 +313,17 @@ async fn handle<S: Source>(
     let cfg = &p.config;
     let now = Instant::now();
     let mut outstanding = 0;
+    let mut held = false;
+    let lease = claim_lease(p);
     let mut adds: Adds = Vec::new();
     for alert in alerts {
         Metrics::inc(&m.alerts);
         let key = incident_key(&alert);
-        let incident = match p.store.remember(
-            &key,
-            alert.at_ms,
-            alert.state,
-            cfg.dedupe.window,
-            now_ms(),
-        ) {
+        let incident = match p
+            .store
+            .remember(&key, alert.at_ms, alert.state, cfg.dedupe.window, now_ms())
+            .await
+        {
             Ok(i) => i,
             Err(e) => {
                 tracing::error!(message_id = %env.message_id, error = %e, "dedupe store failed; the message returns to the queue");
@@ -333,9 +337,14 @@ async fn handle<S: Source>(
         }
         for s in sinks {
             let Some(sink) = p.sinks.get(s) else { continue };
-            match p.store.delivered(&incident, alert.state, &sink.name) {
-                Ok(true) => {}
-                Ok(false) => {
+            match p
+                .store
+                .claim(&incident, alert.state, &sink.name, lease, now_ms())
+                .await
+            {
+                Ok(Claim::Delivered) => {}
+                Ok(Claim::Held) => held = true,
+                Ok(Claim::Mine) => {
                     adds.push((s, alert.clone(), incident));
                     outstanding += 1;
                 }
@@ -345,6 +354,11 @@ async fn handle<S: Source>(
                 }
             }
         }
+    }
+    if outstanding == 0 && held {
+        Metrics::inc(&m.held_elsewhere);
+        tracing::debug!(message_id = %env.message_id, "another replica is delivering it; the message returns after its visibility timeout");
+        return;
     }
     if outstanding == 0 {
         Metrics::inc(&m.duplicates);
@@ -378,10 +392,24 @@ async fn handle<S: Source>(
             env,
             outstanding,
             failed: false,
+            held,
             extended: now,
             _permit: permit,
         },
     );
+}
+
+/// How long a claim on a delivery lasts: past the longest this agent may take to deliver
+/// (group wait and interval, then every sink's retries and last attempt), with a margin.
+fn claim_lease(p: &Pipeline) -> Duration {
+    let sinks = p
+        .config
+        .sinks
+        .iter()
+        .map(|s| s.retry_for + s.timeout)
+        .max()
+        .unwrap_or_default();
+    p.config.group.wait + p.config.group.interval + sinks + Duration::from_secs(60)
 }
 
 /// A firing alarm whose actor is unknown.
@@ -438,7 +466,7 @@ async fn sink_worker(
     sink: Arc<Sink>,
     mut rx: mpsc::UnboundedReceiver<Notification<u64>>,
     done: mpsc::UnboundedSender<Completion>,
-    store: Arc<dyn DedupeStore>,
+    store: Store,
     metrics: Arc<Metrics>,
 ) {
     let counters = metrics.sinks.get(index);
@@ -460,7 +488,7 @@ async fn sink_worker(
                     .iter()
                     .map(|a| (a.incident, a.alert.state))
                     .collect();
-                if let Err(e) = store.record_delivery(&items, &sink.name, now_ms()) {
+                if let Err(e) = store.record_delivery(&items, &sink.name, now_ms()).await {
                     tracing::error!(sink = %sink.name, error = %e, "delivered but not recorded: a redelivery may repeat it");
                 }
                 tracing::info!(sink = %sink.name, alerts = n.alerts.len(), attempts, repeat = n.repeat, "delivered");
@@ -581,7 +609,7 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let pipeline = Pipeline {
             config: cfg,
-            store: store.clone(),
+            store: Store::Local(store.clone()),
             catalog: Arc::new(test_catalog()),
             sinks: vec![],
             metrics: metrics.clone(),
@@ -664,7 +692,7 @@ mod tests {
             .collect();
         let pipeline = Pipeline {
             config: cfg,
-            store: store.clone(),
+            store: Store::Local(store.clone()),
             catalog: Arc::new(test_catalog()),
             sinks,
             metrics: metrics.clone(),
@@ -716,7 +744,7 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let pipeline = Pipeline {
             config: cfg,
-            store,
+            store: Store::Local(store),
             catalog: Arc::new(test_catalog()),
             sinks,
             metrics,
@@ -789,7 +817,7 @@ mod tests {
             .collect();
         let pipeline = Pipeline {
             config: cfg,
-            store: Arc::new(MemoryStore::default()),
+            store: Store::Local(Arc::new(MemoryStore::default())),
             catalog: Arc::new(test_catalog()),
             sinks,
             metrics: metrics.clone(),

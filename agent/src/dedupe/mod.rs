@@ -9,11 +9,14 @@
 //! Per key the store keeps at most [`MAX_INCIDENTS_PER_KEY`] recent incidents of
 //! 32 bytes each ([`Entry`]); records untouched for the retention period are pruned.
 
+mod dynamo;
 mod file;
 mod memory;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use dynamo::DynamoStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
@@ -77,6 +80,96 @@ pub trait DedupeStore: Send + Sync {
 
     /// Forgets incidents untouched since `before_ms`; returns how many were forgotten.
     fn prune(&self, before_ms: i64) -> Result<usize, StoreError>;
+}
+
+/// Whether this replica may deliver an incident (in a state) to a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Deliver it: nobody else is, and the sink does not have it.
+    Mine,
+    /// The sink already has it.
+    Delivered,
+    /// Another replica is delivering it: leave the message to come back later.
+    Held,
+}
+
+/// The store the runtime talks to: a local one (one agent; file or memory), or the
+/// DynamoDB one shared by replicas (network calls, hence async).
+#[derive(Clone)]
+pub enum Store {
+    Local(Arc<dyn DedupeStore>),
+    Shared(Arc<DynamoStore>),
+}
+
+impl Store {
+    /// See [`DedupeStore::remember`].
+    pub async fn remember(
+        &self,
+        key: &IncidentKey,
+        at_ms: i64,
+        state: AlertState,
+        window: Duration,
+        now_ms: i64,
+    ) -> Result<Incident, StoreError> {
+        match self {
+            Store::Local(s) => s.remember(key, at_ms, state, window, now_ms),
+            Store::Shared(s) => s.remember(key, at_ms, state, window, now_ms).await,
+        }
+    }
+
+    /// May this agent deliver `incident` in `state` to `sink`? A local store has no other
+    /// replica: delivered or mine. The shared store claims it until `now_ms + lease`.
+    pub async fn claim(
+        &self,
+        incident: &Incident,
+        state: AlertState,
+        sink: &str,
+        lease: Duration,
+        now_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        match self {
+            Store::Local(s) => Ok(if s.delivered(incident, state, sink)? {
+                Claim::Delivered
+            } else {
+                Claim::Mine
+            }),
+            Store::Shared(s) => s.claim(incident, state, sink, lease, now_ms).await,
+        }
+    }
+
+    /// See [`DedupeStore::record_delivery`].
+    pub async fn record_delivery(
+        &self,
+        items: &[(Incident, AlertState)],
+        sink: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Local(s) => s.record_delivery(items, sink, now_ms),
+            Store::Shared(s) => s.record_delivery(items, sink, now_ms).await,
+        }
+    }
+
+    /// See [`DedupeStore::delivered`].
+    pub async fn delivered(
+        &self,
+        incident: &Incident,
+        state: AlertState,
+        sink: &str,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Local(s) => s.delivered(incident, state, sink),
+            Store::Shared(s) => s.delivered(incident, state, sink).await,
+        }
+    }
+
+    /// See [`DedupeStore::prune`]; the shared store expires records by TTL instead.
+    pub async fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
+        match self {
+            Store::Local(s) => s.prune(before_ms),
+            Store::Shared(_) => Ok(0),
+        }
+    }
 }
 
 /// One remembered incident: 32 bytes.

@@ -341,6 +341,9 @@ match = {{}}
 sinks = ["hook-a", "hook-b"]
 [server]
 listen = "127.0.0.1:0"
+[enrich]
+# These accounts exist only in the messages: there is no log group to read.
+enabled = false
 "#,
         db = dir.join("agent.db").display(),
         url_a = a.url("/a"),
@@ -637,7 +640,7 @@ async fn sigkill_and_restart_deliver_every_alert_exactly_once() {
     let config = write_config(&dir, &a, &b, "1s", "5m");
     let log = dir.join("agent.log");
     let mut agent = Agent::start(&emu, &config, &log);
-    let total = 120;
+    let total = 1000;
     let t = "2024-05-01T12:05:00.000+0000";
     let started = Instant::now();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -647,14 +650,14 @@ async fn sigkill_and_restart_deliver_every_alert_exactly_once() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        if i % 40 == 20 {
+        if i % 250 == 120 {
             // Kill at a random point, let it lie dead a moment, restart.
             tokio::time::sleep(Duration::from_millis(seed % 1500)).await;
             agent.kill();
             agent = Agent::start(&emu, &config, &log);
         }
     }
-    let ok = wait_until(Duration::from_secs(120), || {
+    let ok = wait_until(Duration::from_secs(240), || {
         alerts(&a).len() >= total && alerts(&b).len() >= total
     })
     .await;
@@ -680,8 +683,258 @@ async fn sigkill_and_restart_deliver_every_alert_exactly_once() {
         assert_eq!(accounts.len(), total);
     }
     eprintln!(
-        "{total} alerts through the emulator with 3 SIGKILLs: {:.1} alerts/s",
+        "{total} alerts through the emulator with 4 SIGKILLs: {:.1} alerts/s",
         total as f64 / elapsed.as_secs_f64()
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const TABLE: &str = "orgwatch-agent-dedupe";
+
+/// The dedupe table as the agent's documentation says to create it.
+async fn dedupe_table(emu: &Emulator) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
+    };
+    let db = emu.factory().await.expect("factory").home().dynamodb();
+    db.create_table()
+        .table_name(TABLE)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    db.update_time_to_live()
+        .table_name(TABLE)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .expect("ttl"),
+        )
+        .send()
+        .await
+        .expect("ttl");
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_store_places_claims_and_records_like_one_store_for_two_replicas() {
+    use agent::dedupe::{Claim, DynamoStore};
+    use agent::fingerprint::key_of;
+    use agent::model::AlertState::{Firing, Resolved};
+
+    let emu = Emulator::start().expect("emulator");
+    let db = dedupe_table(&emu).await;
+    let hour = Duration::from_secs(3600);
+    let a = DynamoStore::connect(db.clone(), TABLE, hour)
+        .await
+        .expect("store a");
+    let b = DynamoStore::connect(db.clone(), TABLE, hour)
+        .await
+        .expect("store b");
+    // A table with another key schema is refused with a clear message.
+    let wrong = DynamoStore::connect(db.clone(), "no-such-table", hour).await;
+    assert!(
+        wrong
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("no-such-table")),
+        "{:?}",
+        wrong.err()
+    );
+
+    const MIN: i64 = 60_000;
+    let w = Duration::from_secs(15 * 60);
+    let k = key_of("root-activity", "111122223333", "us-east-1");
+    // The same placement rules as the file store, whichever replica asks.
+    let table = [
+        (&a, 0, Firing, 0, true),
+        (&b, 3 * MIN, Firing, 0, false),
+        (&a, 3 * MIN, Firing, 0, false),
+        (&b, 20 * MIN, Firing, 20 * MIN, true),
+        (&a, 25 * MIN, Resolved, 20 * MIN, false),
+        (&b, -5 * MIN, Firing, 0, false),
+    ];
+    for (store, at, state, start, new) in table {
+        let inc = store.remember(&k, at, state, w, 1).await.expect("remember");
+        assert_eq!((inc.start_ms, inc.new), (start, new), "at {at} {state:?}");
+    }
+
+    // Concurrent placements of one new incident from both replicas: one opens it.
+    let k2 = key_of("cis-4.3", "111122223333", "us-east-1");
+    let (ra, rb) = tokio::join!(
+        a.remember(&k2, 0, Firing, w, 1),
+        b.remember(&k2, 0, Firing, w, 1)
+    );
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(ra.start_ms, rb.start_ms);
+    assert!(
+        ra.new ^ rb.new,
+        "exactly one replica opens the incident: {ra:?} {rb:?}"
+    );
+
+    // Claims: one replica delivers; the other waits, then sees it delivered.
+    let lease = Duration::from_secs(600);
+    let inc = a.remember(&k, 0, Firing, w, 2).await.expect("remember");
+    assert_eq!(
+        a.claim(&inc, Firing, "hook", lease, 10)
+            .await
+            .expect("claim"),
+        Claim::Mine
+    );
+    assert_eq!(
+        a.claim(&inc, Firing, "hook", lease, 11)
+            .await
+            .expect("claim"),
+        Claim::Mine,
+        "re-entrant"
+    );
+    assert_eq!(
+        b.claim(&inc, Firing, "hook", lease, 12)
+            .await
+            .expect("claim"),
+        Claim::Held
+    );
+    assert_eq!(
+        b.claim(&inc, Firing, "pager", lease, 12)
+            .await
+            .expect("claim"),
+        Claim::Mine,
+        "per sink"
+    );
+    assert_eq!(
+        b.claim(&inc, Resolved, "hook", lease, 12)
+            .await
+            .expect("claim"),
+        Claim::Mine,
+        "per state"
+    );
+    assert!(!b.delivered(&inc, Firing, "hook").await.expect("delivered"));
+    a.record_delivery(&[(inc, Firing)], "hook", 20)
+        .await
+        .expect("record");
+    assert!(b.delivered(&inc, Firing, "hook").await.expect("delivered"));
+    assert_eq!(
+        b.claim(&inc, Firing, "hook", lease, 30)
+            .await
+            .expect("claim"),
+        Claim::Delivered
+    );
+    assert_eq!(
+        a.claim(&inc, Firing, "hook", lease, 30)
+            .await
+            .expect("claim"),
+        Claim::Delivered
+    );
+    // A claim whose owner died expires: the other replica takes over.
+    let later = b
+        .remember(&k, 20 * MIN, Firing, w, 40)
+        .await
+        .expect("remember");
+    assert_eq!(
+        a.claim(&later, Firing, "hook", Duration::from_millis(5), 50)
+            .await
+            .expect("claim"),
+        Claim::Mine
+    );
+    assert_eq!(
+        b.claim(&later, Firing, "hook", lease, 52)
+            .await
+            .expect("claim"),
+        Claim::Held
+    );
+    assert_eq!(
+        b.claim(&later, Firing, "hook", lease, 60)
+            .await
+            .expect("claim"),
+        Claim::Mine,
+        "lease expired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_queue_with_the_dynamodb_store_deliver_exactly_once() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 10).await;
+    dedupe_table(&emu).await;
+    let a = Receiver::start().await.expect("receiver a");
+    let b = Receiver::start().await.expect("receiver b");
+    let dir = temp_dir("replicas");
+    let config = write_config(&dir, &a, &b, "1s", "1m");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let db_line = format!("path = \"{}\"", dir.join("agent.db").display());
+    assert!(text.contains(&db_line));
+    let text = text.replace(
+        &db_line,
+        &format!("store = \"dynamodb\"\ntable = \"{TABLE}\""),
+    );
+    std::fs::write(&config, text).expect("write config");
+    let mut one = Agent::start(&emu, &config, &dir.join("one.log"));
+    let mut two = Agent::start(&emu, &config, &dir.join("two.log"));
+
+    // 150 alarms, each published twice (SNS redelivery, a second CloudWatch notification):
+    // the copies land on either replica.
+    let total = 150;
+    let t = "2024-05-01T12:05:00.000+0000";
+    for round in 0..2 {
+        for i in 0..total {
+            c.alarm(&format!("cis-4.{}", 1 + i % 15), &account(i), "ALARM", t)
+                .await;
+        }
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let ok = wait_until(Duration::from_secs(180), || {
+        alerts(&a).len() >= total && alerts(&b).len() >= total
+    })
+    .await;
+    assert!(
+        ok,
+        "a {} b {} of {total}\none:\n{}\ntwo:\n{}",
+        alerts(&a).len(),
+        alerts(&b).len(),
+        one.log(),
+        two.log()
+    );
+    // Long enough for a held copy to come back (visibility 30s) and be recognised.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    for r in [&a, &b] {
+        let got = alerts(r);
+        let mut per_fp: BTreeMap<String, usize> = BTreeMap::new();
+        for x in &got {
+            *per_fp.entry(x.1.clone()).or_default() += 1;
+        }
+        let twice: Vec<_> = per_fp.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+        assert_eq!(per_fp.len(), total, "every alert once");
+    }
+    // Both replicas did part of the work.
+    for (name, agent) in [("one", &one), ("two", &two)] {
+        assert!(
+            agent.log().contains("delivered"),
+            "replica {name} delivered nothing:\n{}",
+            agent.log()
+        );
+    }
+    assert!(one.running() && two.running());
+    assert_eq!(one.terminate(), Some(0), "{}", one.log());
+    assert_eq!(two.terminate(), Some(0), "{}", two.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
