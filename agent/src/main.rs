@@ -269,6 +269,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
         enricher,
     };
     agent::runtime::run(source, pipeline, rx).await;
+    factory.calls().append_call_log("agent");
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -78,6 +78,25 @@ pub enum Command {
     /// Backtest the detection pack over archived CloudTrail log files: what each rule would
     /// have caught, per account.
     Replay(ReplayArgs),
+    /// Print the least-privilege IAM policy of the hub, the agent or the member role,
+    /// derived from the calls orgwatch makes (names from the configuration, if present).
+    Policy(PolicyArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options of `policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Whose policy: hub, agent or member.
+    #[arg(long = "for", value_name = "WHO", value_parser = ["hub", "agent", "member"])]
+    pub principal: String,
+    /// The agent's DynamoDB dedupe table (default: any table named orgwatch-*).
+    #[arg(long, value_name = "TABLE")]
+    pub dedupe_table: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,6 +43,13 @@ fn main() -> ExitCode {
         Command::Enroll(args) => reconcile(&cli.global, args, Mode::Enroll),
         Command::Status(args) => reconcile(&cli.global, args, Mode::Status),
         Command::Offboard(args) => reconcile(&cli.global, args, Mode::Offboard),
+        Command::Policy(args) => commands::policy::run(&cli.global, args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "hub", &mut std::io::stdout());
+            ExitStatus::Success
+        }
     };
     status.into()
 }

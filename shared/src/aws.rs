@@ -328,15 +328,54 @@ impl Default for AwsOptions {
 #[derive(Debug, Default)]
 pub struct CallCounter {
     counts: Mutex<HashMap<(String, String), u64>>,
+    /// (scope, service, operation): scope `home` (the process's own credentials) or
+    /// `member` (an assumed member role).
+    scoped: Mutex<std::collections::BTreeSet<(String, String, String)>>,
     total: AtomicU64,
 }
 
 impl CallCounter {
-    fn record(&self, service: &str, operation: &str) {
+    fn record(&self, scope: &str, service: &str, operation: &str) {
         self.total.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut map) = self.counts.lock() {
             *map.entry((service.to_string(), operation.to_string()))
                 .or_default() += 1;
+        }
+        if let Ok(mut set) = self.scoped.lock() {
+            set.insert((
+                scope.to_string(),
+                service.to_string(),
+                operation.to_string(),
+            ));
+        }
+    }
+
+    /// Every (scope, service, operation) called so far, sorted; scope is `home` or `member`.
+    pub fn scoped_operations(&self) -> Vec<(String, String, String)> {
+        match self.scoped.lock() {
+            Ok(set) => set.iter().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// When `ORGWATCH_CALL_LOG` names a file, appends `program scope service operation`
+    /// lines to it, one per distinct call: what tests compare with the IAM policies
+    /// (`shared::iam`). Errors are ignored: this is a diagnostic.
+    pub fn append_call_log(&self, program: &str) {
+        let Some(path) = std::env::var_os("ORGWATCH_CALL_LOG") else {
+            return;
+        };
+        let mut text = String::new();
+        for (scope, service, operation) in self.scoped_operations() {
+            text.push_str(&format!("{program}\t{scope}\t{service}\t{operation}\n"));
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            use std::io::Write;
+            let _ = f.write_all(text.as_bytes());
         }
     }
 
@@ -378,7 +417,7 @@ pub fn is_write_operation(operation: &str) -> bool {
 }
 
 #[derive(Debug)]
-struct CountCalls(Arc<CallCounter>);
+struct CountCalls(Arc<CallCounter>, &'static str);
 
 impl Intercept for CountCalls {
     fn name(&self) -> &'static str {
@@ -393,7 +432,7 @@ impl Intercept for CountCalls {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
-            self.0.record(meta.service(), meta.name());
+            self.0.record(self.1, meta.service(), meta.name());
         }
         Ok(())
     }
@@ -632,6 +671,7 @@ impl ClientFactory {
     pub fn home(&self) -> Clients {
         Clients {
             account: None,
+            assumed: false,
             config: self.inner.base.clone(),
             factory: self.clone(),
         }
@@ -688,6 +728,7 @@ impl ClientFactory {
         if let Some(config) = accounts.get(account_id) {
             return Ok(Clients {
                 account: Some(account_id.to_string()),
+                assumed: true,
                 config: config.clone(),
                 factory: self.clone(),
             });
@@ -713,6 +754,7 @@ impl ClientFactory {
             .build();
         let clients = Clients {
             account: Some(account_id.to_string()),
+            assumed: true,
             config: config.clone(),
             factory: self.clone(),
         };
@@ -767,6 +809,8 @@ where
 #[derive(Clone)]
 pub struct Clients {
     account: Option<String>,
+    /// Reached through an assumed member role (not the process's own credentials).
+    assumed: bool,
     config: SdkConfig,
     factory: ClientFactory,
 }
@@ -786,7 +830,7 @@ macro_rules! client_fn {
         pub fn $fn(&self) -> $krate::Client {
             let conf = $krate::config::Builder::from(&self.config)
                 .http_client(self.limited($service))
-                .interceptor(CountCalls(self.factory.inner.calls.clone()))
+                .interceptor(CountCalls(self.factory.inner.calls.clone(), self.scope()))
                 .build();
             $krate::Client::from_conf(conf)
         }
@@ -811,6 +855,7 @@ impl Clients {
     pub fn in_region(&self, region: &str) -> Clients {
         Clients {
             account: self.account.clone(),
+            assumed: self.assumed,
             config: self
                 .config
                 .to_builder()
@@ -823,6 +868,11 @@ impl Clients {
     /// The underlying configuration.
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.config
+    }
+
+    /// `home` or `member`, for call accounting.
+    fn scope(&self) -> &'static str {
+        if self.assumed { "member" } else { "home" }
     }
 
     fn limited(&self, service: Service) -> LimitedClient {
@@ -847,7 +897,7 @@ impl Clients {
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::from(&self.config)
             .http_client(self.limited(Service::S3))
-            .interceptor(CountCalls(self.factory.inner.calls.clone()))
+            .interceptor(CountCalls(self.factory.inner.calls.clone(), self.scope()))
             .force_path_style(self.factory.inner.path_style)
             .build();
         aws_sdk_s3::Client::from_conf(conf)

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod iam;
 pub mod logging;
 pub mod naming;
 pub mod pattern;

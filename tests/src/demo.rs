@@ -18,6 +18,10 @@ use serde_json::{Value, json};
 use crate::cloudwatch::{AlarmEvaluator, Transition};
 use crate::{Emulator, HarnessError, Org, Receiver, aws_err, bin, workspace_root};
 
+/// The file in the demo directory where `hub` and `agent` list the AWS operations they
+/// called (`program scope service operation`), to check against `shared::iam`.
+pub const CALL_LOG: &str = "calls.log";
+
 /// The source IP of the story's root sign-in.
 pub const ROOT_SOURCE_IP: &str = "198.51.100.7";
 /// The source IP of the story's IAM changes.
@@ -126,6 +130,7 @@ fn hub(
         .args(args)
         .current_dir(dir)
         .envs(emu.env())
+        .env("ORGWATCH_CALL_LOG", dir.join(CALL_LOG))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| io_err("cannot run hub", e))?;
@@ -355,6 +360,7 @@ pub async fn run_story(
         .args(["--config", &config.display().to_string(), "run"])
         .envs(emu.env())
         .env("ORGWATCH_STATE_DIR", &state)
+        .env("ORGWATCH_CALL_LOG", dir.join(CALL_LOG))
         .env("ORGWATCH_WEBHOOK_URL", receiver.url("/orgwatch"))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -7,5 +7,6 @@ mod e2e {
     pub mod docs;
     pub mod foundation;
     pub mod hub;
+    pub mod infra;
     pub mod rules;
 }

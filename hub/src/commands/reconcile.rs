@@ -277,6 +277,7 @@ pub async fn run(
         calls: factory.calls().total(),
         warnings,
     };
+    factory.calls().append_call_log("hub");
     match global.output {
         Output::Json => match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),

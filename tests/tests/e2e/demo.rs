@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use orgwatch_tests::Emulator;
-use orgwatch_tests::demo::{IAM_SOURCE_IP, ROOT_SOURCE_IP, Silent, run_story};
+use orgwatch_tests::demo::{CALL_LOG, IAM_SOURCE_IP, ROOT_SOURCE_IP, Silent, run_story};
 use serde_json::Value;
 
 /// Every (rule, account) alert in the notifications, with how many notifications carried it.
@@ -107,6 +107,39 @@ async fn the_demo_story_delivers_grouped_deduplicated_enriched_alerts() {
         out.stdout_lines >= out.notifications.len(),
         "stdout sink printed too"
     );
+
+    // Every AWS operation hub and agent called is granted by the policy `hub policy` prints
+    // for that identity (hub, agent, member role).
+    let calls = std::fs::read_to_string(dir.join(CALL_LOG)).expect("call log");
+    let mut seen = BTreeSet::new();
+    let mut uncovered = Vec::new();
+    for line in calls.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [program, scope, service, operation] = f[..] else {
+            panic!("call log line {line:?}");
+        };
+        seen.insert((program, scope));
+        let principal = shared::iam::principal_of(program, scope);
+        if !principal.is_some_and(|p| shared::iam::covers(p, service, operation)) {
+            uncovered.push(line);
+        }
+    }
+    assert!(
+        uncovered.is_empty(),
+        "calls no policy grants:\n{}",
+        uncovered.join("\n")
+    );
+    for who in [
+        ("hub", "home"),
+        ("hub", "member"),
+        ("agent", "home"),
+        ("agent", "member"),
+    ] {
+        assert!(
+            seen.contains(&who),
+            "no calls recorded for {who:?}: {calls}"
+        );
+    }
 
     // Coverage is complete, and the agent drained and exited cleanly.
     assert_eq!(out.status_code, Some(0), "{}", out.status_table);

@@ -1,0 +1,172 @@
+//! `infra/`: the IAM policies, the member-role template, the deployment files and the
+//! shell completions are what the code says they are.
+
+use std::process::{Command, Stdio};
+
+use orgwatch_tests::{bin, workspace_root};
+use serde_json::Value;
+
+fn hub(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(bin("hub"))
+        .args(args)
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hub");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn policy(who: &str) -> Value {
+    let (code, out, err) = hub(&[
+        "--config",
+        "infra/examples/hub.toml",
+        "policy",
+        "--for",
+        who,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    serde_json::from_str(&out).expect("policy JSON")
+}
+
+#[test]
+fn infra_iam_files_are_the_policies_hub_prints() {
+    for who in ["hub", "agent", "member"] {
+        let path = workspace_root().join(format!("infra/iam/{who}.json"));
+        let text = std::fs::read_to_string(&path).expect("infra/iam file");
+        let file: Value = serde_json::from_str(&text).expect("infra/iam JSON");
+        assert_eq!(
+            file,
+            policy(who),
+            "{} differs from the code; regenerate it with\n  hub --config infra/examples/hub.toml policy --for {who} > infra/iam/{who}.json",
+            path.display()
+        );
+        let statements = file["Statement"].as_array().expect("statements");
+        assert!(!statements.is_empty());
+        for s in statements {
+            assert_eq!(s["Effect"], "Allow");
+            let actions: Vec<&str> = s["Action"]
+                .as_array()
+                .expect("actions")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                actions.iter().all(|a| !a.ends_with(":*") && *a != "*"),
+                "no wildcard actions: {s}"
+            );
+        }
+    }
+    // The archive is the hub's alone; the agent never touches it.
+    let agent = policy("agent").to_string();
+    assert!(!agent.contains("s3:"), "{agent}");
+    assert!(
+        policy("hub")
+            .to_string()
+            .contains("arn:aws:s3:::acme-orgwatch-cloudtrail")
+    );
+    // A bad principal is a usage error.
+    let (code, _, _) = hub(&["policy", "--for", "everyone"]);
+    assert_eq!(code, Some(2));
+}
+
+#[test]
+fn the_member_role_template_creates_exactly_the_member_policy() {
+    let path = workspace_root().join("infra/cloudformation/member-role.yaml");
+    let text = std::fs::read_to_string(&path).expect("template");
+    let doc: Value = serde_norway::from_str(&text).expect("the template is valid YAML");
+    assert_eq!(doc["AWSTemplateFormatVersion"], "2010-09-09");
+    assert_eq!(
+        doc["Parameters"]["HubAccountId"]["AllowedPattern"],
+        "^[0-9]{12}$"
+    );
+    assert_eq!(doc["Parameters"]["ExternalId"]["Default"], "");
+    assert!(doc["Conditions"]["HasExternalId"].is_object());
+    let role = &doc["Resources"]["MemberRole"];
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(trust["Action"], "sts:AssumeRole");
+    assert!(
+        trust["Principal"]["AWS"]["Fn::Sub"]
+            .as_str()
+            .is_some_and(|s| s.contains("${HubAccountId}")),
+        "{trust}"
+    );
+    assert_eq!(trust["Condition"]["Fn::If"][0], "HasExternalId");
+    let policies = role["Properties"]["Policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 1, "exactly the member policy");
+    assert_eq!(
+        policies[0]["PolicyDocument"],
+        policy("member"),
+        "the template's policy differs from `hub policy --for member`"
+    );
+    assert!(doc["Outputs"]["RoleArn"].is_object());
+}
+
+#[test]
+fn deployment_files_are_hardened_and_the_pipeline_fails_on_errors() {
+    let root = workspace_root().join("infra/deploy");
+    let unit = std::fs::read_to_string(root.join("orgwatch-agent.service")).expect("unit");
+    for key in [
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=\n",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "SystemCallFilter=@system-service",
+        "MemoryDenyWriteExecute=yes",
+        "StateDirectory=orgwatch",
+        "ExecStart=/usr/local/bin/agent --config /etc/orgwatch/agent.toml --log-format json run",
+    ] {
+        assert!(unit.contains(key), "the unit lacks {key:?}");
+    }
+    let container = std::fs::read_to_string(root.join("Containerfile")).expect("Containerfile");
+    assert!(container.matches("FROM ").count() >= 2, "multi-stage");
+    assert!(container.contains("USER 65532"), "non-root");
+    assert!(container.contains("--locked"));
+
+    let text = std::fs::read_to_string(root.join("enroll-account.yml")).expect("workflow");
+    let flow: Value = serde_norway::from_str(&text).expect("the workflow is valid YAML");
+    assert_eq!(
+        flow["permissions"]["id-token"], "write",
+        "OIDC, no stored keys"
+    );
+    let steps = flow["jobs"]["enroll"]["steps"].as_array().expect("steps");
+    let run = steps
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .find(|r| r.contains("hub enroll"))
+        .expect("a step runs hub enroll");
+    assert!(
+        run.contains("--account \"$NEW_ACCOUNT\" --output json"),
+        "{run}"
+    );
+    assert!(
+        run.contains("set -o pipefail"),
+        "a non-zero exit fails the job: {run}"
+    );
+    // The flags it uses exist.
+    let (code, help, _) = hub(&["enroll", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(help.contains("--account") && help.contains("--output"));
+}
+
+#[test]
+fn completions_cover_every_subcommand() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = hub(&["completions", shell]);
+        assert_eq!(code, Some(0), "{shell}: {err}");
+        for sub in [
+            "plan", "enroll", "status", "offboard", "rules", "replay", "policy",
+        ] {
+            assert!(out.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let (code, _, _) = hub(&["completions", "tcsh"]);
+    assert_eq!(code, Some(2));
+}
