@@ -16,8 +16,9 @@
 //!   (account, region, service) — AWS's API quotas are per account and region — sized from
 //!   [`QUOTAS`]. Retries (standard mode: throttling, 5xx and transient errors, exponential
 //!   backoff with jitter) are configured once on the base config.
-//! * **Call accounting.** Every operation is counted per service and operation, so commands
-//!   can report how many write calls they made ([`CallCounter`]).
+//! * **Call accounting.** Every operation is counted per service and operation and per
+//!   account, so commands can report how many calls and write calls they made, in total and
+//!   in each account ([`CallCounter`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -323,19 +324,46 @@ impl Default for AwsOptions {
     }
 }
 
-/// Counts operations per (service, operation). Shared by every client of one factory.
+/// Counts operations per (service, operation) and per account. Shared by every client of
+/// one factory.
 #[derive(Debug, Default)]
 pub struct CallCounter {
     counts: Mutex<HashMap<(String, String), u64>>,
+    accounts: Mutex<HashMap<String, AccountCalls>>,
     total: AtomicU64,
 }
 
+/// The calls made in one account (home clients that were never told their account id are
+/// counted under `home`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountCalls {
+    /// Every operation.
+    pub calls: u64,
+    /// Operations that change state (see [`is_write_operation`]).
+    pub writes: u64,
+}
+
 impl CallCounter {
-    fn record(&self, service: &str, operation: &str) {
+    fn record(&self, account: &str, service: &str, operation: &str) {
         self.total.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut map) = self.counts.lock() {
             *map.entry((service.to_string(), operation.to_string()))
                 .or_default() += 1;
+        }
+        if let Ok(mut map) = self.accounts.lock() {
+            let entry = map.entry(account.to_string()).or_default();
+            entry.calls += 1;
+            if is_write_operation(operation) {
+                entry.writes += 1;
+            }
+        }
+    }
+
+    /// Calls per account so far, sorted by account.
+    pub fn by_account(&self) -> std::collections::BTreeMap<String, AccountCalls> {
+        match self.accounts.lock() {
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => std::collections::BTreeMap::new(),
         }
     }
 
@@ -376,8 +404,9 @@ pub fn is_write_operation(operation: &str) -> bool {
     !(READS.iter().any(|p| operation.starts_with(p)) || operation == "AssumeRole")
 }
 
+/// Counts each operation for the account its client acts in.
 #[derive(Debug)]
-struct CountCalls(Arc<CallCounter>);
+struct CountCalls(Arc<CallCounter>, String);
 
 impl Intercept for CountCalls {
     fn name(&self) -> &'static str {
@@ -392,7 +421,7 @@ impl Intercept for CountCalls {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
-            self.0.record(meta.service(), meta.name());
+            self.0.record(&self.1, meta.service(), meta.name());
         }
         Ok(())
     }
@@ -741,7 +770,7 @@ macro_rules! client_fn {
         pub fn $fn(&self) -> $krate::Client {
             let conf = $krate::config::Builder::from(&self.config)
                 .http_client(self.limited($service))
-                .interceptor(CountCalls(self.factory.inner.calls.clone()))
+                .interceptor(self.count_calls())
                 .build();
             $krate::Client::from_conf(conf)
         }
@@ -780,6 +809,13 @@ impl Clients {
         &self.config
     }
 
+    fn count_calls(&self) -> CountCalls {
+        CountCalls(
+            self.factory.inner.calls.clone(),
+            self.account.as_deref().unwrap_or(HOME).to_string(),
+        )
+    }
+
     fn limited(&self, service: Service) -> LimitedClient {
         let account = self.account.as_deref().unwrap_or(HOME);
         self.factory
@@ -802,7 +838,7 @@ impl Clients {
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::from(&self.config)
             .http_client(self.limited(Service::S3))
-            .interceptor(CountCalls(self.factory.inner.calls.clone()))
+            .interceptor(self.count_calls())
             .force_path_style(self.factory.inner.path_style)
             .build();
         aws_sdk_s3::Client::from_conf(conf)
@@ -880,6 +916,26 @@ mod tests {
         // Exhausting one key leaves the others untouched.
         while a.check().is_ok() {}
         assert!(b.check().is_ok() && c.check().is_ok() && d.check().is_ok());
+    }
+
+    #[test]
+    fn calls_are_counted_per_account() {
+        let c = CallCounter::default();
+        c.record("111111111111", "CloudWatch", "DescribeAlarms");
+        c.record("111111111111", "CloudWatch", "PutMetricAlarm");
+        c.record("222222222222", "Logs", "DescribeLogGroups");
+        c.record(HOME, "Organizations", "ListAccounts");
+        let by = c.by_account();
+        assert_eq!(
+            by.get("111111111111"),
+            Some(&AccountCalls {
+                calls: 2,
+                writes: 1
+            })
+        );
+        assert_eq!(by["222222222222"].writes, 0);
+        assert_eq!(by[HOME].calls, 1);
+        assert_eq!((c.total(), c.writes()), (4, 1));
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! AWS SDK costs hundreds of MB and a long link), one module per area.
 
 mod e2e {
+    pub mod adopt;
     pub mod agent;
     pub mod foundation;
     pub mod hub;
+    #[cfg(target_os = "linux")]
+    pub mod progress;
     pub mod rules;
 }
