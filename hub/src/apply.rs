@@ -38,6 +38,7 @@ pub async fn apply(c: &Clients, change: &Change, options: &ApplyOptions) -> Resu
     let name = key.name.as_str();
     match (&change.action, &change.desired) {
         (Action::Delete, _) => delete(c, change, options).await,
+        (Action::Adopt, _) => adopt(c, change).await,
         (action, Some(spec)) => {
             let update = matches!(action, Action::Update { .. });
             match (key.kind, spec) {
@@ -83,6 +84,143 @@ pub async fn apply(c: &Clients, change: &Change, options: &ApplyOptions) -> Resu
 pub struct ApplyOptions {
     /// Delete the archive bucket (and every object version in it) on offboard.
     pub delete_archive: bool,
+    /// Adopt resources that have orgwatch names but not the managed tag (plan/enroll).
+    pub adopt: bool,
+}
+
+/// Tags an existing resource as orgwatch's (`--adopt`). Kinds without tags of their own
+/// (metric filters, subscriptions, log policies) are never adopted: they follow their
+/// parent. Each write adds the managed tag and leaves the resource's other tags alone.
+async fn adopt(c: &Clients, change: &Change) -> Result<(), OpError> {
+    let key = &change.key;
+    let (region, account, name) = (key.region.as_str(), key.account.as_str(), key.name.as_str());
+    let (k, v) = (naming::MANAGED_TAG, naming::MANAGED_TAG_VALUE);
+    match key.kind {
+        Kind::LogGroup => {
+            call!(
+                "TagResource",
+                c.logs()
+                    .tag_resource()
+                    .resource_arn(naming::arn::log_group(region, account, name))
+                    .tags(k, v)
+                    .send()
+            )?;
+        }
+        Kind::Alarm => {
+            let tag = aws_sdk_cloudwatch::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build();
+            call!(
+                "TagResource",
+                c.cloudwatch()
+                    .tag_resource()
+                    .resource_arn(naming::arn::alarm(region, account, name))
+                    .tags(tag)
+                    .send()
+            )?;
+        }
+        Kind::EventsRule | Kind::ForwardRule | Kind::BusRule | Kind::Bus => {
+            let arn = match (&change.observed, key.kind) {
+                (_, Kind::Bus) => naming::arn::bus(region, account, name),
+                (Some(Spec::EventRule(r)), _) => naming::arn::rule(region, account, &r.bus, name),
+                _ => naming::arn::rule(region, account, "default", name),
+            };
+            let tag = aws_sdk_eventbridge::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| OpError::build("TagResource", e))?;
+            call!(
+                "TagResource",
+                c.eventbridge()
+                    .tag_resource()
+                    .resource_arn(arn)
+                    .tags(tag)
+                    .send()
+            )?;
+        }
+        Kind::Topic => {
+            let tag = aws_sdk_sns::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| OpError::build("TagResource", e))?;
+            call!(
+                "TagResource",
+                c.sns()
+                    .tag_resource()
+                    .resource_arn(naming::arn::topic(region, account, name))
+                    .tags(tag)
+                    .send()
+            )?;
+        }
+        Kind::Queue | Kind::DeadLetterQueue => {
+            if let Some((url, _)) = observe::queue(c, name).await? {
+                call!(
+                    "TagQueue",
+                    c.sqs().tag_queue().queue_url(url).tags(k, v).send()
+                )?;
+            }
+        }
+        Kind::Bucket => {
+            // PutBucketTagging replaces the whole set: keep what is there.
+            use aws_sdk_s3::types::{Tag, Tagging};
+            let mut tags: Vec<Tag> = observe::bucket_tags(c, name)
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t.key() != k)
+                .collect();
+            tags.push(
+                Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| OpError::build("PutBucketTagging", e))?,
+            );
+            let tagging = Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .map_err(|e| OpError::build("PutBucketTagging", e))?;
+            call!(
+                "PutBucketTagging",
+                c.s3()
+                    .put_bucket_tagging()
+                    .bucket(name)
+                    .tagging(tagging)
+                    .send()
+            )?;
+        }
+        Kind::OrgTrail | Kind::MemberTrail => {
+            let tag = aws_sdk_cloudtrail::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| OpError::build("AddTags", e))?;
+            call!(
+                "AddTags",
+                c.cloudtrail()
+                    .add_tags()
+                    .resource_id(naming::arn::trail(region, account, name))
+                    .tags_list(tag)
+                    .send()
+            )?;
+        }
+        Kind::TrailRole => {
+            let tag = aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| OpError::build("TagRole", e))?;
+            call!(
+                "TagRole",
+                c.iam().tag_role().role_name(name).tags(tag).send()
+            )?;
+        }
+        Kind::MetricFilter | Kind::Subscription | Kind::LogPolicy => {}
+    }
+    Ok(())
 }
 
 fn tags_logs() -> std::collections::HashMap<String, String> {

@@ -136,6 +136,11 @@ pub struct ReconcileArgs {
     /// offboard: also delete the archive bucket and every log file in it.
     #[arg(long)]
     pub delete_archive: bool,
+    /// plan/enroll: take over resources that have orgwatch's names but not its
+    /// `orgwatch:managed=true` tag (tag them, then converge them). Without it they are
+    /// conflicts: left untouched, and their account fails.
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 /// Options of `replay`.

@@ -18,8 +18,13 @@ pub struct FieldDiff {
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum Action {
     Create,
-    Update { fields: Vec<FieldDiff> },
+    Update {
+        fields: Vec<FieldDiff>,
+    },
     Delete,
+    /// Tag a resource that has an orgwatch name but not the managed tag as orgwatch's
+    /// (`--adopt`); it then converges like any other.
+    Adopt,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -27,10 +32,10 @@ pub struct Change {
     pub key: ResourceKey,
     #[serde(flatten)]
     pub action: Action,
-    /// The desired settings (create and update); `None` for delete.
+    /// The desired settings (create and update); `None` for delete and adopt.
     #[serde(skip)]
     pub desired: Option<Spec>,
-    /// What was observed (update and delete).
+    /// What was observed (update, delete and adopt).
     #[serde(skip)]
     pub observed: Option<Spec>,
 }
@@ -188,6 +193,7 @@ mod tests {
                             .join(",")
                     ),
                     Action::Delete => "delete".to_string(),
+                    Action::Adopt => "adopt".to_string(),
                 };
                 (c.key.name.clone(), a)
             })

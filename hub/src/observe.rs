@@ -75,6 +75,58 @@ macro_rules! call {
 
 pub type State = BTreeMap<ResourceKey, Spec>;
 
+/// What one account and region hold under orgwatch's names.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub resources: State,
+    /// Resources (among `resources`) that carry an orgwatch name but not the
+    /// `orgwatch:managed=true` tag, with why: orgwatch did not create them, so it must not
+    /// change or delete them unless told to adopt them.
+    pub unmanaged: BTreeMap<ResourceKey, String>,
+}
+
+impl Observed {
+    fn insert(&mut self, key: ResourceKey, spec: Spec, managed: bool) {
+        if !managed {
+            self.unmanaged.insert(key.clone(), missing_tag());
+        }
+        self.resources.insert(key, spec);
+    }
+}
+
+/// Why a resource without the managed tag is not orgwatch's.
+pub fn missing_tag() -> String {
+    format!(
+        "it has an orgwatch name but not the {}={} tag",
+        naming::MANAGED_TAG,
+        naming::MANAGED_TAG_VALUE
+    )
+}
+
+/// True when the (key, value) pairs include the managed tag.
+fn managed<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
+    naming::is_managed(tags.into_iter())
+}
+
+/// Whether an alarm carries the managed tag. CloudWatch's DescribeAlarms returns no tags
+/// and ListTagsForResource is one call per alarm (3 TPS): `reconcile` asks only for
+/// alarms the plan would update or delete.
+pub async fn alarm_managed(c: &Clients, key: &ResourceKey) -> Result<bool, OpError> {
+    let arn = arn::alarm(&key.region, &key.account, &key.name);
+    let out = call!(
+        "ListTagsForResource",
+        c.cloudwatch()
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+    )?;
+    Ok(managed(
+        out.tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value()?))),
+    ))
+}
+
 /// The member resources of `account` in `region` (`home` decides where the global IAM role
 /// and the account trail are looked for).
 pub async fn member(
@@ -82,8 +134,8 @@ pub async fn member(
     account: &str,
     region: &str,
     home: &str,
-) -> Result<State, OpError> {
-    let mut out = State::new();
+) -> Result<Observed, OpError> {
+    let mut out = Observed::default();
     let logs = c.logs();
     let groups = call!(
         "DescribeLogGroups",
@@ -96,11 +148,24 @@ pub async fn member(
         .iter()
         .find(|g| g.log_group_name() == Some(naming::LOG_GROUP));
     if let Some(g) = group {
+        let tags = call!(
+            "ListTagsForResource",
+            logs.list_tags_for_resource()
+                .resource_arn(arn::log_group(region, account, naming::LOG_GROUP))
+                .send()
+        )?;
+        let group_managed = managed(
+            tags.tags()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         out.insert(
             ResourceKey::new(account, region, Kind::LogGroup, naming::LOG_GROUP),
             Spec::LogGroup(LogGroupSpec {
                 retention_days: g.retention_in_days().unwrap_or(0),
             }),
+            group_managed,
         );
         let mut pages = logs
             .describe_metric_filters()
@@ -115,8 +180,20 @@ pub async fn member(
                     continue;
                 };
                 let t = f.metric_transformations().first();
-                out.insert(
-                    ResourceKey::new(account, region, Kind::MetricFilter, name),
+                let key = ResourceKey::new(account, region, Kind::MetricFilter, name);
+                // Metric filters have no tags: they belong to their log group, and are
+                // orgwatch's exactly when the group is.
+                if !group_managed {
+                    out.unmanaged.insert(
+                        key.clone(),
+                        format!(
+                            "it is a filter of log group {}, which is not orgwatch's (metric filters have no tags of their own)",
+                            naming::LOG_GROUP
+                        ),
+                    );
+                }
+                out.resources.insert(
+                    key,
                     Spec::MetricFilter(MetricFilterSpec {
                         log_group: f.log_group_name().unwrap_or_default().to_string(),
                         pattern: f.filter_pattern().unwrap_or_default().to_string(),
@@ -139,7 +216,8 @@ pub async fn member(
         .iter()
         .find(|p| p.policy_name() == Some(naming::LOG_RESOURCE_POLICY))
     {
-        out.insert(
+        // Log resource policies have no tags; the name is orgwatch's alone.
+        out.resources.insert(
             ResourceKey::new(
                 account,
                 region,
@@ -162,7 +240,8 @@ pub async fn member(
         let page = page.map_err(|e| OpError::new("DescribeAlarms", e))?;
         for a in page.metric_alarms() {
             let Some(name) = a.alarm_name() else { continue };
-            out.insert(
+            // Tags are read later, only for alarms the plan would change (see alarm_managed).
+            out.resources.insert(
                 ResourceKey::new(account, region, Kind::Alarm, name),
                 Spec::Alarm(AlarmSpec {
                     metric_name: a.metric_name().unwrap_or_default().to_string(),
@@ -186,39 +265,48 @@ pub async fn member(
         }
     }
 
-    for (name, spec) in event_rules(c, "default").await? {
+    let is_ours = |name: &str| {
+        name == naming::EVENTS_TO_LOGS_RULE || name.starts_with(&naming::forward_rule_name(""))
+    };
+    for (name, spec, is_managed) in event_rules(c, "default", is_ours).await? {
         let kind = if name == naming::EVENTS_TO_LOGS_RULE {
             Kind::EventsRule
-        } else if name.starts_with(&naming::forward_rule_name("")) {
-            Kind::ForwardRule
         } else {
-            continue;
+            Kind::ForwardRule
         };
         out.insert(
             ResourceKey::new(account, region, kind, name),
             Spec::EventRule(spec),
+            is_managed,
         );
     }
 
     if region == home {
-        if let Some(role) = role(c, naming::TRAIL_LOGS_ROLE).await? {
+        if let Some((role, is_managed)) = role(c, naming::TRAIL_LOGS_ROLE).await? {
             out.insert(
                 ResourceKey::new(account, region, Kind::TrailRole, naming::TRAIL_LOGS_ROLE),
                 Spec::Role(role),
+                is_managed,
             );
         }
-        if let Some(t) = trail(c, naming::MEMBER_TRAIL).await? {
+        if let Some((t, is_managed)) = trail(c, naming::MEMBER_TRAIL).await? {
             out.insert(
                 ResourceKey::new(account, region, Kind::MemberTrail, naming::MEMBER_TRAIL),
                 Spec::Trail(t),
+                is_managed,
             );
         }
     }
     Ok(out)
 }
 
-/// orgwatch-named rules on a bus, each with its first target.
-async fn event_rules(c: &Clients, bus: &str) -> Result<Vec<(String, EventRuleSpec)>, OpError> {
+/// orgwatch's rules on a bus (those `wanted` names), each with its first target and
+/// whether it carries the managed tag.
+async fn event_rules(
+    c: &Clients,
+    bus: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, EventRuleSpec, bool)>, OpError> {
     let eb = c.eventbridge();
     let mut out = Vec::new();
     let mut token = None;
@@ -232,7 +320,19 @@ async fn event_rules(c: &Clients, bus: &str) -> Result<Vec<(String, EventRuleSpe
                 .send()
         )?;
         for r in page.rules() {
-            let Some(name) = r.name() else { continue };
+            let Some(name) = r.name().filter(|n| wanted(n)) else {
+                continue;
+            };
+            let is_managed = match r.arn() {
+                Some(rule_arn) => {
+                    let tags = call!(
+                        "ListTagsForResource",
+                        eb.list_tags_for_resource().resource_arn(rule_arn).send()
+                    )?;
+                    managed(tags.tags().iter().map(|t| (t.key(), t.value())))
+                }
+                None => false,
+            };
             let targets = call!(
                 "ListTargetsByRule",
                 eb.list_targets_by_rule()
@@ -254,6 +354,7 @@ async fn event_rules(c: &Clients, bus: &str) -> Result<Vec<(String, EventRuleSpe
                     target_arn: t.map(|t| t.arn().to_string()).unwrap_or_default(),
                     target_role_arn: t.and_then(|t| t.role_arn()).map(str::to_string),
                 },
+                is_managed,
             ));
         }
         match page.next_token() {
@@ -264,7 +365,9 @@ async fn event_rules(c: &Clients, bus: &str) -> Result<Vec<(String, EventRuleSpe
     Ok(out)
 }
 
-async fn role(c: &Clients, name: &str) -> Result<Option<RoleSpec>, OpError> {
+/// A role, its inline policy of the same name, and whether it carries the managed tag
+/// (GetRole returns the tags).
+async fn role(c: &Clients, name: &str) -> Result<Option<(RoleSpec, bool)>, OpError> {
     let iam = c.iam();
     let Some(r) = optional(
         call!("GetRole", iam.get_role().role_name(name).send()),
@@ -273,6 +376,13 @@ async fn role(c: &Clients, name: &str) -> Result<Option<RoleSpec>, OpError> {
     else {
         return Ok(None);
     };
+    let is_managed = managed(
+        r.role()
+            .map(|r| r.tags())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| (t.key(), t.value())),
+    );
     let trust = r
         .role()
         .and_then(|r| r.assume_role_policy_document())
@@ -290,7 +400,7 @@ async fn role(c: &Clients, name: &str) -> Result<Option<RoleSpec>, OpError> {
     )?
     .map(|p| decode_policy(p.policy_document()))
     .unwrap_or_default();
-    Ok(Some(RoleSpec { trust, policy }))
+    Ok(Some((RoleSpec { trust, policy }, is_managed)))
 }
 
 /// IAM returns policy documents URL-encoded.
@@ -320,7 +430,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn trail(c: &Clients, name: &str) -> Result<Option<TrailSpec>, OpError> {
+/// A trail, its logging status, and whether it carries the managed tag.
+async fn trail(c: &Clients, name: &str) -> Result<Option<(TrailSpec, bool)>, OpError> {
     let ct = c.cloudtrail();
     let Some(t) = optional(
         call!("GetTrail", ct.get_trail().name(name).send()),
@@ -331,7 +442,22 @@ async fn trail(c: &Clients, name: &str) -> Result<Option<TrailSpec>, OpError> {
     };
     let Some(t) = t.trail() else { return Ok(None) };
     let status = call!("GetTrailStatus", ct.get_trail_status().name(name).send())?;
-    Ok(Some(TrailSpec {
+    let is_managed = match t.trail_arn() {
+        Some(trail_arn) => {
+            let tags = call!(
+                "ListTags",
+                ct.list_tags().resource_id_list(trail_arn).send()
+            )?;
+            managed(
+                tags.resource_tag_list()
+                    .iter()
+                    .flat_map(|r| r.tags_list())
+                    .filter_map(|t| Some((t.key(), t.value()?))),
+            )
+        }
+        None => false,
+    };
+    let spec = TrailSpec {
         bucket: t.s3_bucket_name().unwrap_or_default().to_string(),
         multi_region: t.is_multi_region_trail().unwrap_or(false),
         global_service_events: t.include_global_service_events().unwrap_or(false),
@@ -340,7 +466,8 @@ async fn trail(c: &Clients, name: &str) -> Result<Option<TrailSpec>, OpError> {
         logging: status.is_logging().unwrap_or(false),
         log_group_arn: t.cloud_watch_logs_log_group_arn().map(str::to_string),
         logs_role_arn: t.cloud_watch_logs_role_arn().map(str::to_string),
-    }))
+    };
+    Ok(Some((spec, is_managed)))
 }
 
 /// The central resources in `region` of the central account (`c`), for the names in `names`.
@@ -349,20 +476,22 @@ pub async fn central(
     names: &CentralNames,
     region: &str,
     home: &str,
-) -> Result<State, OpError> {
+) -> Result<Observed, OpError> {
     let account = names.account.as_str();
-    let mut out = State::new();
+    let mut out = Observed::default();
     if region == home {
-        if let Some(b) = bucket(c, &names.bucket).await? {
+        if let Some((b, is_managed)) = bucket(c, &names.bucket).await? {
             out.insert(
                 ResourceKey::new(account, region, Kind::Bucket, names.bucket.clone()),
                 Spec::Bucket(b),
+                is_managed,
             );
         }
-        if let Some(t) = trail(c, &names.trail).await? {
+        if let Some((t, is_managed)) = trail(c, &names.trail).await? {
             out.insert(
                 ResourceKey::new(account, region, Kind::OrgTrail, names.trail.clone()),
                 Spec::Trail(t),
+                is_managed,
             );
         }
     }
@@ -381,16 +510,30 @@ pub async fn central(
             .and_then(|a| a.get("Policy"))
             .map(|p| canonical_json(p))
             .unwrap_or_default();
+        let tags = call!(
+            "ListTagsForResource",
+            sns.list_tags_for_resource().resource_arn(&topic_arn).send()
+        )?;
+        let topic_managed = managed(tags.tags().iter().map(|t| (t.key(), t.value())));
         out.insert(
             ResourceKey::new(account, region, Kind::Topic, names.topic.clone()),
             Spec::Policy(PolicySpec { policy }),
+            topic_managed,
         );
         let queue_arn = arn::queue(region, account, &names.queue);
         if let Some(sub) = subscription(c, &topic_arn, &queue_arn).await? {
-            out.insert(
-                ResourceKey::new(account, region, Kind::Subscription, names.queue.clone()),
-                Spec::Subscription(sub.0),
-            );
+            let key = ResourceKey::new(account, region, Kind::Subscription, names.queue.clone());
+            // Subscriptions have no tags: they belong to their topic.
+            if !topic_managed {
+                out.unmanaged.insert(
+                    key.clone(),
+                    format!(
+                        "it is a subscription of topic {}, which is not orgwatch's (subscriptions have no tags of their own)",
+                        names.topic
+                    ),
+                );
+            }
+            out.resources.insert(key, Spec::Subscription(sub.0));
         }
     }
     let dlq = naming::dead_letter_queue(&names.queue);
@@ -398,10 +541,21 @@ pub async fn central(
         (Kind::DeadLetterQueue, dlq),
         (Kind::Queue, names.queue.clone()),
     ] {
-        if let Some(q) = queue(c, &name).await? {
+        if let Some((url, spec)) = queue(c, &name).await? {
+            let tags = call!(
+                "ListQueueTags",
+                c.sqs().list_queue_tags().queue_url(url).send()
+            )?;
+            let is_managed = managed(
+                tags.tags()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
             out.insert(
                 ResourceKey::new(account, region, kind, name),
-                Spec::Queue(q.1),
+                Spec::Queue(spec),
+                is_managed,
             );
         }
     }
@@ -414,19 +568,28 @@ pub async fn central(
         &["ResourceNotFoundException"],
     )?;
     if let Some(b) = bus {
+        let bus_arn = b
+            .arn()
+            .map(str::to_string)
+            .unwrap_or_else(|| arn::bus(region, account, naming::CENTRAL_BUS));
+        let tags = call!(
+            "ListTagsForResource",
+            eb.list_tags_for_resource().resource_arn(bus_arn).send()
+        )?;
         out.insert(
             ResourceKey::new(account, region, Kind::Bus, naming::CENTRAL_BUS),
             Spec::Policy(PolicySpec {
                 policy: b.policy().map(canonical_json).unwrap_or_default(),
             }),
+            managed(tags.tags().iter().map(|t| (t.key(), t.value()))),
         );
-        for (name, spec) in event_rules(c, naming::CENTRAL_BUS).await? {
-            if name == naming::CENTRAL_BUS_RULE {
-                out.insert(
-                    ResourceKey::new(account, region, Kind::BusRule, name),
-                    Spec::EventRule(spec),
-                );
-            }
+        let wanted = |name: &str| name == naming::CENTRAL_BUS_RULE;
+        for (name, spec, is_managed) in event_rules(c, naming::CENTRAL_BUS, wanted).await? {
+            out.insert(
+                ResourceKey::new(account, region, Kind::BusRule, name),
+                Spec::EventRule(spec),
+                is_managed,
+            );
         }
     }
     Ok(out)
@@ -538,7 +701,8 @@ fn canonical_or_empty(s: &str) -> String {
     }
 }
 
-async fn bucket(c: &Clients, name: &str) -> Result<Option<BucketSpec>, OpError> {
+/// A bucket's settings and whether it carries the managed tag.
+async fn bucket(c: &Clients, name: &str) -> Result<Option<(BucketSpec, bool)>, OpError> {
     let s3 = c.s3();
     if optional(
         call!("HeadBucket", s3.head_bucket().bucket(name).send()),
@@ -635,7 +799,10 @@ async fn bucket(c: &Clients, name: &str) -> Result<Option<BucketSpec>, OpError> 
     )?
     .and_then(|p| p.policy().map(canonical_json))
     .unwrap_or_default();
-    Ok(Some(BucketSpec {
+    let is_managed = bucket_tags(c, name)
+        .await?
+        .is_some_and(|tags| managed(tags.iter().map(|t| (t.key(), t.value()))));
+    let spec = BucketSpec {
         block_public_acls: flag(|p| p.block_public_acls()),
         ignore_public_acls: flag(|p| p.ignore_public_acls()),
         block_public_policy: flag(|p| p.block_public_policy()),
@@ -645,7 +812,23 @@ async fn bucket(c: &Clients, name: &str) -> Result<Option<BucketSpec>, OpError> 
         versioning,
         expire_days: u32::try_from(expire_days).unwrap_or(0),
         policy,
-    }))
+    };
+    Ok(Some((spec, is_managed)))
+}
+
+/// A bucket's tags (`None`: it has none; S3 answers NoSuchTagSet).
+pub async fn bucket_tags(
+    c: &Clients,
+    name: &str,
+) -> Result<Option<Vec<aws_sdk_s3::types::Tag>>, OpError> {
+    Ok(optional(
+        call!(
+            "GetBucketTagging",
+            c.s3().get_bucket_tagging().bucket(name).send()
+        ),
+        &["NoSuchTagSet", "NoSuchTagSetError"],
+    )?
+    .map(|t| t.tag_set().to_vec()))
 }
 
 /// The text of the first `<name>…</name>` element.

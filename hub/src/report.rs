@@ -47,6 +47,11 @@ pub fn table(r: &Report) -> String {
             let what = match &c.action {
                 Action::Create => "create".to_string(),
                 Action::Delete => "delete".to_string(),
+                Action::Adopt => format!(
+                    "adopt (tag {}={})",
+                    shared::naming::MANAGED_TAG,
+                    shared::naming::MANAGED_TAG_VALUE
+                ),
                 Action::Update { fields } => format!(
                     "update {}",
                     fields
@@ -60,6 +65,13 @@ pub fn table(r: &Report) -> String {
                 details,
                 "  {} {} {} {}: {verb} {what}",
                 c.key.account, c.key.region, c.key.kind, c.key.name
+            );
+        }
+        for u in &o.unmanaged {
+            let _ = writeln!(
+                details,
+                "  {} {} {} {}: unmanaged, {} ({})",
+                u.key.account, u.key.region, u.key.kind, u.key.name, u.handling, u.reason
             );
         }
     }

@@ -16,8 +16,9 @@
 //!   (account, region, service) — AWS's API quotas are per account and region — sized from
 //!   [`QUOTAS`]. Retries (standard mode: throttling, 5xx and transient errors, exponential
 //!   backoff with jitter) are configured once on the base config.
-//! * **Call accounting.** Every operation is counted per service and operation, so commands
-//!   can report how many write calls they made ([`CallCounter`]).
+//! * **Call accounting.** Every operation is counted per service and operation and per
+//!   account, so commands can report how many calls and write calls they made, in total and
+//!   in each account ([`CallCounter`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -324,18 +325,30 @@ impl Default for AwsOptions {
     }
 }
 
-/// Counts operations per (service, operation). Shared by every client of one factory.
+/// Counts operations per (service, operation) and per account. Shared by every client of
+/// one factory.
 #[derive(Debug, Default)]
 pub struct CallCounter {
     counts: Mutex<HashMap<(String, String), u64>>,
     /// (scope, service, operation): scope `home` (the process's own credentials) or
     /// `member` (an assumed member role).
     scoped: Mutex<std::collections::BTreeSet<(String, String, String)>>,
+    accounts: Mutex<HashMap<String, AccountCalls>>,
     total: AtomicU64,
 }
 
+/// The calls made in one account (home clients that were never told their account id are
+/// counted under `home`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountCalls {
+    /// Every operation.
+    pub calls: u64,
+    /// Operations that change state (see [`is_write_operation`]).
+    pub writes: u64,
+}
+
 impl CallCounter {
-    fn record(&self, scope: &str, service: &str, operation: &str) {
+    fn record(&self, account: &str, scope: &str, service: &str, operation: &str) {
         self.total.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut map) = self.counts.lock() {
             *map.entry((service.to_string(), operation.to_string()))
@@ -347,6 +360,21 @@ impl CallCounter {
                 service.to_string(),
                 operation.to_string(),
             ));
+        }
+        if let Ok(mut map) = self.accounts.lock() {
+            let entry = map.entry(account.to_string()).or_default();
+            entry.calls += 1;
+            if is_write_operation(operation) {
+                entry.writes += 1;
+            }
+        }
+    }
+
+    /// Calls per account so far, sorted by account.
+    pub fn by_account(&self) -> std::collections::BTreeMap<String, AccountCalls> {
+        match self.accounts.lock() {
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => std::collections::BTreeMap::new(),
         }
     }
 
@@ -416,8 +444,10 @@ pub fn is_write_operation(operation: &str) -> bool {
     !(READS.iter().any(|p| operation.starts_with(p)) || operation == "AssumeRole")
 }
 
+/// Counts each operation for the account its client acts in.
 #[derive(Debug)]
-struct CountCalls(Arc<CallCounter>, &'static str);
+/// (counter, account, scope: `home` or `member`).
+struct CountCalls(Arc<CallCounter>, String, &'static str);
 
 impl Intercept for CountCalls {
     fn name(&self) -> &'static str {
@@ -432,7 +462,7 @@ impl Intercept for CountCalls {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
-            self.0.record(self.1, meta.service(), meta.name());
+            self.0.record(&self.1, self.2, meta.service(), meta.name());
         }
         Ok(())
     }
@@ -830,7 +860,7 @@ macro_rules! client_fn {
         pub fn $fn(&self) -> $krate::Client {
             let conf = $krate::config::Builder::from(&self.config)
                 .http_client(self.limited($service))
-                .interceptor(CountCalls(self.factory.inner.calls.clone(), self.scope()))
+                .interceptor(self.count_calls())
                 .build();
             $krate::Client::from_conf(conf)
         }
@@ -870,9 +900,12 @@ impl Clients {
         &self.config
     }
 
-    /// `home` or `member`, for call accounting.
-    fn scope(&self) -> &'static str {
-        if self.assumed { "member" } else { "home" }
+    fn count_calls(&self) -> CountCalls {
+        CountCalls(
+            self.factory.inner.calls.clone(),
+            self.account.as_deref().unwrap_or(HOME).to_string(),
+            if self.assumed { "member" } else { "home" },
+        )
     }
 
     fn limited(&self, service: Service) -> LimitedClient {
@@ -897,7 +930,7 @@ impl Clients {
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::from(&self.config)
             .http_client(self.limited(Service::S3))
-            .interceptor(CountCalls(self.factory.inner.calls.clone(), self.scope()))
+            .interceptor(self.count_calls())
             .force_path_style(self.factory.inner.path_style)
             .build();
         aws_sdk_s3::Client::from_conf(conf)
@@ -985,6 +1018,26 @@ mod tests {
         // Exhausting one key leaves the others untouched.
         while a.check().is_ok() {}
         assert!(b.check().is_ok() && c.check().is_ok() && d.check().is_ok());
+    }
+
+    #[test]
+    fn calls_are_counted_per_account() {
+        let c = CallCounter::default();
+        c.record("111111111111", "member", "CloudWatch", "DescribeAlarms");
+        c.record("111111111111", "member", "CloudWatch", "PutMetricAlarm");
+        c.record("222222222222", "member", "Logs", "DescribeLogGroups");
+        c.record(HOME, "home", "Organizations", "ListAccounts");
+        let by = c.by_account();
+        assert_eq!(
+            by.get("111111111111"),
+            Some(&AccountCalls {
+                calls: 2,
+                writes: 1
+            })
+        );
+        assert_eq!(by["222222222222"].writes, 0);
+        assert_eq!(by[HOME].calls, 1);
+        assert_eq!((c.total(), c.writes()), (4, 1));
     }
 
     #[test]

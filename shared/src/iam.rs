@@ -634,10 +634,11 @@ pub fn policy(principal: Principal, names: &Names) -> Value {
 
 /// True when `principal`'s policy was written for this (SDK service, operation).
 pub fn covers(principal: Principal, service: &str, operation: &str) -> bool {
-    GRANTS
-        .iter()
-        .filter(|g| applies(g, principal))
-        .any(|g| g.calls.iter().any(|(s, o)| *s == service && *o == operation))
+    GRANTS.iter().filter(|g| applies(g, principal)).any(|g| {
+        g.calls
+            .iter()
+            .any(|(s, o)| *s == service && *o == operation)
+    })
 }
 
 /// Which policy a recorded call falls under: `program` (`hub`, `agent`) and `scope`

@@ -2,11 +2,14 @@
 //! AWS SDK costs hundreds of MB and a long link), one module per area.
 
 mod e2e {
+    pub mod adopt;
     pub mod agent;
     pub mod demo;
     pub mod docs;
     pub mod foundation;
     pub mod hub;
     pub mod infra;
+    #[cfg(target_os = "linux")]
+    pub mod progress;
     pub mod rules;
 }

@@ -8,9 +8,11 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use shared::aws::{AwsOptions, ClientFactory, Clients};
+use shared::logging::LogFormat;
 
 use crate::apply::{self, ApplyOptions};
 use crate::cli::{GlobalArgs, Output, ReconcileArgs};
@@ -20,7 +22,7 @@ use crate::diff::{self, Action, Change, Plan};
 use crate::discover;
 use crate::exit::ExitStatus;
 use crate::model::{Kind, ResourceKey, Spec};
-use crate::observe::{self, CentralNames, OpError};
+use crate::observe::{self, CentralNames, Observed, OpError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,10 +46,27 @@ pub struct Outcome {
     pub updated: usize,
     pub deleted: usize,
     pub unchanged: usize,
+    /// Resources tagged as orgwatch's by `--adopt` (plan: that would be).
+    pub adopted: usize,
     pub error: Option<String>,
     pub changes: Vec<Change>,
+    /// Resources with orgwatch names but without the managed tag, and what was done.
+    pub unmanaged: Vec<Unmanaged>,
     #[serde(skip)]
     pub coverage: Vec<ResourceKey>,
+}
+
+/// A resource that has an orgwatch name but not the `orgwatch:managed=true` tag: orgwatch
+/// did not create it, so it neither changes nor deletes it unless told to adopt it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Unmanaged {
+    pub key: ResourceKey,
+    /// Why it is not orgwatch's.
+    pub reason: String,
+    /// `conflict` (plan/enroll: nothing in its account and region is changed, which
+    /// fails), `adopted` (enroll --adopt), `would adopt` (plan --adopt), `skipped`
+    /// (offboard: left in place) or `drift` (status).
+    pub handling: &'static str,
 }
 
 impl Outcome {
@@ -61,8 +80,10 @@ impl Outcome {
             updated: 0,
             deleted: 0,
             unchanged: 0,
+            adopted: 0,
             error: Some(error),
             changes: Vec::new(),
+            unmanaged: Vec::new(),
             coverage: Vec::new(),
         }
     }
@@ -90,8 +111,10 @@ impl Outcome {
             updated: plan.count(|a| matches!(a, Action::Update { .. })),
             deleted: plan.count(|a| matches!(a, Action::Delete)),
             unchanged: plan.unchanged.len(),
+            adopted: plan.count(|a| matches!(a, Action::Adopt)),
             error: None,
             changes: plan.changes.clone(),
+            unmanaged: Vec::new(),
             coverage: plan.unchanged.clone(),
         }
     }
@@ -111,7 +134,18 @@ pub struct Report {
     pub writes: u64,
     /// Every AWS call made.
     pub calls: u64,
+    /// `calls` and `writes` per account (the central account's include its central
+    /// resources; `home` is the organisation discovery before the hub's own account id
+    /// was known).
+    pub calls_by_account: BTreeMap<String, CallCount>,
     pub warnings: Vec<String>,
+}
+
+/// AWS calls made in one account.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct CallCount {
+    pub calls: u64,
+    pub writes: u64,
 }
 
 pub async fn run(
@@ -169,6 +203,7 @@ pub async fn run(
     let config = Arc::new(config);
     let apply_options = ApplyOptions {
         delete_archive: args.delete_archive,
+        adopt: args.adopt,
     };
     let mut results = Vec::new();
     for a in &unknown {
@@ -183,9 +218,11 @@ pub async fn run(
         ));
     }
     let reporter = Reporter::new(
+        global,
+        accounts.len() + 1,
         (accounts.len() + 1) * config.hub.regions.len(),
-        global.quiet,
     );
+    reporter.phase("central resources");
 
     // Central resources first: members' alarms and rules point at them.
     let central_mode = match mode {
@@ -206,17 +243,17 @@ pub async fn run(
                     &apply_options,
                 )
                 .await;
-                reporter.done(&out);
+                reporter.outcome(&out);
                 results.push(out);
             }
         }
-        Err(e) => results.push(Outcome::failed(
-            &facts.central_account,
-            "-",
-            "central",
-            e.to_string(),
-        )),
+        Err(e) => {
+            let out = Outcome::failed(&facts.central_account, "-", "central", e.to_string());
+            reporter.outcome(&out);
+            results.push(out);
+        }
     }
+    reporter.account_done(&facts.central_account, "member accounts");
 
     let concurrency = args.concurrency.unwrap_or(config.hub.concurrency).max(1);
     let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
@@ -249,16 +286,20 @@ pub async fn run(
         match joined {
             Ok(outs) => {
                 for o in &outs {
-                    reporter.done(o);
+                    reporter.outcome(o);
+                }
+                if let Some(first) = outs.first() {
+                    reporter.account_done(&first.account_id, "member accounts");
                 }
                 member_results.extend(outs);
             }
-            Err(e) => member_results.push(Outcome::failed(
-                "-",
-                "-",
-                "member",
-                format!("internal: task failed: {e}"),
-            )),
+            Err(e) => {
+                let out =
+                    Outcome::failed("-", "-", "member", format!("internal: task failed: {e}"));
+                reporter.outcome(&out);
+                reporter.account_done("-", "member accounts");
+                member_results.push(out);
+            }
         }
     }
     reporter.finish();
@@ -275,6 +316,20 @@ pub async fn run(
         results,
         writes: factory.calls().writes(),
         calls: factory.calls().total(),
+        calls_by_account: factory
+            .calls()
+            .by_account()
+            .into_iter()
+            .map(|(account, c)| {
+                (
+                    account,
+                    CallCount {
+                        calls: c.calls,
+                        writes: c.writes,
+                    },
+                )
+            })
+            .collect(),
         warnings,
     };
     factory.calls().append_call_log("hub");
@@ -296,23 +351,125 @@ pub async fn run(
     }
 }
 
+/// What one account and region came to: the plan (as carried out, for enroll/offboard),
+/// the unmanaged resources, and the error that stopped it, if any.
+struct Reconciled {
+    plan: Plan,
+    unmanaged: Vec<Unmanaged>,
+    failure: Option<String>,
+}
+
+/// Kinds that have no tags of their own: they are orgwatch's when their parent is (a
+/// metric filter its log group, a subscription its topic) or by name (log policies).
+fn owned_through_parent(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::MetricFilter | Kind::Subscription | Kind::LogPolicy
+    )
+}
+
 async fn reconcile(
     c: &Clients,
     desired: &BTreeMap<ResourceKey, Spec>,
-    observed: &BTreeMap<ResourceKey, Spec>,
+    observed: Observed,
     mode: Mode,
     options: &ApplyOptions,
-) -> (Plan, Option<(Change, OpError)>) {
-    let plan = diff::diff(desired, observed);
-    if matches!(mode, Mode::Enroll | Mode::Offboard) {
-        for change in &plan.changes {
-            tracing::debug!(key = %change.key, action = ?change.action, "apply");
-            if let Err(e) = apply::apply(c, change, options).await {
-                return (plan.clone(), Some((change.clone(), e)));
+) -> Reconciled {
+    let Observed {
+        resources,
+        mut unmanaged,
+    } = observed;
+    let mut plan = diff::diff(desired, &resources);
+    // Alarm tags cost one call per alarm (DescribeAlarms returns none, 3 TPS): an alarm is
+    // checked only when this plan would update or delete it. An alarm that already is as
+    // declared is left alone whoever made it, so it needs no check.
+    let alarms: Vec<ResourceKey> = plan
+        .changes
+        .iter()
+        .filter(|c| c.key.kind == Kind::Alarm)
+        .filter(|c| matches!(c.action, Action::Update { .. } | Action::Delete))
+        .filter(|c| !unmanaged.contains_key(&c.key))
+        .map(|c| c.key.clone())
+        .collect();
+    for key in alarms {
+        match observe::alarm_managed(c, &key).await {
+            Ok(true) => {}
+            Ok(false) => {
+                unmanaged.insert(key, observe::missing_tag());
+            }
+            Err(e) => {
+                return Reconciled {
+                    plan,
+                    unmanaged: Vec::new(),
+                    failure: Some(format!("{} {}: {e}", key.kind, key.name)),
+                };
             }
         }
     }
-    (plan, None)
+    let handling = match mode {
+        Mode::Status => "drift",
+        Mode::Offboard => "skipped",
+        Mode::Plan if options.adopt => "would adopt",
+        Mode::Enroll if options.adopt => "adopted",
+        Mode::Plan | Mode::Enroll => "conflict",
+    };
+    let listed: Vec<Unmanaged> = unmanaged
+        .iter()
+        .map(|(key, reason)| Unmanaged {
+            key: key.clone(),
+            reason: reason.clone(),
+            handling,
+        })
+        .collect();
+    let mut failure = None;
+    match handling {
+        "skipped" => plan.changes.retain(|c| !unmanaged.contains_key(&c.key)),
+        "conflict" if !listed.is_empty() => {
+            let names: Vec<String> = listed
+                .iter()
+                .map(|u| format!("{} {}", u.key.kind, u.key.name))
+                .collect();
+            failure = Some(format!(
+                "{} resource(s) have orgwatch names but not the {}={} tag, so orgwatch did not create them and changes nothing in this account and region: {}. Run `hub enroll --adopt` to tag them as orgwatch's and converge them, or rename or remove them",
+                listed.len(),
+                shared::naming::MANAGED_TAG,
+                shared::naming::MANAGED_TAG_VALUE,
+                names.join(", ")
+            ));
+            if mode == Mode::Enroll {
+                // Nothing was done: report no changes as made.
+                plan.changes.clear();
+            }
+        }
+        "adopted" | "would adopt" => {
+            let adopt: Vec<Change> = unmanaged
+                .keys()
+                .filter(|k| !owned_through_parent(k.kind))
+                .map(|k| Change {
+                    key: k.clone(),
+                    action: Action::Adopt,
+                    desired: None,
+                    observed: resources.get(k).cloned(),
+                })
+                .collect();
+            plan.changes.splice(0..0, adopt);
+        }
+        _ => {}
+    }
+    if failure.is_none() && matches!(mode, Mode::Enroll | Mode::Offboard) {
+        for change in &plan.changes {
+            tracing::debug!(key = %change.key, action = ?change.action, "apply");
+            if let Err(e) = apply::apply(c, change, options).await {
+                failure = Some(format!("{} {}: {e}", change.key.kind, change.key.name));
+                break;
+            }
+        }
+    }
+    Reconciled {
+        plan,
+        unmanaged: listed,
+        failure,
+    }
 }
 
 fn outcome_of(
@@ -320,13 +477,16 @@ fn outcome_of(
     region: &str,
     scope: &'static str,
     mode: Mode,
-    plan: Plan,
-    failure: Option<(Change, OpError)>,
+    done: Reconciled,
 ) -> Outcome {
-    let mut out = Outcome::from_plan(account, region, scope, mode, &plan);
-    if let Some((change, e)) = failure {
+    let mut out = Outcome::from_plan(account, region, scope, mode, &done.plan);
+    if mode == Mode::Status && !done.unmanaged.is_empty() {
+        out.status = "drift";
+    }
+    out.unmanaged = done.unmanaged;
+    if let Some(e) = done.failure {
         out.status = "failed";
-        out.error = Some(format!("{} {}: {e}", change.key.kind, change.key.name));
+        out.error = Some(e);
     }
     out
 }
@@ -361,14 +521,15 @@ async fn central(
             // The archive outlives offboarding unless asked otherwise.
             desired.extend(
                 observed
+                    .resources
                     .iter()
                     .filter(|(k, _)| k.kind == Kind::Bucket)
                     .map(|(k, v)| (k.clone(), v.clone())),
             );
         }
     }
-    let (plan, failure) = reconcile(c, &desired, &observed, mode, options).await;
-    outcome_of(account, region, "central", mode, plan, failure)
+    let done = reconcile(c, &desired, observed, mode, options).await;
+    outcome_of(account, region, "central", mode, done)
 }
 
 async fn member_account(
@@ -399,40 +560,87 @@ async fn member_account(
         } else {
             desired::member(config, facts, rules, account, region)
         };
-        let (plan, failure) = reconcile(&rc, &desired, &observed, mode, options).await;
-        outs.push(outcome_of(account, region, "member", mode, plan, failure));
+        let done = reconcile(&rc, &desired, observed, mode, options).await;
+        outs.push(outcome_of(account, region, "member", mode, done));
     }
     outs
 }
 
-/// Progress on stderr: a redrawn line on a terminal, nothing otherwise (logs carry the rest).
+/// Progress on stderr. On a terminal (and neither `--quiet` nor JSON logs): a bar over
+/// accounts with the failure count and the current phase. Otherwise one log line per
+/// account and region as it finishes. Results never go here: they are printed on stdout.
 struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+    /// Outcomes expected (account x region), for the log lines.
     total: usize,
-    done: std::sync::atomic::AtomicUsize,
-    tty: bool,
+    done: AtomicUsize,
+    failures: AtomicUsize,
 }
 
 impl Reporter {
-    fn new(total: usize, quiet: bool) -> Reporter {
-        Reporter {
-            total,
-            done: std::sync::atomic::AtomicUsize::new(0),
-            tty: !quiet && std::io::stderr().is_terminal(),
+    /// `accounts` counts the central account once, as its own step.
+    fn new(global: &GlobalArgs, accounts: usize, outcomes: usize) -> Reporter {
+        let tty = !global.quiet
+            && global.log_format == LogFormat::Text
+            && std::io::stderr().is_terminal();
+        let bar = tty.then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(accounts as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} accounts, {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        let r = Reporter {
+            bar,
+            total: outcomes,
+            done: AtomicUsize::new(0),
+            failures: AtomicUsize::new(0),
+        };
+        r.phase("starting");
+        r
+    }
+
+    fn message(&self, phase: &str) -> String {
+        format!("{} failed · {phase}", self.failures.load(Ordering::Relaxed))
+    }
+
+    /// What the run is doing now.
+    fn phase(&self, phase: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(self.message(phase));
+        } else if !phase.is_empty() {
+            tracing::debug!("{phase}");
         }
     }
 
-    fn done(&self, o: &Outcome) {
-        let n = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if self.tty {
-            eprint!("\r\x1b[2K[{n}] {} {} {}", o.account_id, o.region, o.status);
-        } else {
+    /// One account and region finished.
+    fn outcome(&self, o: &Outcome) {
+        let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if o.status == "failed" {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.bar.is_none() {
             tracing::info!(account = %o.account_id, region = %o.region, scope = o.scope, status = o.status, created = o.created, updated = o.updated, deleted = o.deleted, error = o.error.as_deref().unwrap_or(""), "{}/{} done", n, self.total);
         }
     }
 
+    /// One account (every region of it) finished.
+    fn account_done(&self, account: &str, phase: &str) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(self.message(&format!("{phase} (last: {account})")));
+        }
+    }
+
     fn finish(&self) {
-        if self.tty {
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

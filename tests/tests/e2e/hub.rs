@@ -12,13 +12,13 @@ use shared::aws::ClientFactory;
 const BUCKET: &str = "acme-orgwatch-cloudtrail";
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
-struct Run {
-    code: i32,
-    json: Value,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) json: Value,
+    pub(crate) stderr: String,
 }
 
-fn write_config(dir: &Path, delivery: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, delivery: &str) -> PathBuf {
     let path = dir.join("hub.toml");
     let text = format!(
         r#"[hub]
@@ -39,7 +39,7 @@ queue = "orgwatch-alerts"
     path
 }
 
-fn hub(emu: &Emulator, config: &Path, args: &[&str]) -> Run {
+pub(crate) fn hub(emu: &Emulator, config: &Path, args: &[&str]) -> Run {
     let out = Command::new(bin("hub"))
         .args(args)
         .args(["--output", "json", "--config"])
@@ -58,7 +58,7 @@ fn hub(emu: &Emulator, config: &Path, args: &[&str]) -> Run {
     }
 }
 
-fn changes(run: &Run) -> Vec<String> {
+pub(crate) fn changes(run: &Run) -> Vec<String> {
     let mut out = Vec::new();
     for r in run.json["results"].as_array().into_iter().flatten() {
         for c in r["changes"].as_array().into_iter().flatten() {
@@ -87,7 +87,7 @@ fn changes(run: &Run) -> Vec<String> {
     out
 }
 
-async fn count_member_resources(
+pub(crate) async fn count_member_resources(
     f: &ClientFactory,
     account: &str,
     region: &str,
@@ -436,7 +436,7 @@ async fn drift_is_named_repaired_exactly_and_offboarding_is_scoped() {
 }
 
 /// A temporary directory removed on drop (no extra crate for one helper).
-mod tempfile_dir {
+pub(crate) mod tempfile_dir {
     use std::path::{Path, PathBuf};
 
     pub struct Dir(PathBuf);
