@@ -319,6 +319,7 @@ async fn alarm(c: &Clients, name: &str, s: &AlarmSpec) -> Result<(), OpError> {
             .threshold(s.threshold)
             .comparison_operator(ComparisonOperator::from(s.comparison.as_str()))
             .set_alarm_actions(Some(s.actions.clone()))
+            .set_ok_actions(Some(s.ok_actions.clone()))
             .treat_missing_data(&s.treat_missing_data)
             .actions_enabled(true)
             .set_tags(Some(tags))

@@ -254,6 +254,7 @@ pub fn member(
                     threshold: rule.threshold,
                     comparison: rule.comparison.clone(),
                     actions: vec![topic_arn.clone()],
+                    ok_actions: vec![topic_arn.clone()],
                     treat_missing_data: rule.treat_missing_data.clone(),
                     description: format!("orgwatch {}: {}", rule.id, rule.title),
                 }),
@@ -553,10 +554,11 @@ mod tests {
                 ))
                 .expect("alarm");
             match alarm {
-                Spec::Alarm(a) => assert_eq!(
-                    a.actions,
-                    vec![format!("arn:aws:sns:{region}:111111111111:orgwatch-alerts")]
-                ),
+                Spec::Alarm(a) => {
+                    let topic = vec![format!("arn:aws:sns:{region}:111111111111:orgwatch-alerts")];
+                    assert_eq!(a.actions, topic);
+                    assert_eq!(a.ok_actions, topic, "returns to OK resolve incidents");
+                }
                 other => panic!("{other:?}"),
             }
         }

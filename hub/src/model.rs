@@ -186,7 +186,11 @@ pub struct AlarmSpec {
     pub evaluation_periods: i32,
     pub threshold: f64,
     pub comparison: String,
+    /// Notified on ALARM.
     pub actions: Vec<String>,
+    /// Notified on the return to OK, so that incidents resolve (PagerDuty resolve, closed
+    /// groups).
+    pub ok_actions: Vec<String>,
     pub treat_missing_data: String,
     pub description: String,
 }

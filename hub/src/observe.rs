@@ -258,6 +258,7 @@ pub async fn member(
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default(),
                     actions: a.alarm_actions().to_vec(),
+                    ok_actions: a.ok_actions().to_vec(),
                     treat_missing_data: a.treat_missing_data().unwrap_or_default().to_string(),
                     description: a.alarm_description().unwrap_or_default().to_string(),
                 }),

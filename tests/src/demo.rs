@@ -450,6 +450,34 @@ pub async fn run_story(
     }
     // Time for a wrongly repeated notification to show up before we count.
     tokio::time::sleep(Duration::from_secs(3)).await;
+
+    narrator.step("Five minutes on, nothing more happened: CloudWatch returns the alarms to OK");
+    let metrics = agent_metrics_addr(&log_path);
+    let before = alerts_total(metrics);
+    // The stand-in evaluates at a later clock: every window is empty, as it would be.
+    let ok = evaluator.evaluate(now_ms() + 301_000).await?;
+    for t in &ok {
+        narrator.detail(&format!(
+            "{} {} -> {}",
+            t.account, t.alarm_name, t.new_state
+        ));
+    }
+    // Resolutions join groups already notified, which wait `group.interval` (5m) before
+    // the next notification; stopping the agent flushes them. Stop once it has them all.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) && agent.running() {
+        if alerts_total(metrics)
+            .zip(before)
+            .is_some_and(|(n, b)| n >= b + ok.len() as u64)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let transitions = [transitions, ok].concat();
+
+    narrator.step("Stopping the agent (SIGTERM: pending groups flushed, then exit)");
+    let agent_exit = agent.terminate(Duration::from_secs(40));
     let notifications: Vec<Value> = receiver
         .accepted()
         .iter()
@@ -458,9 +486,6 @@ pub async fn run_story(
 
     narrator.step("hub status: the coverage table");
     let (status_code, status_table, _) = hub(emu, dir, &["status"])?;
-
-    narrator.step("Stopping the agent (SIGTERM: drain, then exit)");
-    let agent_exit = agent.terminate(Duration::from_secs(40));
     let stdout_lines = std::fs::read_to_string(&stdout_path)
         .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
         .unwrap_or(0);
@@ -478,6 +503,34 @@ pub async fn run_story(
     })
 }
 
+/// The agent's operations address, from its start-up log line (`listen=ADDR`).
+fn agent_metrics_addr(log: &Path) -> Option<std::net::SocketAddr> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .find(|l| l.contains("agent running"))?
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("listen="))?
+        .parse()
+        .ok()
+}
+
+/// `orgwatch_agent_alerts_total` from the agent's `/metrics`.
+fn alerts_total(addr: Option<std::net::SocketAddr>) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("orgwatch_agent_alerts_total "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// One notification as terminal lines: title, accounts, and who / what / where per alert.
 pub fn render(notification: &Value) -> Vec<String> {
     let mut out = Vec::new();
@@ -485,8 +538,13 @@ pub fn render(notification: &Value) -> Vec<String> {
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
+    let status = if notification["status"] == "resolved" {
+        "RESOLVED "
+    } else {
+        ""
+    };
     out.push(format!(
-        "[{}] {} — {} account{}: {}",
+        "{status}[{}] {} — {} account{}: {}",
         notification["severity"]
             .as_str()
             .unwrap_or("?")

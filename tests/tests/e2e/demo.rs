@@ -7,12 +7,12 @@ use orgwatch_tests::Emulator;
 use orgwatch_tests::demo::{CALL_LOG, IAM_SOURCE_IP, ROOT_SOURCE_IP, Silent, run_story};
 use serde_json::Value;
 
-/// Every (rule, account) alert in the notifications, with how many notifications carried it.
+/// Every firing alert of `rule` in the notifications.
 fn alerts_of<'a>(notifications: &'a [Value], rule: &str) -> Vec<&'a Value> {
     notifications
         .iter()
         .flat_map(|n| n["alerts"].as_array().into_iter().flatten())
-        .filter(|a| a["rule_id"] == rule)
+        .filter(|a| a["rule_id"] == rule && a["state"] == "firing")
         .collect()
 }
 
@@ -52,6 +52,7 @@ async fn the_demo_story_delivers_grouped_deduplicated_enriched_alerts() {
     let iam: Vec<&Value> = out
         .notifications
         .iter()
+        .filter(|n| n["status"] == "firing")
         .filter(|n| {
             n["alerts"]
                 .as_array()
@@ -106,6 +107,54 @@ async fn the_demo_story_delivers_grouped_deduplicated_enriched_alerts() {
     assert!(
         out.stdout_lines >= out.notifications.len(),
         "stdout sink printed too"
+    );
+
+    // Five minutes on, the alarms return to OK: each incident is resolved, once, and the
+    // two accounts' IAM alarms resolve in one notification.
+    let oks = out
+        .transitions
+        .iter()
+        .filter(|t| t.new_state == "OK")
+        .count();
+    assert!(oks >= 5, "{:?}", out.transitions);
+    let resolved: Vec<&Value> = out
+        .notifications
+        .iter()
+        .filter(|n| n["status"] == "resolved")
+        .collect();
+    let resolved_alerts: Vec<(String, String)> = resolved
+        .iter()
+        .flat_map(|n| n["alerts"].as_array().into_iter().flatten())
+        .map(|a| {
+            (
+                a["rule_id"].as_str().unwrap_or_default().to_string(),
+                a["account"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let distinct: BTreeSet<_> = resolved_alerts.iter().cloned().collect();
+    assert_eq!(
+        distinct.len(),
+        resolved_alerts.len(),
+        "resolved twice: {resolved_alerts:?}"
+    );
+    for (rule, account) in [
+        ("cis-4.4", iam_a),
+        ("cis-4.4", iam_b),
+        ("cis-4.1", iam_a),
+        ("cis-4.3", root),
+        ("root-activity", root),
+    ] {
+        assert!(
+            distinct.contains(&(rule.to_string(), account.clone())),
+            "{rule} in {account} not resolved: {resolved_alerts:?}\n{log}"
+        );
+    }
+    assert!(
+        resolved
+            .iter()
+            .any(|n| n["accounts"].as_array().is_some_and(|a| a.len() == 2)),
+        "{resolved:#?}"
     );
 
     // Every AWS operation hub and agent called is granted by the policy `hub policy` prints
