@@ -83,6 +83,50 @@ impl Default for Names {
     }
 }
 
+/// A trail's life cycle (the organisation trail, a member's account trail).
+const TRAIL_CALLS: &[(&str, &str)] = &[
+    ("CloudTrail", "CreateTrail"),
+    ("CloudTrail", "UpdateTrail"),
+    ("CloudTrail", "DeleteTrail"),
+    ("CloudTrail", "GetTrail"),
+    ("CloudTrail", "GetTrailStatus"),
+    ("CloudTrail", "StartLogging"),
+    ("CloudTrail", "StopLogging"),
+    ("CloudTrail", "AddTags"),
+    ("CloudTrail", "ListTags"),
+];
+const TRAIL_ACTIONS: &[&str] = &[
+    "cloudtrail:CreateTrail",
+    "cloudtrail:UpdateTrail",
+    "cloudtrail:DeleteTrail",
+    "cloudtrail:GetTrail",
+    "cloudtrail:GetTrailStatus",
+    "cloudtrail:StartLogging",
+    "cloudtrail:StopLogging",
+    "cloudtrail:AddTags",
+    "cloudtrail:ListTags",
+];
+
+/// An EventBridge rule's life cycle with its targets and tags.
+const RULE_CALLS: &[(&str, &str)] = &[
+    ("EventBridge", "PutRule"),
+    ("EventBridge", "DeleteRule"),
+    ("EventBridge", "PutTargets"),
+    ("EventBridge", "RemoveTargets"),
+    ("EventBridge", "ListTargetsByRule"),
+    ("EventBridge", "TagResource"),
+    ("EventBridge", "ListTagsForResource"),
+];
+const RULE_ACTIONS: &[&str] = &[
+    "events:PutRule",
+    "events:DeleteRule",
+    "events:PutTargets",
+    "events:RemoveTargets",
+    "events:ListTargetsByRule",
+    "events:TagResource",
+    "events:ListTagsForResource",
+];
+
 /// What orgwatch calls, by whom, and the permission it takes.
 pub const GRANTS: &[Grant] = &[
     // ---- hub, own account ----------------------------------------------------------
@@ -175,28 +219,8 @@ pub const GRANTS: &[Grant] = &[
     Grant {
         principal: Principal::Hub,
         sid: "OrganizationTrail",
-        calls: &[
-            ("CloudTrail", "CreateTrail"),
-            ("CloudTrail", "UpdateTrail"),
-            ("CloudTrail", "DeleteTrail"),
-            ("CloudTrail", "GetTrail"),
-            ("CloudTrail", "GetTrailStatus"),
-            ("CloudTrail", "StartLogging"),
-            ("CloudTrail", "StopLogging"),
-            ("CloudTrail", "AddTags"),
-            ("CloudTrail", "ListTags"),
-        ],
-        actions: &[
-            "cloudtrail:CreateTrail",
-            "cloudtrail:UpdateTrail",
-            "cloudtrail:DeleteTrail",
-            "cloudtrail:GetTrail",
-            "cloudtrail:GetTrailStatus",
-            "cloudtrail:StartLogging",
-            "cloudtrail:StopLogging",
-            "cloudtrail:AddTags",
-            "cloudtrail:ListTags",
-        ],
+        calls: TRAIL_CALLS,
+        actions: TRAIL_ACTIONS,
         resources: &["arn:aws:cloudtrail:*:*:trail/{trail}"],
         why: "the organisation trail",
     },
@@ -299,24 +323,8 @@ pub const GRANTS: &[Grant] = &[
     Grant {
         principal: Principal::Hub,
         sid: "CentralEventRules",
-        calls: &[
-            ("EventBridge", "PutRule"),
-            ("EventBridge", "DeleteRule"),
-            ("EventBridge", "PutTargets"),
-            ("EventBridge", "RemoveTargets"),
-            ("EventBridge", "ListTargetsByRule"),
-            ("EventBridge", "TagResource"),
-            ("EventBridge", "ListTagsForResource"),
-        ],
-        actions: &[
-            "events:PutRule",
-            "events:DeleteRule",
-            "events:PutTargets",
-            "events:RemoveTargets",
-            "events:ListTargetsByRule",
-            "events:TagResource",
-            "events:ListTagsForResource",
-        ],
+        calls: RULE_CALLS,
+        actions: RULE_ACTIONS,
         resources: &["arn:aws:events:*:*:rule/orgwatch/orgwatch-*"],
         why: "the rule from the central bus into the queue",
     },
@@ -416,24 +424,8 @@ pub const GRANTS: &[Grant] = &[
     Grant {
         principal: Principal::Member,
         sid: "EventRules",
-        calls: &[
-            ("EventBridge", "PutRule"),
-            ("EventBridge", "DeleteRule"),
-            ("EventBridge", "PutTargets"),
-            ("EventBridge", "RemoveTargets"),
-            ("EventBridge", "ListTargetsByRule"),
-            ("EventBridge", "TagResource"),
-            ("EventBridge", "ListTagsForResource"),
-        ],
-        actions: &[
-            "events:PutRule",
-            "events:DeleteRule",
-            "events:PutTargets",
-            "events:RemoveTargets",
-            "events:ListTargetsByRule",
-            "events:TagResource",
-            "events:ListTagsForResource",
-        ],
+        calls: RULE_CALLS,
+        actions: RULE_ACTIONS,
         resources: &["arn:aws:events:*:*:rule/orgwatch-*"],
         why: "the default-bus rules: CloudTrail events into the log group, forwarding to the central bus",
     },
@@ -477,28 +469,8 @@ pub const GRANTS: &[Grant] = &[
     Grant {
         principal: Principal::Member,
         sid: "AccountTrail",
-        calls: &[
-            ("CloudTrail", "CreateTrail"),
-            ("CloudTrail", "UpdateTrail"),
-            ("CloudTrail", "DeleteTrail"),
-            ("CloudTrail", "GetTrail"),
-            ("CloudTrail", "GetTrailStatus"),
-            ("CloudTrail", "StartLogging"),
-            ("CloudTrail", "StopLogging"),
-            ("CloudTrail", "AddTags"),
-            ("CloudTrail", "ListTags"),
-        ],
-        actions: &[
-            "cloudtrail:CreateTrail",
-            "cloudtrail:UpdateTrail",
-            "cloudtrail:DeleteTrail",
-            "cloudtrail:GetTrail",
-            "cloudtrail:GetTrailStatus",
-            "cloudtrail:StartLogging",
-            "cloudtrail:StopLogging",
-            "cloudtrail:AddTags",
-            "cloudtrail:ListTags",
-        ],
+        calls: TRAIL_CALLS,
+        actions: TRAIL_ACTIONS,
         resources: &["arn:aws:cloudtrail:*:*:trail/orgwatch-account"],
         why: "delivery = trail: the member's own trail into the archive and its log group",
     },

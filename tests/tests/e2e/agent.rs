@@ -378,6 +378,21 @@ fn alerts(r: &Receiver) -> Vec<(String, String, String)> {
 
 use orgwatch_tests::Received;
 
+/// The receiver got `total` distinct alerts (fingerprints), each exactly once, from
+/// `total` distinct accounts.
+fn assert_each_once(r: &Receiver, total: usize) {
+    let got = alerts(r);
+    let mut per_fp: BTreeMap<String, usize> = BTreeMap::new();
+    for x in &got {
+        *per_fp.entry(x.1.clone()).or_default() += 1;
+    }
+    let twice: Vec<_> = per_fp.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_eq!(per_fp.len(), total, "every alert once");
+    let accounts: BTreeSet<&String> = got.iter().map(|x| &x.2).collect();
+    assert_eq!(accounts.len(), total, "one alert per account");
+}
+
 async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
     while started.elapsed() < limit {
@@ -671,16 +686,7 @@ async fn sigkill_and_restart_deliver_every_alert_exactly_once() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     for r in [&a, &b] {
-        let got = alerts(r);
-        let mut per_fp: BTreeMap<String, usize> = BTreeMap::new();
-        for x in &got {
-            *per_fp.entry(x.1.clone()).or_default() += 1;
-        }
-        let twice: Vec<_> = per_fp.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
-        assert_eq!(per_fp.len(), total, "every alert once");
-        let accounts: BTreeSet<String> = got.iter().map(|x| x.2.clone()).collect();
-        assert_eq!(accounts.len(), total);
+        assert_each_once(r, total);
     }
     eprintln!(
         "{total} alerts through the emulator with 4 SIGKILLs: {:.1} alerts/s",
@@ -916,14 +922,7 @@ async fn two_replicas_on_one_queue_with_the_dynamodb_store_deliver_exactly_once(
     // Long enough for a held copy to come back (visibility 30s) and be recognised.
     tokio::time::sleep(Duration::from_secs(35)).await;
     for r in [&a, &b] {
-        let got = alerts(r);
-        let mut per_fp: BTreeMap<String, usize> = BTreeMap::new();
-        for x in &got {
-            *per_fp.entry(x.1.clone()).or_default() += 1;
-        }
-        let twice: Vec<_> = per_fp.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
-        assert_eq!(per_fp.len(), total, "every alert once");
+        assert_each_once(r, total);
     }
     // Both replicas did part of the work.
     for (name, agent) in [("one", &one), ("two", &two)] {
