@@ -324,6 +324,9 @@ async fn event_rules(
             let Some(name) = r.name().filter(|n| wanted(n)) else {
                 continue;
             };
+            // ListRules returns no tags: one ListTagsForResource per orgwatch rule (a few per
+            // region, at EventBridge's 20 TPS), so that an unmanaged rule is seen even when it
+            // already matches (status reports it).
             let is_managed = match r.arn() {
                 Some(rule_arn) => {
                     let tags = call!(

@@ -128,3 +128,69 @@ fn row(r: &Report, o: &Outcome) -> [String; 9] {
         rules,
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::reconcile::Unmanaged;
+    use crate::model::ResourceKey;
+
+    #[test]
+    fn unmanaged_resources_are_listed_with_what_was_done_and_why() {
+        let key = ResourceKey::new(
+            "111122223333",
+            "us-east-1",
+            Kind::LogGroup,
+            shared::naming::LOG_GROUP,
+        );
+        let outcome = Outcome {
+            account_id: "111122223333".into(),
+            region: "us-east-1".into(),
+            scope: "member",
+            status: "failed",
+            created: 0,
+            updated: 0,
+            deleted: 0,
+            unchanged: 0,
+            adopted: 0,
+            error: Some("1 resource(s) ... Run `hub enroll --adopt`".into()),
+            changes: Vec::new(),
+            unmanaged: vec![Unmanaged {
+                key,
+                reason: crate::observe::missing_tag(),
+                handling: "conflict",
+            }],
+            coverage: Vec::new(),
+        };
+        let report = Report {
+            schema_version: 1,
+            command: Mode::Enroll,
+            organization_id: "o-1".into(),
+            central_account: "123456789012".into(),
+            delivery: crate::config::Delivery::Eventbridge,
+            rules: vec!["cis-4.3".into()],
+            results: vec![outcome],
+            writes: 0,
+            calls: 4,
+            calls_by_account: Default::default(),
+            warnings: Vec::new(),
+        };
+        let text = table(&report);
+        assert!(
+            text.contains("FAILED: 1 resource(s) ... Run `hub enroll --adopt`"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "111122223333 us-east-1 log-group /orgwatch/cloudtrail: unmanaged, conflict (it has an orgwatch name but not the orgwatch:managed=true tag)"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap_or_default();
+        assert_eq!(json["results"][0]["unmanaged"][0]["handling"], "conflict");
+        assert_eq!(
+            json["results"][0]["unmanaged"][0]["key"]["kind"],
+            "log-group"
+        );
+    }
+}

@@ -2,11 +2,12 @@
 //! re-run (whose writes must be 0), and wall time at `--concurrency 1` and `8`.
 //!
 //! `cargo bench -p orgwatch-tests --bench enroll` (members: `ORGWATCH_BENCH_MEMBERS`,
-//! default 20; concurrencies: `ORGWATCH_BENCH_CONCURRENCY`, default `1,8`).
+//! default 20; concurrencies: `ORGWATCH_BENCH_CONCURRENCY`, default `1,8`; delivery:
+//! `ORGWATCH_BENCH_DELIVERY`, default `eventbridge`, or `trail`).
 //!
 //! Each concurrency gets a fresh emulator and organisation, so every figure is a first
 //! enroll of the same organisation: N members plus the management account (which is also
-//! the central account) in two regions, `eventbridge` delivery, the built-in pack. The real
+//! the central account) in two regions, the built-in pack. The real
 //! `hub` binary runs (the debug build the end-to-end tests use: the time is spent in the
 //! per-account rate limiters sized to AWS's quotas and in the emulator, not in the hub).
 //! The emulator answers faster than AWS for most calls and the limiters are the same, so
@@ -24,7 +25,7 @@ type Error = Box<dyn std::error::Error>;
 
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
-fn config(dir: &Path) -> Result<std::path::PathBuf, Error> {
+fn config(dir: &Path, delivery: &str) -> Result<std::path::PathBuf, Error> {
     let path = dir.join("hub.toml");
     let regions = REGIONS.map(|r| format!("{r:?}")).join(", ");
     std::fs::write(
@@ -36,7 +37,7 @@ regions = [{regions}]
 name = "orgwatch"
 bucket = "bench-orgwatch-cloudtrail"
 [monitoring]
-delivery = "eventbridge"
+delivery = "{delivery}"
 pack = ["cis", "root-activity"]
 [alerts]
 topic = "orgwatch-alerts"
@@ -101,6 +102,8 @@ fn main() -> Result<(), Error> {
         .ok()
         .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 8]);
+    let delivery =
+        std::env::var("ORGWATCH_BENCH_DELIVERY").unwrap_or_else(|_| "eventbridge".into());
     let hub = bin("hub");
     eprintln!("hub: {}", hub.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -108,7 +111,7 @@ fn main() -> Result<(), Error> {
         .build()?;
     let dir = std::env::temp_dir().join(format!("orgwatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config = config(&dir)?;
+    let config = config(&dir, &delivery)?;
 
     let mut rows = Vec::new();
     let mut org_members = BTreeMap::new();
@@ -142,7 +145,7 @@ fn main() -> Result<(), Error> {
         .and_then(|r| r.run.report["rules"].as_array().map(Vec::len))
         .unwrap_or(0);
     println!(
-        "hub enroll: {members} members + the management/central account x {} regions, eventbridge delivery, {rules} rules",
+        "hub enroll: {members} members + the management/central account x {} regions, {delivery} delivery, {rules} rules",
         REGIONS.len()
     );
     println!(
