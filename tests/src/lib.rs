@@ -173,7 +173,8 @@ impl Emulator {
         }
     }
 
-    fn log_tail(&self) -> String {
+    /// The last 2,000 bytes of the emulator's own log, for failure messages.
+    pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let start = text.len().saturating_sub(2000);
         text.get(start..).unwrap_or_default().to_string()

@@ -2,6 +2,7 @@
 //! AWS SDK costs hundreds of MB and a long link), one module per area.
 
 mod e2e {
+    pub mod access;
     pub mod adopt;
     pub mod agent;
     pub mod demo;
