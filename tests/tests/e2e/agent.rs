@@ -456,8 +456,10 @@ async fn agent_groups_dedupes_dead_letters_and_drains() {
         format!("{{\"pad\": \"{}\"}}", "x".repeat(250 * 1024)),
         "null".into(),
     ];
-    for _ in 0..14 {
-        let bytes: String = (0..64)
+    // 200 in all: the shapes above, then random printable bytes of random lengths.
+    while malformed.len() < 200 {
+        let len = 1 + (rng % 300) as usize;
+        let bytes: String = (0..len)
             .map(|_| {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
