@@ -16,8 +16,11 @@ pub struct HubConfig {
     pub monitoring: MonitoringSection,
     #[serde(default)]
     pub alerts: AlertsSection,
-    /// User rules, same fields as the built-in pack's rules.
+    /// User rules, same fields as the built-in pack's rules. Parsed here only so that
+    /// `deny_unknown_fields` accepts them: `commands::pack::load` reads them again from the
+    /// file's text with `UserRules::from_toml`, which keeps their line and column.
     #[serde(default)]
+    #[allow(dead_code)]
     pub rule: Vec<toml::Table>,
 }
 

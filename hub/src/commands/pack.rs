@@ -6,9 +6,13 @@ use crate::config::{Delivery, HubConfig};
 use crate::desired::RuleDeploy;
 
 /// The configured pack: built-ins chosen by `monitoring.pack` minus `monitoring.disable`,
-/// plus `[[rule]]` tables. Every problem is reported, located in `path`.
+/// plus `[[rule]]` tables. Every problem is reported, located in `path` (file:line:col:
+/// the `[[rule]]` tables are read from the file's text, not from the already-parsed
+/// `config.rule`, whose positions are lost).
 pub fn load(config: &HubConfig, path: &std::path::Path) -> Result<Pack, Vec<String>> {
-    let user = UserRules::from_tables(path, &config.rule)
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    let user = UserRules::from_toml(path, &text)
         .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
     Pack::from_config(&config.monitoring.pack, &config.monitoring.disable, &user)
         .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect())

@@ -435,6 +435,45 @@ async fn drift_is_named_repaired_exactly_and_offboarding_is_scoped() {
     assert_eq!(after.code, 3, "an offboarded account is missing everything");
 }
 
+#[test]
+fn a_bad_user_rule_in_hub_toml_is_located_by_line_and_column() {
+    // Configuration errors are found before any AWS call: no emulator needed.
+    let dir = tempfile_dir::Dir::new();
+    let config = dir.path().join("hub.toml");
+    let text = format!(
+        r#"[hub]
+regions = ["us-east-1"]
+[trail]
+bucket = "{BUCKET}"
+
+[[rule]]
+id = "my-rule"
+title = "A user rule"
+severity = "low"
+pattern = '{{ $.eventName = }}'
+metric_name = "MyRule"
+"#
+    );
+    std::fs::write(&config, text).expect("write config");
+    for command in ["plan", "enroll", "status"] {
+        let out = Command::new(bin("hub"))
+            .arg(command)
+            .arg("--config")
+            .arg(&config)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run hub");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        // Line 10 is the pattern; the column points into it.
+        let located = format!("{}:10:", config.display());
+        assert!(
+            stderr.contains(&located) && stderr.contains("rule \"my-rule\": invalid pattern"),
+            "{command}: expected an error located at {located}...: {stderr}"
+        );
+    }
+}
+
 /// A temporary directory removed on drop (no extra crate for one helper).
 pub(crate) mod tempfile_dir {
     use std::path::{Path, PathBuf};
