@@ -1,13 +1,18 @@
 //! decode -> classify -> dedupe -> group over generated messages, in process, one core.
 //! Prints alerts/s and the memory per tracked fingerprint (targets: >= 50,000 alerts/s,
-//! <= 256 B). `cargo bench -p orgwatch-agent --bench pipeline`.
+//! <= 256 B), once with the in-memory store and once with the default embedded file store
+//! (redb; one transaction per alert, as the agent does), whose state lives on disk: for it
+//! the figure is the file's bytes per tracked fingerprint. A fingerprint is one incident;
+//! a key (rule, account, region) holds up to `MAX_INCIDENTS_PER_KEY` of them.
+//! `cargo bench -p orgwatch-agent --bench pipeline`.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use agent::classify::{Classified, PackCatalog, classify};
 use agent::config::GroupSpec;
 use agent::decode::decode;
-use agent::dedupe::{DedupeStore, MemoryStore};
+use agent::dedupe::{DedupeStore, FileStore, MemoryStore};
 use agent::fingerprint::incident_key;
 use agent::group::Grouper;
 
@@ -30,47 +35,100 @@ fn message(i: usize) -> String {
     .to_string()
 }
 
-fn main() {
-    let n = 200_000;
-    let messages: Vec<String> = (0..n).map(message).collect();
-    let catalog = match PackCatalog::builtin() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cannot load the pack: {e}");
-            std::process::exit(1);
-        }
-    };
-    let store = MemoryStore::default();
-    let mut grouper: Grouper<usize> = Grouper::new(GroupSpec::default(), Duration::from_secs(900));
+struct Run {
+    alerts: usize,
+    notifications: usize,
+    secs: f64,
+    store_errors: usize,
+}
+
+fn run(messages: &[String], catalog: &PackCatalog, store: &dyn DedupeStore) -> Run {
     let window = Duration::from_secs(900);
+    let mut grouper: Grouper<usize> = Grouper::new(GroupSpec::default(), window);
     let start = Instant::now();
     let mut alerts = 0usize;
+    let mut store_errors = 0usize;
     for (i, body) in messages.iter().enumerate() {
         let Ok(decoded) = decode(body) else { continue };
-        let Classified::Alerts(list) = classify(&decoded, &catalog) else {
+        let Classified::Alerts(list) = classify(&decoded, catalog) else {
             continue;
         };
         for alert in list {
             alerts += 1;
             let key = incident_key(&alert);
-            let Ok(inc) = store.remember(&key, alert.at_ms, alert.state, window, 0) else {
-                continue;
-            };
-            if inc.new {
-                grouper.add(0, alert, inc, i, start);
+            match store.remember(&key, alert.at_ms, alert.state, window, 0) {
+                Ok(inc) if inc.new => grouper.add(0, alert, inc, i, start),
+                Ok(_) => {}
+                Err(_) => store_errors += 1,
             }
         }
     }
-    let notifications = grouper.due(start + Duration::from_secs(60));
-    let secs = start.elapsed().as_secs_f64();
+    let notifications = grouper.due(start + Duration::from_secs(60)).len();
+    Run {
+        alerts,
+        notifications,
+        secs: start.elapsed().as_secs_f64(),
+        store_errors,
+    }
+}
+
+fn report(label: &str, r: &Run) {
     println!(
-        "pipeline: {alerts} alerts in {secs:.2}s on one core = {:.0} alerts/s ({} notifications)",
-        alerts as f64 / secs,
-        notifications.len()
+        "pipeline ({label}): {} alerts in {:.2}s on one core = {:.0} alerts/s ({} notifications{})",
+        r.alerts,
+        r.secs,
+        r.alerts as f64 / r.secs,
+        r.notifications,
+        if r.store_errors > 0 {
+            format!(", {} STORE ERRORS", r.store_errors)
+        } else {
+            String::new()
+        }
     );
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("{what}: {e}");
+    std::process::exit(1);
+}
+
+fn main() {
+    let n: usize = std::env::var("ORGWATCH_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let messages: Vec<String> = (0..n).map(message).collect();
+    let catalog = PackCatalog::builtin().unwrap_or_else(|e| fail("cannot load the pack", e));
+
+    let memory = MemoryStore::default();
+    let r = run(&messages, &catalog, &memory);
+    report("in-memory store", &r);
+    let (keys, incidents) = (memory.len().max(1), memory.incidents().max(1));
     println!(
-        "dedupe memory: {} keys, {:.0} bytes per tracked fingerprint (in-memory store, approx.)",
-        store.len(),
-        store.approx_bytes() as f64 / store.len().max(1) as f64
+        "dedupe memory: {keys} keys, {incidents} tracked fingerprints (incidents); {:.0} bytes per \
+         fingerprint, {:.0} per key (in-memory store, approx.)",
+        memory.approx_bytes() as f64 / incidents as f64,
+        memory.approx_bytes() as f64 / keys as f64
     );
+
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("orgwatch-bench-{}.redb", std::process::id()));
+    let file = FileStore::open(&path).unwrap_or_else(|e| fail("cannot open the file store", e));
+    let r = run(&messages, &catalog, &file);
+    drop(file);
+    report("file store, the default", &r);
+    match std::fs::metadata(&path) {
+        Ok(m) => println!(
+            "dedupe file: {} bytes on disk, {:.0} per fingerprint, {:.0} per key (no heap per \
+             fingerprint)",
+            m.len(),
+            m.len() as f64 / incidents as f64,
+            m.len() as f64 / keys as f64
+        ),
+        Err(e) => eprintln!("cannot stat {}: {e}", path.display()),
+    }
+    let _ = std::fs::remove_file(&path);
+    if r.store_errors > 0 {
+        std::process::exit(1);
+    }
 }

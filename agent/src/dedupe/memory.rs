@@ -39,6 +39,14 @@ impl MemoryStore {
         self.state.lock().map(|s| s.keys.len()).unwrap_or(0)
     }
 
+    /// Number of incidents (fingerprints) tracked, over every key.
+    pub fn incidents(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.keys.values().map(Vec::len).sum())
+            .unwrap_or(0)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -260,26 +260,19 @@ pub fn correlate(
         e.touched_ms = now_ms;
         return (e.start_ms, false);
     }
+    if entries.len() >= MAX_INCIDENTS_PER_KEY {
+        // Forget the oldest before adding, never the one being added, and so that the
+        // vector never grows past its bound (its allocation stays at the bound too).
+        entries.sort_by_key(|e| e.start_ms);
+        let excess = entries.len() + 1 - MAX_INCIDENTS_PER_KEY;
+        entries.drain(..excess);
+    }
     entries.push(Entry {
         start_ms: at_ms,
         touched_ms: now_ms,
         firing: 0,
         resolved: 0,
     });
-    if entries.len() > MAX_INCIDENTS_PER_KEY {
-        entries.sort_by_key(|e| e.start_ms);
-        let excess = entries.len() - MAX_INCIDENTS_PER_KEY;
-        // Never evict the one just added.
-        let mut removed = 0;
-        entries.retain(|e| {
-            if removed < excess && e.start_ms != at_ms {
-                removed += 1;
-                false
-            } else {
-                true
-            }
-        });
-    }
     (at_ms, true)
 }
 
@@ -386,7 +379,18 @@ mod tests {
             correlate(&mut entries, i * 20 * MIN, AlertState::Firing, W, i);
         }
         assert_eq!(entries.len(), MAX_INCIDENTS_PER_KEY);
-        assert!(entries.iter().any(|e| e.start_ms == 9 * 20 * MIN));
+        assert!(entries.capacity() <= MAX_INCIDENTS_PER_KEY);
+        let mut starts: Vec<i64> = entries.iter().map(|e| e.start_ms).collect();
+        starts.sort();
+        assert_eq!(starts, (6..10).map(|i| i * 20 * MIN).collect::<Vec<_>>());
+        // A late alert older than every remembered incident opens its own and stays; the
+        // oldest remembered one goes.
+        let (start, new) = correlate(&mut entries, 0, AlertState::Firing, W, 10);
+        assert_eq!((start, new), (0, true));
+        let mut starts: Vec<i64> = entries.iter().map(|e| e.start_ms).collect();
+        starts.sort();
+        assert_eq!(starts, vec![0, 7 * 20 * MIN, 8 * 20 * MIN, 9 * 20 * MIN]);
+        correlate(&mut entries, 9 * 20 * MIN, AlertState::Firing, W, 11);
         mark(&mut entries, 9 * 20 * MIN, AlertState::Resolved, 63, 99);
         assert_eq!(decode(&encode(&entries)), entries);
         assert!(is_marked(&entries, 9 * 20 * MIN, AlertState::Resolved, 63));
