@@ -15,6 +15,18 @@ macro_rules! call {
     };
 }
 
+/// orgwatch's managed tags ([`naming::managed_tags`]) as one service's own `Tag` type
+/// (every SDK crate has its own), for the request `$op`.
+macro_rules! managed_tags {
+    ($tag:ty, $op:literal) => {
+        naming::managed_tags()
+            .iter()
+            .map(|(k, v)| <$tag>::builder().key(*k).value(*v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| OpError::build($op, e))
+    };
+}
+
 /// Tolerates "already gone" on delete and "already there" on create, so that a retried
 /// or interrupted apply converges.
 fn ignore(r: Result<(), OpError>, codes: &[&str]) -> Result<(), OpError> {
@@ -330,16 +342,7 @@ async fn alarm(c: &Clients, name: &str, s: &AlarmSpec) -> Result<(), OpError> {
 
 async fn event_rule(c: &Clients, name: &str, s: &EventRuleSpec) -> Result<(), OpError> {
     let eb = c.eventbridge();
-    let tags: Vec<_> = naming::managed_tags()
-        .iter()
-        .filter_map(|(k, v)| {
-            aws_sdk_eventbridge::types::Tag::builder()
-                .key(*k)
-                .value(*v)
-                .build()
-                .ok()
-        })
-        .collect();
+    let tags = managed_tags!(aws_sdk_eventbridge::types::Tag, "PutRule")?;
     call!(
         "PutRule",
         eb.put_rule()
@@ -384,16 +387,7 @@ async fn event_rule(c: &Clients, name: &str, s: &EventRuleSpec) -> Result<(), Op
 async fn bus(c: &Clients, name: &str, s: &PolicySpec, update: bool) -> Result<(), OpError> {
     let eb = c.eventbridge();
     if !update {
-        let tags: Vec<_> = naming::managed_tags()
-            .iter()
-            .filter_map(|(k, v)| {
-                aws_sdk_eventbridge::types::Tag::builder()
-                    .key(*k)
-                    .value(*v)
-                    .build()
-                    .ok()
-            })
-            .collect();
+        let tags = managed_tags!(aws_sdk_eventbridge::types::Tag, "CreateEventBus")?;
         ignore(
             call!(
                 "CreateEventBus",
@@ -419,16 +413,7 @@ async fn topic(c: &Clients, name: &str, s: &PolicySpec, update: bool) -> Result<
         let region = c.region();
         naming::arn::topic(&region, c.account().unwrap_or_default(), name)
     } else {
-        let tags: Vec<_> = naming::managed_tags()
-            .iter()
-            .filter_map(|(k, v)| {
-                aws_sdk_sns::types::Tag::builder()
-                    .key(*k)
-                    .value(*v)
-                    .build()
-                    .ok()
-            })
-            .collect();
+        let tags = managed_tags!(aws_sdk_sns::types::Tag, "CreateTopic")?;
         let out = call!(
             "CreateTopic",
             sns.create_topic().name(name).set_tags(Some(tags)).send()
@@ -531,16 +516,7 @@ fn changed(change: &Change, field: &str) -> bool {
 async fn role(c: &Clients, name: &str, s: &RoleSpec, change: &Change) -> Result<(), OpError> {
     let iam = c.iam();
     if matches!(change.action, Action::Create) {
-        let tags: Vec<_> = naming::managed_tags()
-            .iter()
-            .filter_map(|(k, v)| {
-                aws_sdk_iam::types::Tag::builder()
-                    .key(*k)
-                    .value(*v)
-                    .build()
-                    .ok()
-            })
-            .collect();
+        let tags = managed_tags!(aws_sdk_iam::types::Tag, "CreateRole")?;
         call!(
             "CreateRole",
             iam.create_role()
@@ -586,16 +562,7 @@ async fn trail(c: &Clients, name: &str, s: &TrailSpec, change: &Change) -> Resul
     .iter()
     .any(|f| changed(change, f));
     if matches!(change.action, Action::Create) {
-        let tags: Vec<_> = naming::managed_tags()
-            .iter()
-            .filter_map(|(k, v)| {
-                aws_sdk_cloudtrail::types::Tag::builder()
-                    .key(*k)
-                    .value(*v)
-                    .build()
-                    .ok()
-            })
-            .collect();
+        let tags = managed_tags!(aws_sdk_cloudtrail::types::Tag, "CreateTrail")?;
         call!(
             "CreateTrail",
             ct.create_trail()
@@ -652,10 +619,7 @@ async fn bucket(c: &Clients, name: &str, s: &BucketSpec, change: &Change) -> Res
             );
         }
         call!("CreateBucket", req.send())?;
-        let tags: Vec<_> = naming::managed_tags()
-            .iter()
-            .filter_map(|(k, v)| Tag::builder().key(*k).value(*v).build().ok())
-            .collect();
+        let tags = managed_tags!(Tag, "PutBucketTagging")?;
         let tagging = Tagging::builder()
             .set_tag_set(Some(tags))
             .build()

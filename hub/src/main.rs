@@ -81,15 +81,8 @@ fn reconcile(global: &cli::GlobalArgs, args: &cli::ReconcileArgs, mode: Mode) ->
             return ExitStatus::Usage;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitStatus::Failure;
-        }
+    let Some(runtime) = commands::runtime() else {
+        return ExitStatus::Failure;
     };
     runtime.block_on(commands::reconcile::run(global, args, mode, rules, config))
 }

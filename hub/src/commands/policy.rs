@@ -38,14 +38,5 @@ pub fn run(global: &GlobalArgs, args: &PolicyArgs) -> ExitStatus {
     if let Some(t) = &args.dedupe_table {
         names.table = t.clone();
     }
-    match serde_json::to_string_pretty(&policy(principal, &names)) {
-        Ok(text) => {
-            println!("{text}");
-            ExitStatus::Success
-        }
-        Err(e) => {
-            eprintln!("error: cannot print the policy: {e}");
-            ExitStatus::Failure
-        }
-    }
+    super::print_json(&policy(principal, &names))
 }

@@ -334,10 +334,11 @@ pub async fn run(
     };
     factory.calls().append_call_log("hub");
     match global.output {
-        Output::Json => match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("error: cannot print the report: {e}"),
-        },
+        Output::Json => {
+            if super::print_json(&report) != ExitStatus::Success {
+                return ExitStatus::Failure;
+            }
+        }
         Output::Table => print!("{}", crate::report::table(&report)),
     }
     let failed = report.results.iter().any(|o| o.status == "failed");

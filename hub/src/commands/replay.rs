@@ -588,15 +588,8 @@ pub fn run(global: &GlobalArgs, args: &ReplayArgs) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitStatus::Failure;
-        }
+    let Some(runtime) = super::runtime() else {
+        return ExitStatus::Failure;
     };
     let started = Instant::now();
     let outcome = match runtime.block_on(replay(global, args, &targets, range, pack.clone())) {
@@ -758,16 +751,7 @@ fn print(output: Output, outcome: &Outcome, range: &Range) -> ExitStatus {
                 "findings": findings,
                 "errors": outcome.errors.iter().map(|(s, e)| json!({"source": s, "error": e})).collect::<Vec<_>>(),
             });
-            match serde_json::to_string_pretty(&doc) {
-                Ok(s) => {
-                    println!("{s}");
-                    ExitStatus::Success
-                }
-                Err(e) => {
-                    eprintln!("error: cannot print JSON: {e}");
-                    ExitStatus::Failure
-                }
-            }
+            super::print_json(&doc)
         }
         Output::Table => {
             if !findings.is_empty() {

@@ -11,6 +11,7 @@ use shared::pattern::{Event, Pattern};
 use shared::rules::input::Item;
 use shared::rules::{Pack, Rule, UserRules, unwrap_envelope};
 
+use super::print_json;
 use crate::cli::{GlobalArgs, Output, RulesCommand};
 use crate::exit::ExitStatus;
 use crate::input::{Source, read_events};
@@ -118,19 +119,6 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         line(&mut row.iter().map(String::as_str));
     }
     out
-}
-
-fn print_json(value: &Json) -> ExitStatus {
-    match serde_json::to_string_pretty(value) {
-        Ok(s) => {
-            println!("{s}");
-            ExitStatus::Success
-        }
-        Err(e) => {
-            eprintln!("error: cannot print JSON: {e}");
-            ExitStatus::Failure
-        }
-    }
 }
 
 fn origin_text(rule: &Rule) -> String {
