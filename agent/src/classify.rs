@@ -63,18 +63,56 @@ impl RuleCatalog for StaticCatalog {
 
 /// The detection pack (`shared::rules`): the same patterns the hub writes as metric filters,
 /// evaluated locally by `shared::pattern`.
+///
+/// Rules of the pack with the same pattern detect the same thing (`cis-4.3`, the compliance
+/// alarm of Security Hub CloudWatch.1, and `root-activity`, critical and forwarded at once):
+/// one root sign-in must not page twice. Each such set is answered for by one of them, the
+/// most severe (then the forwarding one, then the first id): alarms and events of every
+/// member are alerts of that rule, so they are one incident, one group, one notification.
+/// A rule alone with its pattern answers for itself; with `pack = ["cis"]` `cis-4.3` does.
 pub struct PackCatalog {
     pack: shared::rules::Pack,
+    /// Every built-in rule, for alarms of rules outside `pack` (deployed by a hub
+    /// configured otherwise): they keep their own title and severity.
+    builtin: Option<shared::rules::Pack>,
+    /// Rule id -> index in `pack` of the rule that answers for it.
+    answered_by: std::collections::HashMap<String, usize>,
 }
 
 impl PackCatalog {
     pub fn new(pack: shared::rules::Pack) -> PackCatalog {
-        PackCatalog { pack }
+        let rules = pack.rules();
+        let mut answered_by = std::collections::HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let pattern = rule.pattern.to_compact_string();
+            let best = rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.pattern.to_compact_string() == pattern)
+                .max_by(|(_, a), (_, b)| {
+                    (a.severity, a.forward)
+                        .cmp(&(b.severity, b.forward))
+                        .then_with(|| b.id.cmp(&a.id))
+                })
+                .map_or(i, |(j, _)| j);
+            answered_by.insert(rule.id.clone(), best);
+        }
+        PackCatalog {
+            pack,
+            builtin: shared::rules::Pack::builtin().ok(),
+            answered_by,
+        }
     }
 
     /// The built-in pack.
     pub fn builtin() -> Result<PackCatalog, shared::rules::PackError> {
         Ok(PackCatalog::new(shared::rules::Pack::builtin()?))
+    }
+
+    fn answering(&self, id: &str) -> Option<&shared::rules::Rule> {
+        self.answered_by
+            .get(id)
+            .and_then(|i| self.pack.rules().get(*i))
     }
 }
 
@@ -95,11 +133,20 @@ fn info_of(rule: &shared::rules::Rule) -> RuleInfo {
 
 impl RuleCatalog for PackCatalog {
     fn rule(&self, id: &str) -> Option<RuleInfo> {
-        self.pack.get(id).map(info_of)
+        self.answering(id)
+            .or_else(|| self.builtin.as_ref().and_then(|b| b.get(id)))
+            .map(info_of)
     }
     fn matching(&self, record: &Value) -> Vec<RuleInfo> {
         let event = shared::pattern::Event::from_value(record);
-        self.pack.matching(&event).map(info_of).collect()
+        let mut out: Vec<RuleInfo> = Vec::new();
+        for rule in self.pack.matching(&event) {
+            let info = info_of(self.answering(&rule.id).unwrap_or(rule));
+            if !out.iter().any(|o| o.id == info.id) {
+                out.push(info);
+            }
+        }
+        out
     }
 }
 
@@ -321,6 +368,68 @@ mod tests {
             classify(&decode(&quiet.to_string()).unwrap(), &pack),
             Classified::Ignored(_)
         ));
+    }
+
+    fn ids(c: Classified) -> Vec<(String, Severity)> {
+        match c {
+            Classified::Alerts(a) => a.into_iter().map(|a| (a.rule_id, a.severity)).collect(),
+            Classified::Ignored(why) => panic!("ignored: {why}"),
+        }
+    }
+
+    #[test]
+    fn rules_with_one_pattern_are_answered_for_by_the_most_severe_one() {
+        let pack = |p: &[&str], d: &[&str]| {
+            let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+            PackCatalog::new(
+                shared::rules::Pack::from_config(&s(p), &s(d), &shared::rules::UserRules::none())
+                    .unwrap(),
+            )
+        };
+        let record = fixtures::root_sign_in(A, "ev-1", "2024-05-01T12:00:00Z");
+        let event = decode(&fixtures::eventbridge(&record, None).to_string()).unwrap();
+        let alarm = |rule: &str| {
+            let body = fixtures::alarm(
+                &format!("orgwatch-{rule}"),
+                A,
+                "ALARM",
+                "2024-05-01T12:05:00.000+0000",
+            );
+            decode(&body.to_string()).unwrap()
+        };
+        let root = ("root-activity".to_string(), Severity::Critical);
+        let usage = ("cis-4.3".to_string(), Severity::High);
+
+        // Both in the pack: the event, and either alarm, are root-activity alerts only.
+        let both = pack(&["cis", "root-activity"], &[]);
+        assert_eq!(ids(classify(&event, &both)), vec![root.clone()]);
+        assert_eq!(ids(classify(&alarm("cis-4.3"), &both)), vec![root.clone()]);
+        assert_eq!(
+            ids(classify(&alarm("root-activity"), &both)),
+            vec![root.clone()]
+        );
+        // Other rules keep their own id.
+        assert_eq!(
+            ids(classify(&alarm("cis-4.4"), &both)),
+            vec![("cis-4.4".to_string(), Severity::Medium)]
+        );
+
+        // Without root-activity, cis-4.3 answers for itself.
+        for only_cis in [pack(&["cis"], &[]), pack(&["all"], &["root-activity"])] {
+            assert_eq!(ids(classify(&event, &only_cis)), vec![usage.clone()]);
+            assert_eq!(
+                ids(classify(&alarm("cis-4.3"), &only_cis)),
+                vec![usage.clone()]
+            );
+            // An alarm of a built-in rule the agent does not select keeps its own identity.
+            assert_eq!(
+                ids(classify(&alarm("root-activity"), &only_cis)),
+                vec![root.clone()]
+            );
+        }
+        // Events are judged by the selected rules only.
+        let no_root = pack(&["cis-4.4"], &[]);
+        assert!(matches!(classify(&event, &no_root), Classified::Ignored(_)));
     }
 
     #[test]

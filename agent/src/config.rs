@@ -70,6 +70,21 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub enrich: RawEnrich,
+    #[serde(default)]
+    pub classify: RawClassify,
+}
+
+/// `[classify]`: the detection pack the agent evaluates (the hub's `monitoring.pack` and
+/// `monitoring.disable`, with the same meaning).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassify {
+    /// Built-in rule ids and packs (`"cis"`, `"all"`); default `["all"]`.
+    #[serde(default)]
+    pub pack: Option<Vec<Spanned<String>>>,
+    /// Built-in rule ids to leave out.
+    #[serde(default)]
+    pub disable: Option<Vec<Spanned<String>>>,
 }
 
 /// `[source]`: the central SQS queue.
@@ -278,6 +293,34 @@ pub struct Config {
     pub default_sinks: Vec<usize>,
     pub listen: SocketAddr,
     pub enrich: EnrichSpec,
+    pub classify: ClassifySpec,
+}
+
+/// `[classify]`, validated: every id is a known built-in rule or pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifySpec {
+    pub pack: Vec<String>,
+    pub disable: Vec<String>,
+}
+
+impl Default for ClassifySpec {
+    fn default() -> Self {
+        ClassifySpec {
+            pack: vec![shared::rules::PACK_ALL.to_string()],
+            disable: Vec::new(),
+        }
+    }
+}
+
+impl ClassifySpec {
+    /// The selected built-in rules.
+    pub fn pack(&self) -> Result<shared::rules::Pack, shared::rules::PackError> {
+        shared::rules::Pack::from_config(
+            &self.pack,
+            &self.disable,
+            &shared::rules::UserRules::none(),
+        )
+    }
 }
 
 /// `[enrich]`, validated.
@@ -993,6 +1036,47 @@ pub fn validate(
         lookback,
     };
 
+    // [classify]
+    let known: Vec<String> = match shared::rules::Pack::builtin() {
+        Ok(p) => p.rules().iter().map(|r| r.id.clone()).collect(),
+        Err(e) => {
+            c.errors.push(ConfigError::file(
+                path,
+                format!("the built-in detection pack does not load: {e}"),
+            ));
+            Vec::new()
+        }
+    };
+    let mut ids =
+        |key: &str, list: &Option<Vec<Spanned<String>>>, packs: bool| -> Option<Vec<String>> {
+            let list = list.as_ref()?;
+            let mut out = Vec::new();
+            for id in list {
+                let v = id.get_ref();
+                let is_pack =
+                    packs && (v == shared::rules::PACK_ALL || v == shared::rules::PACK_CIS);
+                if is_pack || known.iter().any(|k| k == v) {
+                    out.push(v.clone());
+                } else {
+                    c.err_at(
+                        id.span().start,
+                        format!(
+                            "{key}: unknown built-in rule{} \"{v}\" (known: {}{})",
+                            if packs { " or pack" } else { "" },
+                            if packs { "cis, all, " } else { "" },
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+            Some(out)
+        };
+    let defaults = ClassifySpec::default();
+    let classify = ClassifySpec {
+        pack: ids("classify.pack", &raw.classify.pack, true).unwrap_or(defaults.pack),
+        disable: ids("classify.disable", &raw.classify.disable, false).unwrap_or_default(),
+    };
+
     if c.errors.is_empty() {
         Ok(Config {
             source: SourceSpec {
@@ -1014,6 +1098,7 @@ pub fn validate(
             default_sinks,
             listen,
             enrich,
+            classify,
         })
     } else {
         if c.errors.iter().all(|e| e.position.is_some()) {
@@ -1294,6 +1379,30 @@ sinks = ["security-webhook"]
         assert_eq!(errs.len(), 1);
         assert!(
             errs[0].starts_with("agent.toml:6:1: unknown field `colour`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn the_classify_pack_is_checked_like_the_hubs() {
+        let cfg = check("[source]\nqueue = \"q\"\n", &[]).unwrap();
+        assert_eq!(cfg.classify, ClassifySpec::default());
+        assert!(cfg.classify.pack().unwrap().get("cis-4.3").is_some());
+        let text = "[source]\nqueue = \"q\"\n[classify]\npack = [\"cis\", \"root-activity\"]\ndisable = [\"cis-4.9\"]\n";
+        let cfg = check(text, &[]).unwrap();
+        let pack = cfg.classify.pack().unwrap();
+        assert!(pack.get("root-activity").is_some() && pack.get("cis-4.9").is_none());
+        let text = "[source]\nqueue = \"q\"\n[classify]\npack = [\"cis\", \"root\"]\ndisable = [\"all\"]\n";
+        let errs = check(text, &[]).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "agent.toml:4:16: classify.pack: unknown built-in rule or pack \"root\""
+            ),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with("agent.toml:5:12: classify.disable: unknown built-in rule \"all\""),
             "{errs:?}"
         );
     }

@@ -196,14 +196,13 @@ async fn run(global: &GlobalArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let catalog: Arc<dyn agent::classify::RuleCatalog> =
-        match agent::classify::PackCatalog::builtin() {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot load the detection pack");
-                return ExitCode::from(1);
-            }
-        };
+    let catalog: Arc<dyn agent::classify::RuleCatalog> = match cfg.classify.pack() {
+        Ok(pack) => Arc::new(agent::classify::PackCatalog::new(pack)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the detection pack");
+            return ExitCode::from(1);
+        }
+    };
     let enricher: Option<Arc<dyn agent::enrich::Enricher>> = if cfg.enrich.enabled {
         Some(Arc::new(agent::enrich::LogsEnricher::new(
             factory.clone(),

@@ -556,6 +556,7 @@ mod tests {
             default_sinks: (0..n).collect(),
             listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
             enrich: crate::config::EnrichSpec::default(),
+            classify: crate::config::ClassifySpec::default(),
         }
     }
 

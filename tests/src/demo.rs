@@ -425,7 +425,7 @@ pub async fn run_story(
     }
 
     narrator.step("Waiting for the agent's notifications (grouped for 10s)");
-    let expected_rules = ["root-activity", "cis-4.3", "cis-4.4", "cis-4.1"];
+    let expected_rules = ["root-activity", "cis-4.4", "cis-4.1"];
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(90) {
         let notifications = receiver
