@@ -5,7 +5,16 @@ use crate::exit::ExitStatus;
 /// Prints `value` as pretty JSON on stdout: Success, or Failure (said on stderr) when it
 /// cannot be serialised — a pipeline never reads an empty stdout as a result.
 pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> ExitStatus {
-    match serde_json::to_string_pretty(value) {
+    emit(serde_json::to_string_pretty(value))
+}
+
+/// [`print_json`] on one line.
+pub fn print_json_line<T: serde::Serialize + ?Sized>(value: &T) -> ExitStatus {
+    emit(serde_json::to_string(value))
+}
+
+fn emit(text: serde_json::Result<String>) -> ExitStatus {
+    match text {
         Ok(s) => {
             println!("{s}");
             ExitStatus::Success

@@ -411,16 +411,7 @@ fn test(
                     })
                     .collect(),
             };
-            match serde_json::to_string(&doc) {
-                Ok(s) => {
-                    println!("{s}");
-                    ExitStatus::Success
-                }
-                Err(e) => {
-                    eprintln!("error: cannot print JSON: {e}");
-                    ExitStatus::Failure
-                }
-            }
+            super::print_json_line(&doc)
         }
         Output::Table => {
             if !matches.is_empty() {
