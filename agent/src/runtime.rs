@@ -527,6 +527,30 @@ mod tests {
     use std::num::NonZeroU32;
     use std::path::PathBuf;
 
+    /// A pipeline over `cfg`: its sinks built, the test catalog, a memory store, no enricher.
+    fn test_pipeline(
+        cfg: Config,
+        store: Arc<MemoryStore>,
+        metrics: Arc<Metrics>,
+        drain: Duration,
+    ) -> Pipeline {
+        let http = crate::sinks::http::HttpClient::new();
+        let sinks = cfg
+            .sinks
+            .iter()
+            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
+            .collect();
+        Pipeline {
+            config: cfg,
+            store: Store::Local(store),
+            catalog: Arc::new(test_catalog()),
+            sinks,
+            metrics,
+            drain,
+            enricher: None,
+        }
+    }
+
     fn config(sinks: Vec<SinkSpec>) -> Config {
         let n = sinks.len();
         Config {
@@ -608,23 +632,7 @@ mod tests {
         source.send("{ not json");
         let metrics = Arc::new(Metrics::new(["a".to_string(), "b".to_string()]));
         let store = Arc::new(MemoryStore::default());
-        let pipeline = Pipeline {
-            config: cfg,
-            store: Store::Local(store.clone()),
-            catalog: Arc::new(test_catalog()),
-            sinks: vec![],
-            metrics: metrics.clone(),
-            drain: Duration::from_secs(5),
-            enricher: None,
-        };
-        let http = crate::sinks::http::HttpClient::new();
-        let sinks = pipeline
-            .config
-            .sinks
-            .iter()
-            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
-            .collect();
-        let pipeline = Pipeline { sinks, ..pipeline };
+        let pipeline = test_pipeline(cfg, store.clone(), metrics.clone(), Duration::from_secs(5));
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(run(source.clone(), pipeline, rx));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -685,21 +693,7 @@ mod tests {
         );
         let metrics = Arc::new(Metrics::new(["good".to_string(), "bad".to_string()]));
         let store = Arc::new(MemoryStore::default());
-        let http = crate::sinks::http::HttpClient::new();
-        let sinks = cfg
-            .sinks
-            .iter()
-            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
-            .collect();
-        let pipeline = Pipeline {
-            config: cfg,
-            store: Store::Local(store.clone()),
-            catalog: Arc::new(test_catalog()),
-            sinks,
-            metrics: metrics.clone(),
-            drain: Duration::from_secs(1),
-            enricher: None,
-        };
+        let pipeline = test_pipeline(cfg, store.clone(), metrics.clone(), Duration::from_secs(1));
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(run(source.clone(), pipeline, rx));
         let started = Instant::now();
@@ -737,21 +731,8 @@ mod tests {
             .to_string(),
         );
         let cfg = config(vec![file_sink("good", &good), file_sink("bad", &bad)]);
-        let sinks = cfg
-            .sinks
-            .iter()
-            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
-            .collect();
         let (tx, rx) = watch::channel(false);
-        let pipeline = Pipeline {
-            config: cfg,
-            store: Store::Local(store),
-            catalog: Arc::new(test_catalog()),
-            sinks,
-            metrics,
-            drain: Duration::from_secs(1),
-            enricher: None,
-        };
+        let pipeline = test_pipeline(cfg, store, metrics, Duration::from_secs(1));
         let task = tokio::spawn(run(source2.clone(), pipeline, rx));
         let started = Instant::now();
         while source2.acked().is_empty() && started.elapsed() < Duration::from_secs(5) {
@@ -810,20 +791,14 @@ mod tests {
             source.send(fixtures::alarm("orgwatch-root-activity", acct, "ALARM", t).to_string());
         }
         let metrics = Arc::new(Metrics::new(["out".to_string()]));
-        let http = crate::sinks::http::HttpClient::new();
-        let sinks = cfg
-            .sinks
-            .iter()
-            .map(|s| Arc::new(Sink::build(s, &http, None).unwrap()))
-            .collect();
         let pipeline = Pipeline {
-            config: cfg,
-            store: Store::Local(Arc::new(MemoryStore::default())),
-            catalog: Arc::new(test_catalog()),
-            sinks,
-            metrics: metrics.clone(),
-            drain: Duration::from_secs(5),
             enricher: Some(Arc::new(TestEnricher)),
+            ..test_pipeline(
+                cfg,
+                Arc::new(MemoryStore::default()),
+                metrics.clone(),
+                Duration::from_secs(5),
+            )
         };
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(run(source.clone(), pipeline, rx));
