@@ -82,13 +82,16 @@ pub struct PackCatalog {
 impl PackCatalog {
     pub fn new(pack: shared::rules::Pack) -> PackCatalog {
         let rules = pack.rules();
+        let patterns: Vec<String> = rules
+            .iter()
+            .map(|r| r.pattern.to_compact_string())
+            .collect();
         let mut answered_by = std::collections::HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
-            let pattern = rule.pattern.to_compact_string();
             let best = rules
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| r.pattern.to_compact_string() == pattern)
+                .filter(|(j, _)| patterns[*j] == patterns[i])
                 .max_by(|(_, a), (_, b)| {
                     (a.severity, a.forward)
                         .cmp(&(b.severity, b.forward))

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shared::config::{ConfigError, expand_vars};
+use shared::rules::{Selection, check_selected};
 use toml::Spanned;
 
 use crate::model::Severity;
@@ -1047,34 +1048,25 @@ pub fn validate(
             Vec::new()
         }
     };
-    let mut ids =
-        |key: &str, list: &Option<Vec<Spanned<String>>>, packs: bool| -> Option<Vec<String>> {
-            let list = list.as_ref()?;
-            let mut out = Vec::new();
-            for id in list {
-                let v = id.get_ref();
-                let is_pack =
-                    packs && (v == shared::rules::PACK_ALL || v == shared::rules::PACK_CIS);
-                if is_pack || known.iter().any(|k| k == v) {
-                    out.push(v.clone());
-                } else {
-                    c.err_at(
-                        id.span().start,
-                        format!(
-                            "{key}: unknown built-in rule{} \"{v}\" (known: {}{})",
-                            if packs { " or pack" } else { "" },
-                            if packs { "cis, all, " } else { "" },
-                            known.join(", ")
-                        ),
-                    );
-                }
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    let mut ids = |list: Selection, key: &str, entries: &Option<Vec<Spanned<String>>>| {
+        let entries = entries.as_ref()?;
+        for id in entries {
+            if let Err(e) = check_selected(list, key, id.get_ref(), &known) {
+                c.err_at(id.span().start, e);
             }
-            Some(out)
-        };
+        }
+        Some(entries.iter().map(|id| id.get_ref().clone()).collect())
+    };
     let defaults = ClassifySpec::default();
     let classify = ClassifySpec {
-        pack: ids("classify.pack", &raw.classify.pack, true).unwrap_or(defaults.pack),
-        disable: ids("classify.disable", &raw.classify.disable, false).unwrap_or_default(),
+        pack: ids(Selection::Pack, "classify.pack", &raw.classify.pack).unwrap_or(defaults.pack),
+        disable: ids(
+            Selection::Disable,
+            "classify.disable",
+            &raw.classify.disable,
+        )
+        .unwrap_or_default(),
     };
 
     if c.errors.is_empty() {

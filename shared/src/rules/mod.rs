@@ -337,6 +337,36 @@ impl From<ConfigError> for PackError {
     }
 }
 
+/// Which list of a rule selection an entry is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// `pack`: built-in rule ids, or the packs [`PACK_CIS`] and [`PACK_ALL`].
+    Pack,
+    /// `disable`: built-in rule ids only.
+    Disable,
+}
+
+/// Checks one entry of a rule selection (the hub's `monitoring.pack` / `monitoring.disable`,
+/// the agent's `classify.*`) against the built-in ids `known`; the message names `key`.
+pub fn check_selected(
+    list: Selection,
+    key: &str,
+    entry: &str,
+    known: &[&str],
+) -> Result<(), String> {
+    let is_pack = entry == PACK_ALL || entry == PACK_CIS;
+    if known.contains(&entry) || (is_pack && list == Selection::Pack) {
+        return Ok(());
+    }
+    Err(match list {
+        Selection::Pack => format!(
+            "{key}: unknown built-in rule or pack \"{entry}\" (known: {PACK_CIS}, {PACK_ALL}, {})",
+            known.join(", ")
+        ),
+        Selection::Disable => format!("{key}: unknown built-in rule \"{entry}\""),
+    })
+}
+
 /// A validated set of rules with unique ids.
 #[derive(Clone, Debug)]
 pub struct Pack {
@@ -372,6 +402,10 @@ impl Pack {
         let config_path = user.path().unwrap_or(Path::new("configuration"));
         let mut wanted = vec![false; builtin.len()];
         for entry in pack {
+            if let Err(e) = check_selected(Selection::Pack, "monitoring.pack", entry, &known) {
+                problems.push(ConfigError::file(config_path, e));
+                continue;
+            }
             match entry.as_str() {
                 PACK_ALL => wanted.iter_mut().for_each(|w| *w = true),
                 PACK_CIS => {
@@ -379,25 +413,21 @@ impl Pack {
                         *w |= id.starts_with("cis-");
                     }
                 }
-                id => match known.iter().position(|k| *k == id) {
-                    Some(i) => wanted[i] = true,
-                    None => problems.push(ConfigError::file(
-                        config_path,
-                        format!(
-                            "monitoring.pack: unknown built-in rule or pack \"{id}\" (known: {PACK_CIS}, {PACK_ALL}, {})",
-                            known.join(", ")
-                        ),
-                    )),
-                },
+                id => {
+                    if let Some(i) = known.iter().position(|k| *k == id) {
+                        wanted[i] = true;
+                    }
+                }
             }
         }
         for id in disable {
-            match known.iter().position(|k| *k == id) {
-                Some(i) => wanted[i] = false,
-                None => problems.push(ConfigError::file(
-                    config_path,
-                    format!("monitoring.disable: unknown built-in rule \"{id}\""),
-                )),
+            match check_selected(Selection::Disable, "monitoring.disable", id, &known) {
+                Err(e) => problems.push(ConfigError::file(config_path, e)),
+                Ok(()) => {
+                    if let Some(i) = known.iter().position(|k| *k == id.as_str()) {
+                        wanted[i] = false;
+                    }
+                }
             }
         }
         let mut specs: Vec<load::Located> = builtin
