@@ -258,7 +258,8 @@ pub struct RawEnrich {
     /// Look up the CloudTrail events behind each firing alarm (default true).
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Role assumed in member accounts (default `OrganizationAccountAccessRole`, as the hub).
+    /// Role assumed in member accounts (default `orgwatch-agent-reader`, the read-only role of
+    /// the member stack).
     #[serde(default)]
     pub member_role: Option<Spanned<String>>,
     /// External ID passed on `sts:AssumeRole` (`${VAR}` expanded).
@@ -340,7 +341,8 @@ impl Default for EnrichSpec {
     fn default() -> Self {
         EnrichSpec {
             enabled: true,
-            member_role: shared::naming::DEFAULT_MEMBER_ROLE.to_string(),
+            // The read-only role of the member stack, never the hub's powerful member role.
+            member_role: shared::naming::AGENT_MEMBER_ROLE.to_string(),
             external_id: None,
             log_group: shared::naming::LOG_GROUP.to_string(),
             timeout: Duration::from_secs(10),

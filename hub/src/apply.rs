@@ -79,11 +79,29 @@ pub async fn apply(c: &Clients, change: &Change, options: &ApplyOptions) -> Resu
                     queue(c, name, s, update).await
                 }
                 (Kind::Subscription, Spec::Subscription(s)) => subscription(c, s, update).await,
-                (Kind::TrailRole, Spec::Role(s)) => role(c, name, s, change).await,
+                // The member stack's roles: the plan is refused before apply
+                // (diff::provided_changes); reaching here is a bug, not a write.
+                (Kind::TrailRole | Kind::ForwardRole, _) => Err(OpError {
+                    operation: "plan".into(),
+                    code: None,
+                    message: format!("internal: {} is never written by the hub", change.key),
+                }),
                 (Kind::OrgTrail | Kind::MemberTrail, Spec::Trail(s)) => {
                     trail(c, name, s, change).await
                 }
                 (Kind::Bucket, Spec::Bucket(s)) => bucket(c, name, s, change).await,
+                (Kind::TrustedAccess, Spec::ServiceAccess(s)) => {
+                    // Organizations API reference, EnableAWSServiceAccess: called from the
+                    // management account; CloudTrail then creates its service-linked role.
+                    call!(
+                        "EnableAWSServiceAccess",
+                        c.organizations()
+                            .enable_aws_service_access()
+                            .service_principal(&s.service_principal)
+                            .send()
+                    )?;
+                    Ok(())
+                }
                 _ => Err(wrong_spec(change)),
             }
         }
@@ -219,18 +237,13 @@ async fn adopt(c: &Clients, change: &Change) -> Result<(), OpError> {
                     .send()
             )?;
         }
-        Kind::TrailRole => {
-            let tag = aws_sdk_iam::types::Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| OpError::build("TagRole", e))?;
-            call!(
-                "TagRole",
-                c.iam().tag_role().role_name(name).tags(tag).send()
-            )?;
-        }
-        Kind::MetricFilter | Kind::Subscription | Kind::LogPolicy => {}
+        // Provided roles are never written, so never tagged by the hub.
+        Kind::MetricFilter
+        | Kind::Subscription
+        | Kind::LogPolicy
+        | Kind::TrailRole
+        | Kind::ForwardRole
+        | Kind::TrustedAccess => {}
     }
     Ok(())
 }
@@ -513,39 +526,62 @@ fn changed(change: &Change, field: &str) -> bool {
     }
 }
 
-async fn role(c: &Clients, name: &str, s: &RoleSpec, change: &Change) -> Result<(), OpError> {
-    let iam = c.iam();
-    if matches!(change.action, Action::Create) {
-        let tags = managed_tags!(aws_sdk_iam::types::Tag, "CreateRole")?;
-        call!(
-            "CreateRole",
-            iam.create_role()
-                .role_name(name)
-                .assume_role_policy_document(&s.trust)
-                .description("CloudTrail writes this account's events into the orgwatch log group")
-                .set_tags(Some(tags))
-                .send()
-        )?;
-    } else if changed(change, "trust") {
-        call!(
-            "UpdateAssumeRolePolicy",
-            iam.update_assume_role_policy()
-                .role_name(name)
-                .policy_document(&s.trust)
-                .send()
-        )?;
+/// CloudTrail's answers while a role or log group it was just given is not yet visible to
+/// it. IAM is eventually consistent ("Changes that I make are not always immediately
+/// visible", IAM user guide, Troubleshooting IAM); CloudTrail validates the CloudWatch Logs
+/// role and group when the trail is created or updated (CreateTrail API reference, Errors),
+/// and the member stack may have made the role moments before. Terraform's AWS provider
+/// retries exactly these codes on CreateTrail/UpdateTrail.
+const TRAIL_PROPAGATION: &[&str] = &[
+    "InvalidCloudWatchLogsRoleArnException",
+    "InvalidCloudWatchLogsLogGroupArnException",
+];
+
+/// How a propagation race is waited out: waits from `first` doubling to `max`, for at most
+/// `bound` in all, before the error is reported.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    first: std::time::Duration,
+    max: std::time::Duration,
+    bound: std::time::Duration,
+}
+
+/// About a minute, as IAM changes usually propagate within seconds.
+const PROPAGATION: Backoff = Backoff {
+    first: std::time::Duration::from_secs(1),
+    max: std::time::Duration::from_secs(8),
+    bound: std::time::Duration::from_secs(60),
+};
+
+/// Runs `op` again while it fails with one of `codes`, waiting as `backoff` says; each wait
+/// is logged.
+async fn propagation_retry<F, Fut>(
+    operation: &str,
+    codes: &[&str],
+    backoff: Backoff,
+    mut op: F,
+) -> Result<(), OpError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), OpError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut wait = backoff.first;
+    loop {
+        match op().await {
+            Err(e) if e.is(codes) && started.elapsed() + wait <= backoff.bound => {
+                tracing::warn!(
+                    operation,
+                    code = e.code.as_deref().unwrap_or_default(),
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "waiting for IAM to propagate (eventually consistent) before retrying"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(backoff.max);
+            }
+            other => return other,
+        }
     }
-    if changed(change, "policy") {
-        call!(
-            "PutRolePolicy",
-            iam.put_role_policy()
-                .role_name(name)
-                .policy_name(name)
-                .policy_document(&s.policy)
-                .send()
-        )?;
-    }
-    Ok(())
 }
 
 async fn trail(c: &Clients, name: &str, s: &TrailSpec, change: &Change) -> Result<(), OpError> {
@@ -561,36 +597,53 @@ async fn trail(c: &Clients, name: &str, s: &TrailSpec, change: &Change) -> Resul
     ]
     .iter()
     .any(|f| changed(change, f));
+    let kms_changed = changed(change, "kms_key_id");
     if matches!(change.action, Action::Create) {
         let tags = managed_tags!(aws_sdk_cloudtrail::types::Tag, "CreateTrail")?;
-        call!(
-            "CreateTrail",
-            ct.create_trail()
-                .name(name)
-                .s3_bucket_name(&s.bucket)
-                .is_multi_region_trail(s.multi_region)
-                .include_global_service_events(s.global_service_events)
-                .enable_log_file_validation(s.log_file_validation)
-                .is_organization_trail(s.organization)
-                .set_cloud_watch_logs_log_group_arn(s.log_group_arn.clone())
-                .set_cloud_watch_logs_role_arn(s.logs_role_arn.clone())
-                .set_tags_list(Some(tags))
-                .send()
-        )?;
-    } else if config_changed {
-        call!(
-            "UpdateTrail",
-            ct.update_trail()
-                .name(name)
-                .s3_bucket_name(&s.bucket)
-                .is_multi_region_trail(s.multi_region)
-                .include_global_service_events(s.global_service_events)
-                .enable_log_file_validation(s.log_file_validation)
-                .is_organization_trail(s.organization)
-                .set_cloud_watch_logs_log_group_arn(s.log_group_arn.clone())
-                .set_cloud_watch_logs_role_arn(s.logs_role_arn.clone())
-                .send()
-        )?;
+        propagation_retry("CreateTrail", TRAIL_PROPAGATION, PROPAGATION, || async {
+            call!(
+                "CreateTrail",
+                ct.create_trail()
+                    .name(name)
+                    .s3_bucket_name(&s.bucket)
+                    .is_multi_region_trail(s.multi_region)
+                    .include_global_service_events(s.global_service_events)
+                    .enable_log_file_validation(s.log_file_validation)
+                    .is_organization_trail(s.organization)
+                    .set_cloud_watch_logs_log_group_arn(s.log_group_arn.clone())
+                    .set_cloud_watch_logs_role_arn(s.logs_role_arn.clone())
+                    .set_kms_key_id(s.kms_key_id.clone())
+                    .set_tags_list(Some(tags.clone()))
+                    .send()
+            )
+            .map(|_| ())
+        })
+        .await?;
+    } else if config_changed || kms_changed {
+        propagation_retry("UpdateTrail", TRAIL_PROPAGATION, PROPAGATION, || async {
+            call!(
+                "UpdateTrail",
+                ct.update_trail()
+                    .name(name)
+                    .s3_bucket_name(&s.bucket)
+                    .is_multi_region_trail(s.multi_region)
+                    .include_global_service_events(s.global_service_events)
+                    .enable_log_file_validation(s.log_file_validation)
+                    .is_organization_trail(s.organization)
+                    .set_cloud_watch_logs_log_group_arn(s.log_group_arn.clone())
+                    .set_cloud_watch_logs_role_arn(s.logs_role_arn.clone())
+                    // When the key changed to none, an empty KmsKeyId stops SSE-KMS
+                    // (CloudTrail user guide, "Update a trail to use your KMS key": the
+                    // CLI's `--kms-key-id ""`); otherwise the desired key or nothing.
+                    .set_kms_key_id(match (&s.kms_key_id, kms_changed) {
+                        (None, true) => Some(String::new()),
+                        (key, _) => key.clone(),
+                    })
+                    .send()
+            )
+            .map(|_| ())
+        })
+        .await?;
     }
     if changed(change, "logging") {
         if s.logging {
@@ -849,21 +902,8 @@ async fn delete(c: &Clients, change: &Change, options: &ApplyOptions) -> Result<
             }
             None => Ok(()),
         },
-        Kind::TrailRole => {
-            let iam = c.iam();
-            ignore(
-                call!(
-                    "DeleteRolePolicy",
-                    iam.delete_role_policy()
-                        .role_name(name)
-                        .policy_name(name)
-                        .send()
-                )
-                .map(|_| ()),
-                GONE,
-            )?;
-            call!("DeleteRole", iam.delete_role().role_name(name).send()).map(|_| ())
-        }
+        // Provided roles are the member stack's (diff never plans their deletion).
+        Kind::TrailRole | Kind::ForwardRole | Kind::TrustedAccess => Ok(()),
         Kind::OrgTrail | Kind::MemberTrail => call!(
             "DeleteTrail",
             c.cloudtrail().delete_trail().name(name).send()
@@ -924,5 +964,70 @@ async fn empty_bucket(c: &Clients, bucket: &str) -> Result<(), OpError> {
             "DeleteObjects",
             s3.delete_objects().bucket(bucket).delete(del).send()
         )?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn failure(code: &str) -> OpError {
+        OpError {
+            operation: "CreateTrail".into(),
+            code: Some(code.into()),
+            message: "x".into(),
+        }
+    }
+
+    const QUICK: Backoff = Backoff {
+        first: Duration::from_millis(2),
+        max: Duration::from_millis(8),
+        bound: Duration::from_millis(200),
+    };
+
+    #[tokio::test]
+    async fn propagation_races_are_retried_until_iam_catches_up() {
+        let calls = AtomicUsize::new(0);
+        let r = propagation_retry("CreateTrail", TRAIL_PROPAGATION, QUICK, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(failure("InvalidCloudWatchLogsRoleArnException")),
+                1 => Err(failure("InvalidCloudWatchLogsLogGroupArnException")),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn other_errors_are_not_retried_and_races_are_bounded() {
+        let calls = AtomicUsize::new(0);
+        let r = propagation_retry("CreateTrail", TRAIL_PROPAGATION, QUICK, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(failure("AccessDeniedException"))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "not a propagation race");
+
+        let calls = AtomicUsize::new(0);
+        let started = std::time::Instant::now();
+        let r = propagation_retry("CreateTrail", TRAIL_PROPAGATION, QUICK, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(failure("InvalidCloudWatchLogsRoleArnException"))
+        })
+        .await;
+        assert!(r.is_err_and(|e| e.is(TRAIL_PROPAGATION)));
+        assert!(
+            calls.load(Ordering::SeqCst) > 3,
+            "retried while within the bound"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "gave up at the bound"
+        );
     }
 }

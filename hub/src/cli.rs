@@ -91,12 +91,21 @@ pub enum Command {
 /// Options of `policy`.
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// Whose policy: hub, agent or member.
-    #[arg(long = "for", value_name = "WHO", value_parser = ["hub", "agent", "member"])]
+    /// Whose policy: hub, agent, member (the hub's role in members), agent-member (the
+    /// agent's read-only role in members), or kms-key (the key policy statements CloudTrail
+    /// and the log readers need when trail.kms_key_id is set).
+    #[arg(long = "for", value_name = "WHO", value_parser = ["hub", "agent", "member", "agent-member", "kms-key"])]
     pub principal: String,
     /// The agent's DynamoDB dedupe table (default: any table named orgwatch-*).
     #[arg(long, value_name = "TABLE")]
     pub dedupe_table: Option<String>,
+    /// Topic ARN of one of the agent's `sns` sinks (repeatable); without any, the agent
+    /// may publish nowhere.
+    #[arg(long = "sns-topic", value_name = "ARN")]
+    pub sns_topics: Vec<String>,
+    /// kms-key: the organisation's management account, which owns the organisation trail.
+    #[arg(long, value_name = "ID")]
+    pub management_account: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -154,6 +154,14 @@ fn default_max_receive() -> u32 {
     5
 }
 
+/// `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`.
+fn is_kms_key_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", p, "kms", region, account, resource]
+        if p.starts_with("aws") && is_region(region) && naming::is_account_id(account)
+            && resource.strip_prefix("key/").is_some_and(|id| !id.is_empty()))
+}
+
 /// Retention values CloudWatch Logs accepts.
 const LOG_RETENTION_DAYS: &[i32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -253,6 +261,19 @@ impl HubConfig {
                 format!(
                     "trail.name: {:?} is not a valid trail name",
                     self.trail.name
+                ),
+            );
+        }
+        if let Some(key) = &self.trail.kms_key_id
+            && !is_kms_key_arn(key)
+        {
+            // CloudTrail's GetTrail answers with the key's ARN whatever form CreateTrail was
+            // given, and the key policy names the trail by ARN: a key ARN is the one form
+            // that compares equal on every run (CloudTrail API reference, Trail.KmsKeyId).
+            err(
+                "kms_key_id",
+                format!(
+                    "trail.kms_key_id: {key:?} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/KEY-ID)"
                 ),
             );
         }

@@ -32,6 +32,11 @@ pub struct RuleDeploy {
 #[derive(Clone, Debug)]
 pub struct OrgFacts {
     pub org_id: String,
+    /// The organisation's management account (`DescribeOrganization` MasterAccountId). An
+    /// organisation trail belongs to it even when a delegated administrator created it, so
+    /// the trail's ARN and its log prefix `AWSLogs/<management account>/` name it
+    /// (CloudTrail user guide, "Organization trails" and "Delegated administrator").
+    pub management_account: String,
     pub central_account: String,
 }
 
@@ -40,6 +45,9 @@ pub const CLOUDTRAIL_DETAIL_TYPES: [&str; 2] = [
     "AWS API Call via CloudTrail",
     "AWS Console Sign In via CloudTrail",
 ];
+/// CloudTrail's service principal, for trusted access in the organisation.
+pub const CLOUDTRAIL_SERVICE_PRINCIPAL: &str = "cloudtrail.amazonaws.com";
+
 /// Rule state that also delivers read-only management events.
 pub const ALL_MANAGEMENT_EVENTS: &str = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS";
 
@@ -50,7 +58,7 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
     let acct = org.central_account.as_str();
     let home = config.home_region();
     let bucket = &config.trail.bucket;
-    let trail_arn = arn::trail(home, acct, &config.trail.name);
+    let trail_arn = arn::trail(home, &org.management_account, &config.trail.name);
     out.insert(
         ResourceKey::new(acct, home, Kind::Bucket, bucket.clone()),
         Spec::Bucket(BucketSpec {
@@ -65,7 +73,30 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
             },
             versioning: "Enabled".into(),
             expire_days: config.trail.retention_days,
-            policy: bucket_policy(home, bucket, &trail_arn, org).to_string(),
+            policy: bucket_policy(
+                home,
+                bucket,
+                &trail_arn,
+                org,
+                config.monitoring.delivery == Delivery::Trail,
+            )
+            .to_string(),
+        }),
+    );
+    // CreateTrail with IsOrganizationTrail fails with CloudTrailAccessNotEnabledException
+    // until CloudTrail has trusted access in the organisation (CloudTrail API reference,
+    // CreateTrail; user guide, "Prepare for creating a trail for your organization").
+    // Organizations recommends enabling it through CloudTrail; EnableAWSServiceAccess from
+    // the management account is its API equivalent.
+    out.insert(
+        ResourceKey::new(
+            &org.management_account,
+            home,
+            Kind::TrustedAccess,
+            CLOUDTRAIL_SERVICE_PRINCIPAL,
+        ),
+        Spec::ServiceAccess(ServiceAccessSpec {
+            service_principal: CLOUDTRAIL_SERVICE_PRINCIPAL.into(),
         }),
     );
     out.insert(
@@ -79,6 +110,7 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
             logging: true,
             log_group_arn: None,
             logs_role_arn: None,
+            kms_key_id: config.trail.kms_key_id.clone(),
         }),
     );
     for region in &config.hub.regions {
@@ -135,7 +167,13 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
             Spec::EventRule(EventRuleSpec {
                 bus: naming::CENTRAL_BUS.into(),
                 pattern: json!({ "detail-type": CLOUDTRAIL_DETAIL_TYPES }).to_string(),
-                state: "ENABLED".into(),
+                // A rule in state ENABLED matches every event "except for AWS management
+                // events delivered through CloudTrail" that are read-only; the state that
+                // includes them is valid on custom buses too (EventBridge API reference,
+                // PutRule `State`; user guide, "Receiving read-only management events from
+                // AWS services"). Forwarded read-only calls (root's Get*/List*) must reach
+                // the queue like the rest.
+                state: ALL_MANAGEMENT_EVENTS.into(),
                 target_id: naming::QUEUE_TARGET_ID.into(),
                 target_arn: queue_arn,
                 target_role_arn: None,
@@ -210,7 +248,7 @@ pub fn member(
                     ResourceKey::new(account, region, Kind::TrailRole, naming::TRAIL_LOGS_ROLE),
                     Spec::Role(RoleSpec {
                         trust: trail_role_trust(account).to_string(),
-                        policy: trail_role_policy(&log_group_arn).to_string(),
+                        policy: trail_role_policy(region, account).to_string(),
                     }),
                 );
                 out.insert(
@@ -224,6 +262,7 @@ pub fn member(
                         logging: true,
                         log_group_arn: Some(format!("{log_group_arn}:*")),
                         logs_role_arn: Some(role_arn),
+                        kms_key_id: config.trail.kms_key_id.clone(),
                     }),
                 );
             }
@@ -263,6 +302,24 @@ pub fn member(
     }
     // Forwarding is regional in both modes: EventBridge sees each region's events.
     let bus_arn = arn::bus(region, &org.central_account, naming::CENTRAL_BUS);
+    let forwards = rules.iter().any(|r| r.forward_pattern.is_some());
+    // Every forward rule targets the central bus through the forwarding role: EventBridge
+    // requires a RoleArn for an event bus target in another account when the bus grants
+    // PutEvents through an organisation (aws:PrincipalOrgID), and for every bus-to-bus
+    // target in the same account (the management account is enrolled too).
+    // EventBridge API reference, PutTargets (RoleArn); user guide, "Sending and receiving
+    // events between AWS accounts" and "Sending events between event buses in the same
+    // account and Region". IAM is global: the role is one per account, kept in the home region.
+    let forward_role_arn = arn::role(region, account, naming::FORWARD_ROLE);
+    if forwards && region == config.home_region() {
+        out.insert(
+            ResourceKey::new(account, region, Kind::ForwardRole, naming::FORWARD_ROLE),
+            Spec::Role(RoleSpec {
+                trust: forward_role_trust().to_string(),
+                policy: forward_role_policy(region, &org.central_account).to_string(),
+            }),
+        );
+    }
     for rule in rules {
         if let Some(pattern) = &rule.forward_pattern {
             out.insert(
@@ -278,7 +335,7 @@ pub fn member(
                     state: ALL_MANAGEMENT_EVENTS.into(),
                     target_id: naming::BUS_TARGET_ID.into(),
                     target_arn: bus_arn.clone(),
-                    target_role_arn: None,
+                    target_role_arn: Some(forward_role_arn.clone()),
                 }),
             );
         }
@@ -287,65 +344,160 @@ pub fn member(
 }
 
 /// Denies plain-HTTP access; lets CloudTrail check the ACL and write only this
-/// organisation's prefix, for the organisation trail and orgwatch's account trails.
-pub fn bucket_policy(region: &str, bucket: &str, trail_arn: &str, org: &OrgFacts) -> Value {
+/// organisation's prefix, for the organisation trail and (`trail` delivery) orgwatch's
+/// account trails.
+///
+/// The statements follow the CloudTrail user guide, "Amazon S3 bucket policy for
+/// CloudTrail" and "Create a bucket policy for an organization trail": both the ACL check
+/// and the write are conditioned on `aws:SourceArn`, the trail ARNs; an organisation trail
+/// writes under `AWSLogs/<management account id>/` and `AWSLogs/<organization id>/`.
+pub fn bucket_policy(
+    region: &str,
+    bucket: &str,
+    trail_arn: &str,
+    org: &OrgFacts,
+    account_trails: bool,
+) -> Value {
     let b = arn::bucket(region, bucket);
-    let member_trails = format!(
-        "arn:{}:cloudtrail:*:*:trail/{}",
-        naming::partition(region),
-        naming::MEMBER_TRAIL
-    );
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [b, format!("{b}/*")],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}}
-            },
-            {
-                "Sid": "CloudTrailAclCheck",
-                "Effect": "Allow",
-                "Principal": {"Service": "cloudtrail.amazonaws.com"},
-                "Action": "s3:GetBucketAcl",
-                "Resource": b,
-                "Condition": {"StringEquals": {"aws:SourceOrgID": org.org_id}}
-            },
-            {
-                "Sid": "OrganizationTrailWrite",
-                "Effect": "Allow",
-                "Principal": {"Service": "cloudtrail.amazonaws.com"},
-                "Action": "s3:PutObject",
-                "Resource": [
-                    format!("{b}/AWSLogs/{}/*", org.central_account),
-                    format!("{b}/AWSLogs/{}/*", org.org_id)
-                ],
-                "Condition": {
-                    "StringEquals": {
-                        "s3:x-amz-acl": "bucket-owner-full-control",
-                        "aws:SourceArn": trail_arn
-                    }
-                }
-            },
-            {
-                "Sid": "AccountTrailsWrite",
-                "Effect": "Allow",
-                "Principal": {"Service": "cloudtrail.amazonaws.com"},
-                "Action": "s3:PutObject",
-                "Resource": format!("{b}/AWSLogs/*"),
-                "Condition": {
-                    "StringEquals": {
-                        "s3:x-amz-acl": "bucket-owner-full-control",
-                        "aws:SourceOrgID": org.org_id
-                    },
-                    "ArnLike": {"aws:SourceArn": member_trails}
+    let mut statements = vec![
+        json!({
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [b, format!("{b}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }),
+        json!({
+            "Sid": "CloudTrailAclCheck",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": "s3:GetBucketAcl",
+            "Resource": b,
+            "Condition": {"StringEquals": {"aws:SourceArn": trail_arn}}
+        }),
+        json!({
+            "Sid": "OrganizationTrailWrite",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": [
+                format!("{b}/AWSLogs/{}/*", org.management_account),
+                format!("{b}/AWSLogs/{}/*", org.org_id)
+            ],
+            "Condition": {
+                "StringEquals": {
+                    "s3:x-amz-acl": "bucket-owner-full-control",
+                    "aws:SourceArn": trail_arn
                 }
             }
-        ]
-    })
+        }),
+    ];
+    if account_trails {
+        // Each member's account trail (`trail` delivery) writes its own account's prefix;
+        // the trail ARNs are matched by name in any account of the organisation.
+        let member_trails = format!(
+            "arn:{}:cloudtrail:*:*:trail/{}",
+            naming::partition(region),
+            naming::MEMBER_TRAIL
+        );
+        statements.push(json!({
+            "Sid": "AccountTrailsAclCheck",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": "s3:GetBucketAcl",
+            "Resource": b,
+            "Condition": {
+                "StringEquals": {"aws:SourceOrgID": org.org_id},
+                "ArnLike": {"aws:SourceArn": member_trails}
+            }
+        }));
+        statements.push(json!({
+            "Sid": "AccountTrailsWrite",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": format!("{b}/AWSLogs/*"),
+            "Condition": {
+                "StringEquals": {
+                    "s3:x-amz-acl": "bucket-owner-full-control",
+                    "aws:SourceOrgID": org.org_id
+                },
+                "ArnLike": {"aws:SourceArn": member_trails}
+            }
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The key policy statements an SSE-KMS archive needs (`hub policy --for kms-key`), to
+/// add to the key's policy beside its administrators. CloudTrail user guide, "Configure
+/// AWS KMS key policies for CloudTrail": CloudTrail encrypts with `kms:GenerateDataKey*`
+/// under the encryption context `aws:cloudtrail:arn` of the trail's account and checks the
+/// key with `kms:DescribeKey`, both conditioned on `aws:SourceArn` (for an organisation
+/// trail the management account's trail ARN, "Security best practices in organization
+/// trails"); log readers (here `hub replay`) need `kms:Decrypt` for CloudTrail's context.
+pub fn kms_key_policy(
+    region: &str,
+    management_account: &str,
+    trail: &str,
+    readers: &[String],
+    account_trails: bool,
+) -> Value {
+    let partition = naming::partition(region);
+    let trail_arn =
+        format!("arn:{partition}:cloudtrail:{region}:{management_account}:trail/{trail}");
+    let mut statements = vec![
+        json!({
+            "Sid": "CloudTrailEncryptsOrganizationTrailLogs",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": "kms:GenerateDataKey*",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"aws:SourceArn": trail_arn},
+                "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": format!("arn:{partition}:cloudtrail:*:{management_account}:trail/*")}
+            }
+        }),
+        json!({
+            "Sid": "CloudTrailDescribesKey",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": "kms:DescribeKey",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceArn": trail_arn}}
+        }),
+    ];
+    if account_trails {
+        let member_trails = format!(
+            "arn:{partition}:cloudtrail:*:*:trail/{}",
+            naming::MEMBER_TRAIL
+        );
+        statements.push(json!({
+            "Sid": "CloudTrailEncryptsAccountTrailLogs",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudtrail.amazonaws.com"},
+            "Action": ["kms:GenerateDataKey*", "kms:DescribeKey"],
+            "Resource": "*",
+            "Condition": {
+                "ArnLike": {"aws:SourceArn": member_trails},
+                "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn": member_trails}
+            }
+        }));
+    }
+    let principals: Vec<String> = readers
+        .iter()
+        .map(|a| format!("arn:{partition}:iam::{a}:root"))
+        .collect();
+    statements.push(json!({
+        "Sid": "LogReadersDecrypt",
+        "Effect": "Allow",
+        "Principal": {"AWS": principals},
+        "Action": "kms:Decrypt",
+        "Resource": "*",
+        "Condition": {"Null": {"kms:EncryptionContext:aws:cloudtrail:arn": "false"}}
+    }));
+    json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
 /// Lets the organisation's orgwatch alarms publish, and the owner manage the topic.
@@ -370,6 +522,18 @@ pub fn topic_policy(region: &str, account: &str, topic_arn: &str, org: &OrgFacts
                     "StringEquals": {"aws:SourceOrgID": org.org_id},
                     "ArnLike": {"aws:SourceArn": format!("arn:{}:cloudwatch:{region}:*:alarm:{}*", naming::partition(region), naming::RULE_RESOURCE_PREFIX)}
                 }
+            },
+            {
+                // Security Hub CloudWatch.1-14 (and Prowler's CIS checks) in a member read the
+                // alarm topic's subscribers with sns:ListSubscriptionsByTopic; the topic is
+                // in the central account, so the organisation's accounts may list them. They
+                // learn the subscription endpoints (the central queue's ARN) and nothing else.
+                "Sid": "OrganizationListsSubscribers",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": "sns:ListSubscriptionsByTopic",
+                "Resource": topic_arn,
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.org_id}}
             }
         ]
     })
@@ -415,20 +579,36 @@ pub fn bus_policy(bus_arn: &str, org: &OrgFacts) -> Value {
     })
 }
 
-/// Lets EventBridge rules of this account write into the orgwatch log group.
+/// Lets the EventBridge rule of this account write into the orgwatch log group.
+///
+/// The documented form for EventBridge -> CloudWatch Logs targets (EventBridge user guide,
+/// "CloudWatch Logs permissions" under "Using resource-based policies for Amazon
+/// EventBridge"): `logs:CreateLogStream` without a condition, `logs:PutLogEvents`
+/// conditioned on the rule's ARN. EventBridge creates the stream without a source ARN in
+/// the request context; a condition on both made deliveries fail.
 pub fn log_resource_policy(log_group_arn: &str, region: &str, account: &str) -> Value {
+    let principals = json!({"Service": ["events.amazonaws.com", "delivery.logs.amazonaws.com"]});
     json!({
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "EventBridgeToOrgwatchLogGroup",
-            "Effect": "Allow",
-            "Principal": {"Service": ["events.amazonaws.com", "delivery.logs.amazonaws.com"]},
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": format!("{log_group_arn}:*"),
-            "Condition": {
-                "ArnEquals": {"aws:SourceArn": arn::rule(region, account, "default", naming::EVENTS_TO_LOGS_RULE)}
+        "Statement": [
+            {
+                "Sid": "EventBridgeCreatesStreams",
+                "Effect": "Allow",
+                "Principal": principals,
+                "Action": "logs:CreateLogStream",
+                "Resource": format!("{log_group_arn}:*")
+            },
+            {
+                "Sid": "EventBridgeRuleWritesEvents",
+                "Effect": "Allow",
+                "Principal": principals,
+                "Action": "logs:PutLogEvents",
+                "Resource": format!("{log_group_arn}:*"),
+                "Condition": {
+                    "ArnEquals": {"aws:SourceArn": arn::rule(region, account, "default", naming::EVENTS_TO_LOGS_RULE)}
+                }
             }
-        }]
+        ]
     })
 }
 
@@ -445,14 +625,49 @@ pub fn trail_role_trust(account: &str) -> Value {
     })
 }
 
-/// What CloudTrail may do with that role: write into the orgwatch log group only.
-pub fn trail_role_policy(log_group_arn: &str) -> Value {
+/// Trust of the forwarding role: EventBridge (the form of the EventBridge user guide,
+/// "Using IAM roles for targets": the `events.amazonaws.com` principal, `sts:AssumeRole`).
+pub fn forward_role_trust() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sts:AssumeRole"
+        }]
+    })
+}
+
+/// What EventBridge may do with the forwarding role: put events on the central bus, in
+/// every region, and nothing else.
+pub fn forward_role_policy(region: &str, central_account: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "events:PutEvents",
+            "Resource": format!(
+                "arn:{}:events:*:{central_account}:event-bus/{}",
+                naming::partition(region),
+                naming::CENTRAL_BUS
+            )
+        }]
+    })
+}
+
+/// What CloudTrail may do with that role: write into the orgwatch log group only (in any
+/// region: the member stack that creates the role may be deployed in any one region).
+pub fn trail_role_policy(region: &str, account: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": format!("{log_group_arn}:log-stream:*")
+            "Resource": format!(
+                "arn:{}:logs:*:{account}:log-group:{}:log-stream:*",
+                naming::partition(region),
+                naming::LOG_GROUP
+            )
         }]
     })
 }
@@ -471,6 +686,7 @@ mod tests {
     fn org() -> OrgFacts {
         OrgFacts {
             org_id: "o-abc".into(),
+            management_account: "111111111111".into(),
             central_account: "111111111111".into(),
         }
     }
@@ -510,6 +726,7 @@ mod tests {
             home,
             vec![
                 Kind::Bucket,
+                Kind::TrustedAccess,
                 Kind::OrgTrail,
                 Kind::Topic,
                 Kind::DeadLetterQueue,
@@ -537,6 +754,7 @@ mod tests {
                 vec![
                     Kind::LogGroup,
                     Kind::LogPolicy,
+                    Kind::ForwardRole,
                     Kind::EventsRule,
                     Kind::MetricFilter,
                     Kind::MetricFilter,
@@ -544,7 +762,27 @@ mod tests {
                     Kind::Alarm,
                     Kind::ForwardRule
                 ]
+                .into_iter()
+                .filter(|k| region == "us-east-1" || *k != Kind::ForwardRole)
+                .collect::<Vec<_>>(),
+                "the forwarding role (IAM, global) is kept in the home region"
             );
+            let forward = m
+                .get(&ResourceKey::new(
+                    "222222222222",
+                    region,
+                    Kind::ForwardRule,
+                    "orgwatch-forward-root-activity",
+                ))
+                .expect("forward rule");
+            match forward {
+                Spec::EventRule(r) => assert_eq!(
+                    r.target_role_arn.as_deref(),
+                    Some("arn:aws:iam::222222222222:role/orgwatch-events-forward"),
+                    "a bus target needs a RoleArn"
+                ),
+                other => panic!("{other:?}"),
+            }
             let alarm = m
                 .get(&ResourceKey::new(
                     "222222222222",
@@ -575,6 +813,7 @@ mod tests {
             vec![
                 Kind::LogGroup,
                 Kind::TrailRole,
+                Kind::ForwardRole,
                 Kind::MemberTrail,
                 Kind::MetricFilter,
                 Kind::Alarm,
@@ -593,9 +832,16 @@ mod tests {
             "b",
             "arn:aws:cloudtrail:us-east-1:111111111111:trail/orgwatch",
             &org(),
+            false,
         );
         let s = &p["Statement"];
         assert_eq!(s[0]["Effect"], "Deny");
+        assert_eq!(
+            s[1]["Condition"]["StringEquals"]["aws:SourceArn"],
+            "arn:aws:cloudtrail:us-east-1:111111111111:trail/orgwatch",
+            "the ACL check names the trail"
+        );
+        assert_eq!(s.as_array().map(Vec::len), Some(3), "no account trails");
         assert_eq!(s[0]["Condition"]["Bool"]["aws:SecureTransport"], "false");
         assert_eq!(s[2]["Resource"][1], "arn:aws:s3:::b/AWSLogs/o-abc/*");
         assert_eq!(

@@ -96,7 +96,8 @@ pub fn diff(desired: &BTreeMap<ResourceKey, Spec>, observed: &BTreeMap<ResourceK
     });
     let mut deletes: Vec<Change> = observed
         .iter()
-        .filter(|(k, _)| !desired.contains_key(*k))
+        // The member stack's roles and trusted access are never deleted by the hub.
+        .filter(|(k, _)| !desired.contains_key(*k) && !k.kind.never_deleted())
         .map(|(k, have)| Change {
             key: k.clone(),
             action: Action::Delete,
@@ -115,6 +116,35 @@ pub fn diff(desired: &BTreeMap<ResourceKey, Spec>, observed: &BTreeMap<ResourceK
     plan.changes = upserts;
     plan.changes.extend(deletes);
     plan
+}
+
+/// Why a plan cannot be applied as it is: it would create or change resources the hub
+/// never writes ([`crate::model::Kind::provided`]). The message says what to deploy.
+pub fn provided_changes(plan: &Plan) -> Option<String> {
+    let names: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.key.kind.provided())
+        .map(|c| match &c.action {
+            Action::Update { fields } => {
+                let f: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+                format!("{} {} differs ({})", c.key.kind, c.key.name, f.join(", "))
+            }
+            _ => format!("{} {} is missing", c.key.kind, c.key.name),
+        })
+        .collect();
+    (!names.is_empty()).then(|| {
+        format!(
+            "{}: orgwatch never writes IAM roles (whoever may write a role's policies can make it an administrator); deploy or update the member stack {} (infra/cloudformation/member-role.yaml, as a StackSet over the organisation and as a stack in the management account) in account {}, then run hub enroll again",
+            names.join("; "),
+            shared::naming::MEMBER_STACK,
+            plan.changes
+                .iter()
+                .find(|c| c.key.kind.provided())
+                .map(|c| c.key.account.as_str())
+                .unwrap_or_default()
+        )
+    })
 }
 
 fn field_diffs(have: &Spec, want: &Spec) -> Vec<FieldDiff> {

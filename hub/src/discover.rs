@@ -11,6 +11,8 @@ use crate::observe::OpError;
 #[derive(Clone, Debug)]
 pub struct Organization {
     pub id: String,
+    /// The management account (`MasterAccountId`).
+    pub management_account: String,
     /// ACTIVE accounts, sorted.
     pub active_accounts: Vec<String>,
 }
@@ -38,6 +40,10 @@ pub async fn organization(c: &Clients) -> Result<Organization, OpError> {
     accounts.sort();
     Ok(Organization {
         id: org.and_then(|o| o.id()).unwrap_or_default().to_string(),
+        management_account: org
+            .and_then(|o| o.master_account_id())
+            .unwrap_or_default()
+            .to_string(),
         active_accounts: accounts,
     })
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     Bucket,
+    TrustedAccess,
     OrgTrail,
     Topic,
     DeadLetterQueue,
@@ -21,6 +22,7 @@ pub enum Kind {
     LogGroup,
     LogPolicy,
     TrailRole,
+    ForwardRole,
     MemberTrail,
     EventsRule,
     MetricFilter,
@@ -32,6 +34,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Bucket => "bucket",
+            Kind::TrustedAccess => "trusted-access",
             Kind::OrgTrail => "org-trail",
             Kind::Topic => "topic",
             Kind::DeadLetterQueue => "dead-letter-queue",
@@ -42,12 +45,31 @@ impl Kind {
             Kind::LogGroup => "log-group",
             Kind::LogPolicy => "log-policy",
             Kind::TrailRole => "trail-role",
+            Kind::ForwardRole => "forward-role",
             Kind::MemberTrail => "member-trail",
             Kind::EventsRule => "events-rule",
             Kind::MetricFilter => "metric-filter",
             Kind::Alarm => "alarm",
             Kind::ForwardRule => "forward-rule",
         }
+    }
+}
+
+impl Kind {
+    /// Kinds the hub checks but never creates, changes or deletes: the IAM service roles
+    /// that the member stack (`infra/cloudformation/member-role.yaml`, a StackSet over the
+    /// organisation) creates. A principal that may write a role's trust or policies can
+    /// make that role an administrator and assume it, so neither the hub nor the member
+    /// role holds any IAM write permission; they only read these roles and pass them.
+    pub fn provided(self) -> bool {
+        matches!(self, Kind::TrailRole | Kind::ForwardRole)
+    }
+
+    /// Kinds the hub creates but never deletes: the provided ones (not the hub's to
+    /// delete), and CloudTrail trusted access in the organisation (other tools may rely on
+    /// it; disabling it stops every organisation trail).
+    pub fn never_deleted(self) -> bool {
+        self.provided() || self == Kind::TrustedAccess
     }
 }
 
@@ -114,6 +136,9 @@ pub struct TrailSpec {
     pub logging: bool,
     pub log_group_arn: Option<String>,
     pub logs_role_arn: Option<String>,
+    /// SSE-KMS key ARN of the log files (`trail.kms_key_id`); `None`: the bucket's default
+    /// encryption only. Security Hub CloudTrail.2 requires it set.
+    pub kms_key_id: Option<String>,
 }
 
 /// A resource whose only managed setting is a resource policy (topic, bus, log policy).
@@ -195,6 +220,13 @@ pub struct AlarmSpec {
     pub description: String,
 }
 
+/// An AWS service's trusted access in the organisation (`EnableAWSServiceAccess`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceAccessSpec {
+    /// The service principal, e.g. `cloudtrail.amazonaws.com`.
+    pub service_principal: String,
+}
+
 /// The settings of one resource.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -209,6 +241,7 @@ pub enum Spec {
     Role(RoleSpec),
     MetricFilter(MetricFilterSpec),
     Alarm(AlarmSpec),
+    ServiceAccess(ServiceAccessSpec),
 }
 
 impl Spec {
@@ -260,11 +293,12 @@ mod tests {
             logging: false,
             log_group_arn: None,
             logs_role_arn: None,
+            kms_key_id: None,
         });
         let f = t.fields();
         assert_eq!(f["logging"], "false");
         assert_eq!(f["log_group_arn"], "");
-        assert_eq!(f.len(), 8);
+        assert_eq!(f.len(), 9);
     }
 
     #[test]

@@ -283,12 +283,18 @@ pub async fn member(
     }
 
     if region == home {
-        if let Some((role, is_managed)) = role(c, naming::TRAIL_LOGS_ROLE).await? {
-            out.insert(
-                ResourceKey::new(account, region, Kind::TrailRole, naming::TRAIL_LOGS_ROLE),
-                Spec::Role(role),
-                is_managed,
-            );
+        // The service roles come from the member stack (Kind::provided): read, never written.
+        for (kind, name) in [
+            (Kind::TrailRole, naming::TRAIL_LOGS_ROLE),
+            (Kind::ForwardRole, naming::FORWARD_ROLE),
+        ] {
+            // Ownership (the managed tag) does not matter for what the hub never writes.
+            if let Some(role) = role(c, name).await? {
+                out.resources.insert(
+                    ResourceKey::new(account, region, kind, name),
+                    Spec::Role(role),
+                );
+            }
         }
         if let Some((t, is_managed)) = trail(c, naming::MEMBER_TRAIL).await? {
             out.insert(
@@ -369,9 +375,8 @@ async fn event_rules(
     Ok(out)
 }
 
-/// A role, its inline policy of the same name, and whether it carries the managed tag
-/// (GetRole returns the tags).
-async fn role(c: &Clients, name: &str) -> Result<Option<(RoleSpec, bool)>, OpError> {
+/// A role and its inline policy of the same name (the member stack names both alike).
+async fn role(c: &Clients, name: &str) -> Result<Option<RoleSpec>, OpError> {
     let iam = c.iam();
     let Some(r) = optional(
         call!("GetRole", iam.get_role().role_name(name).send()),
@@ -380,13 +385,6 @@ async fn role(c: &Clients, name: &str) -> Result<Option<(RoleSpec, bool)>, OpErr
     else {
         return Ok(None);
     };
-    let is_managed = managed(
-        r.role()
-            .map(|r| r.tags())
-            .unwrap_or_default()
-            .iter()
-            .map(|t| (t.key(), t.value())),
-    );
     let trust = r
         .role()
         .and_then(|r| r.assume_role_policy_document())
@@ -404,7 +402,7 @@ async fn role(c: &Clients, name: &str) -> Result<Option<(RoleSpec, bool)>, OpErr
     )?
     .map(|p| decode_policy(p.policy_document()))
     .unwrap_or_default();
-    Ok(Some((RoleSpec { trust, policy }, is_managed)))
+    Ok(Some(RoleSpec { trust, policy }))
 }
 
 /// IAM returns policy documents URL-encoded.
@@ -470,6 +468,7 @@ async fn trail(c: &Clients, name: &str) -> Result<Option<(TrailSpec, bool)>, OpE
         logging: status.is_logging().unwrap_or(false),
         log_group_arn: t.cloud_watch_logs_log_group_arn().map(str::to_string),
         logs_role_arn: t.cloud_watch_logs_role_arn().map(str::to_string),
+        kms_key_id: t.kms_key_id().map(str::to_string),
     };
     Ok(Some((spec, is_managed)))
 }
@@ -484,6 +483,31 @@ pub async fn central(
     let account = names.account.as_str();
     let mut out = Observed::default();
     if region == home {
+        // Trusted access belongs to the organisation; it is read (and enabled) in the
+        // management account, whose id the key carries.
+        let orgs = c.organizations();
+        let mut pages = orgs
+            .list_aws_service_access_for_organization()
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| OpError::new("ListAWSServiceAccessForOrganization", e))?;
+            for p in page.enabled_service_principals() {
+                if p.service_principal() == Some(crate::desired::CLOUDTRAIL_SERVICE_PRINCIPAL) {
+                    out.resources.insert(
+                        ResourceKey::new(
+                            &names.management_account,
+                            region,
+                            Kind::TrustedAccess,
+                            crate::desired::CLOUDTRAIL_SERVICE_PRINCIPAL,
+                        ),
+                        Spec::ServiceAccess(ServiceAccessSpec {
+                            service_principal: crate::desired::CLOUDTRAIL_SERVICE_PRINCIPAL.into(),
+                        }),
+                    );
+                }
+            }
+        }
         if let Some((b, is_managed)) = bucket(c, &names.bucket).await? {
             out.insert(
                 ResourceKey::new(account, region, Kind::Bucket, names.bucket.clone()),
@@ -602,6 +626,8 @@ pub async fn central(
 /// Names of the central resources.
 #[derive(Clone, Debug)]
 pub struct CentralNames {
+    /// The organisation's management account (trusted access is the organisation's).
+    pub management_account: String,
     pub account: String,
     pub bucket: String,
     pub trail: String,

@@ -1,12 +1,23 @@
 //! Least-privilege IAM policies, derived from one table of what the code calls.
 //!
 //! Every AWS operation orgwatch performs is listed in [`GRANTS`] with the identity that
-//! performs it (the hub in its own account, the agent in its own account, either of them
-//! in a member account through the member role), the IAM actions it needs and the
-//! resources, named by [`crate::naming`] wherever AWS allows resource-level permissions.
-//! `hub policy --for hub|agent|member` prints [`policy`]; `infra/iam/*.json` are generated
-//! from it, and the end-to-end tests record every call the binaries make
+//! performs it (the hub in its own account, the agent in its own account, the hub in a
+//! member account through the member role, the agent in a member account through its
+//! read-only role), the IAM actions it needs and the resources, named by [`crate::naming`]
+//! wherever AWS allows resource-level permissions.
+//! `hub policy --for hub|agent|member|agent-member` prints [`policy`]; `infra/iam/*.json`
+//! are generated from it, and the end-to-end tests record every call the binaries make
 //! (`ORGWATCH_CALL_LOG`) and check each against [`covers`].
+//!
+//! Resource types and condition keys follow the Service Authorization Reference
+//! (<https://docs.aws.amazon.com/service-authorization/latest/reference/>): an action that
+//! has no resource type there takes only `"*"`, and the contract test
+//! `e2e::contract::grants_match_the_service_authorization_reference` checks every action
+//! of the table against the reference's resource types.
+//!
+//! No principal may write IAM roles or their policies: the service roles CloudTrail and
+//! EventBridge assume come from the member stack (`infra/cloudformation/member-role.yaml`);
+//! the hub and the member role only read and pass them.
 
 use serde_json::{Value, json};
 
@@ -19,18 +30,24 @@ pub enum Principal {
     Hub,
     /// `agent`, with the credentials it runs with (the central account).
     Agent,
-    /// The member role, assumed by the hub (set-up) and the agent (enrichment).
+    /// The member role, assumed by the hub to set a member account up.
     Member,
+    /// The agent's read-only role in member accounts ([`naming::AGENT_MEMBER_ROLE`]),
+    /// assumed to enrich alarms from the member's log group.
+    AgentMember,
 }
 
 impl Principal {
+    /// Every principal, in the order `hub policy` documents them.
+    pub const ALL: [Principal; 4] = [
+        Principal::Hub,
+        Principal::Agent,
+        Principal::Member,
+        Principal::AgentMember,
+    ];
+
     pub fn parse(s: &str) -> Option<Principal> {
-        match s {
-            "hub" => Some(Principal::Hub),
-            "agent" => Some(Principal::Agent),
-            "member" => Some(Principal::Member),
-            _ => None,
-        }
+        Principal::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -38,8 +55,28 @@ impl Principal {
             Principal::Hub => "hub",
             Principal::Agent => "agent",
             Principal::Member => "member",
+            Principal::AgentMember => "agent-member",
         }
     }
+}
+
+/// One condition of a statement: `{operator: {key: values}}`. Values are filled like
+/// resources.
+#[derive(Debug)]
+pub struct Condition {
+    pub operator: &'static str,
+    pub key: &'static str,
+    pub values: &'static [&'static str],
+}
+
+/// When a statement is part of a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    Always,
+    /// Only when the archive is SSE-KMS encrypted (`trail.kms_key_id`).
+    KmsKey,
+    /// Only when the agent has sinks of type `sns` (their topic ARNs).
+    SnsTopics,
 }
 
 /// One statement of a policy.
@@ -51,9 +88,13 @@ pub struct Grant {
     /// (SDK service name, operation) pairs this grant exists for, as the SDK names them.
     pub calls: &'static [(&'static str, &'static str)],
     pub actions: &'static [&'static str],
-    /// ARN patterns; `{bucket}`, `{trail}`, `{topic}`, `{queue}`, `{member_role}`,
-    /// `{table}` are replaced from [`Names`].
+    /// ARN patterns, written for the `aws` partition (`arn:aws:` becomes the configured
+    /// partition's prefix); `{bucket}`, `{trail}`, `{topic}`, `{queue}`, `{member_role}`,
+    /// `{agent_member_role}`, `{table}`, `{kms_key}` are replaced from [`Names`], and
+    /// `{sns_topic}` stands for each of the agent's SNS topics.
     pub resources: &'static [&'static str],
+    pub conditions: &'static [Condition],
+    pub needs: Needs,
     /// Why these actions and, for `*`, why no narrower resource.
     pub why: &'static str,
 }
@@ -61,24 +102,37 @@ pub struct Grant {
 /// The configured names that scope resources.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {
+    /// ARN partition (`aws`, `aws-cn`, `aws-us-gov`), from the region
+    /// ([`naming::partition`]).
+    pub partition: String,
     pub bucket: String,
     pub trail: String,
     pub topic: String,
     pub queue: String,
     pub member_role: String,
+    /// The agent's read-only role in member accounts.
+    pub agent_member_role: String,
     /// The agent's DynamoDB dedupe table.
     pub table: String,
+    /// The archive's KMS key ARN, when SSE-KMS is configured.
+    pub kms_key: Option<String>,
+    /// Topic ARNs of the agent's `sns` sinks.
+    pub sns_topics: Vec<String>,
 }
 
 impl Default for Names {
     fn default() -> Self {
         Names {
+            partition: "aws".into(),
             bucket: "orgwatch-cloudtrail-*".into(),
             trail: naming::PREFIX.into(),
             topic: "orgwatch-alerts".into(),
             queue: "orgwatch-alerts".into(),
             member_role: naming::DEFAULT_MEMBER_ROLE.into(),
+            agent_member_role: naming::AGENT_MEMBER_ROLE.into(),
             table: "orgwatch-*".into(),
+            kms_key: None,
+            sns_topics: Vec::new(),
         }
     }
 }
@@ -107,11 +161,10 @@ const TRAIL_ACTIONS: &[&str] = &[
     "cloudtrail:ListTags",
 ];
 
-/// An EventBridge rule's life cycle with its targets and tags.
+/// An EventBridge rule's life cycle and tags; its targets are [`TARGET_CALLS`].
 const RULE_CALLS: &[(&str, &str)] = &[
     ("EventBridge", "PutRule"),
     ("EventBridge", "DeleteRule"),
-    ("EventBridge", "PutTargets"),
     ("EventBridge", "RemoveTargets"),
     ("EventBridge", "ListTargetsByRule"),
     ("EventBridge", "TagResource"),
@@ -120,12 +173,15 @@ const RULE_CALLS: &[(&str, &str)] = &[
 const RULE_ACTIONS: &[&str] = &[
     "events:PutRule",
     "events:DeleteRule",
-    "events:PutTargets",
     "events:RemoveTargets",
     "events:ListTargetsByRule",
     "events:TagResource",
     "events:ListTagsForResource",
 ];
+/// PutTargets on its own: it is the one rule action with the `events:TargetArn` condition
+/// key (Service Authorization Reference, Amazon EventBridge), so each principal may point
+/// its rules at orgwatch's own targets only.
+const TARGET_CALLS: &[(&str, &str)] = &[("EventBridge", "PutTargets")];
 
 /// What orgwatch calls, by whom, and the permission it takes.
 pub const GRANTS: &[Grant] = &[
@@ -139,6 +195,8 @@ pub const GRANTS: &[Grant] = &[
             ("Organizations", "ListAccountsForParent"),
             ("Organizations", "ListOrganizationalUnitsForParent"),
             ("Organizations", "ListRoots"),
+            ("Organizations", "ListAWSServiceAccessForOrganization"),
+            ("Organizations", "ListDelegatedAdministrators"),
             ("STS", "GetCallerIdentity"),
         ],
         actions: &[
@@ -148,10 +206,27 @@ pub const GRANTS: &[Grant] = &[
             "organizations:ListOrganizationalUnitsForParent",
             "organizations:ListRoots",
             "organizations:ListAWSServiceAccessForOrganization",
+            "organizations:ListDelegatedAdministrators",
             "sts:GetCallerIdentity",
         ],
         resources: &["*"],
-        why: "which accounts to enroll; Organizations read actions and GetCallerIdentity take no resource",
+        conditions: &[],
+        needs: Needs::Always,
+        why: "which accounts to enroll, and whether CloudTrail may create an organisation trail; Organizations read actions and GetCallerIdentity take no resource",
+    },
+    Grant {
+        principal: Principal::Hub,
+        sid: "CloudTrailTrustedAccess",
+        calls: &[("Organizations", "EnableAWSServiceAccess")],
+        actions: &["organizations:EnableAWSServiceAccess"],
+        resources: &["*"],
+        conditions: &[Condition {
+            operator: "StringEquals",
+            key: "organizations:ServicePrincipal",
+            values: &["cloudtrail.amazonaws.com"],
+        }],
+        needs: Needs::Always,
+        why: "an organisation trail needs CloudTrail trusted access (CreateTrail: CloudTrailAccessNotEnabledException); the action has no resource type, the condition allows CloudTrail only",
     },
     Grant {
         principal: Principal::Hub,
@@ -159,6 +234,8 @@ pub const GRANTS: &[Grant] = &[
         calls: &[("STS", "AssumeRole")],
         actions: &["sts:AssumeRole"],
         resources: &["arn:aws:iam::*:role/{member_role}"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "reach every member account through the member role",
     },
     Grant {
@@ -206,6 +283,8 @@ pub const GRANTS: &[Grant] = &[
             "s3:DeleteBucket",
         ],
         resources: &["arn:aws:s3:::{bucket}"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "the locked-down archive bucket (DeleteBucket only with offboard --delete-archive)",
     },
     Grant {
@@ -214,7 +293,23 @@ pub const GRANTS: &[Grant] = &[
         calls: &[("S3", "GetObject"), ("S3", "DeleteObjects")],
         actions: &["s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
         resources: &["arn:aws:s3:::{bucket}/*"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "hub replay reads archived log files; offboard --delete-archive empties the bucket",
+    },
+    Grant {
+        principal: Principal::Hub,
+        sid: "ArchiveKey",
+        calls: &[],
+        actions: &["kms:Decrypt", "kms:DescribeKey"],
+        resources: &["{kms_key}"],
+        conditions: &[Condition {
+            operator: "StringLike",
+            key: "kms:ViaService",
+            values: &["s3.*.amazonaws.com"],
+        }],
+        needs: Needs::KmsKey,
+        why: "SSE-KMS archive: hub replay decrypts log files through S3 (the key policy must allow it too: hub policy --for kms-key)",
     },
     Grant {
         principal: Principal::Hub,
@@ -222,14 +317,18 @@ pub const GRANTS: &[Grant] = &[
         calls: TRAIL_CALLS,
         actions: TRAIL_ACTIONS,
         resources: &["arn:aws:cloudtrail:*:*:trail/{trail}"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "the organisation trail",
     },
     Grant {
         principal: Principal::Hub,
-        sid: "OrganizationTrailServiceAccess",
+        sid: "OrganizationTrailServiceLinkedRole",
         calls: &[],
         actions: &["iam:CreateServiceLinkedRole", "iam:GetRole"],
         resources: &["arn:aws:iam::*:role/aws-service-role/cloudtrail.amazonaws.com/*"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "CloudTrail needs its service-linked role to create an organisation trail",
     },
     Grant {
@@ -256,6 +355,8 @@ pub const GRANTS: &[Grant] = &[
             "sns:ListTagsForResource",
         ],
         resources: &["arn:aws:sns:*:*:{topic}"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "the central alert topic, per monitored region",
     },
     Grant {
@@ -272,6 +373,8 @@ pub const GRANTS: &[Grant] = &[
             "sns:Unsubscribe",
         ],
         resources: &["*"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "subscription actions take no resource-level permissions",
     },
     Grant {
@@ -296,6 +399,8 @@ pub const GRANTS: &[Grant] = &[
             "sqs:ListQueueTags",
         ],
         resources: &["arn:aws:sqs:*:*:{queue}", "arn:aws:sqs:*:*:{queue}-dlq"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "the central queue and its dead-letter queue",
     },
     Grant {
@@ -305,20 +410,31 @@ pub const GRANTS: &[Grant] = &[
             ("EventBridge", "CreateEventBus"),
             ("EventBridge", "DeleteEventBus"),
             ("EventBridge", "DescribeEventBus"),
-            ("EventBridge", "PutPermission"),
-            ("EventBridge", "RemovePermission"),
         ],
         actions: &[
             "events:CreateEventBus",
             "events:DeleteEventBus",
             "events:DescribeEventBus",
-            "events:PutPermission",
-            "events:RemovePermission",
             "events:TagResource",
             "events:ListTagsForResource",
         ],
         resources: &["arn:aws:events:*:*:event-bus/orgwatch"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "the central bus that accepts the organisation's forwarded events",
+    },
+    Grant {
+        principal: Principal::Hub,
+        sid: "CentralEventBusPolicy",
+        calls: &[
+            ("EventBridge", "PutPermission"),
+            ("EventBridge", "RemovePermission"),
+        ],
+        actions: &["events:PutPermission", "events:RemovePermission"],
+        resources: &["*"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "PutPermission and RemovePermission have no resource type (Service Authorization Reference, Amazon EventBridge): only * matches",
     },
     Grant {
         principal: Principal::Hub,
@@ -326,7 +442,23 @@ pub const GRANTS: &[Grant] = &[
         calls: RULE_CALLS,
         actions: RULE_ACTIONS,
         resources: &["arn:aws:events:*:*:rule/orgwatch/orgwatch-*"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "the rule from the central bus into the queue",
+    },
+    Grant {
+        principal: Principal::Hub,
+        sid: "CentralEventTargets",
+        calls: TARGET_CALLS,
+        actions: &["events:PutTargets"],
+        resources: &["arn:aws:events:*:*:rule/orgwatch/orgwatch-*"],
+        conditions: &[Condition {
+            operator: "ArnLike",
+            key: "events:TargetArn",
+            values: &["arn:aws:sqs:*:*:{queue}"],
+        }],
+        needs: Needs::Always,
+        why: "the central rule's one target, the queue",
     },
     Grant {
         principal: Principal::Hub,
@@ -334,7 +466,9 @@ pub const GRANTS: &[Grant] = &[
         calls: &[("EventBridge", "ListRules")],
         actions: &["events:ListRules"],
         resources: &["*"],
-        why: "ListRules is filtered by name prefix in the request, not by resource",
+        conditions: &[],
+        needs: Needs::Always,
+        why: "ListRules has no resource type; it is filtered by name prefix in the request",
     },
     // ---- member role ---------------------------------------------------------------
     Grant {
@@ -343,6 +477,8 @@ pub const GRANTS: &[Grant] = &[
         calls: &[("STS", "GetCallerIdentity")],
         actions: &["sts:GetCallerIdentity"],
         resources: &["*"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "prove the assumed credentials belong to the account asked for",
     },
     Grant {
@@ -355,7 +491,6 @@ pub const GRANTS: &[Grant] = &[
             ("CloudWatch Logs", "PutMetricFilter"),
             ("CloudWatch Logs", "DeleteMetricFilter"),
             ("CloudWatch Logs", "DescribeMetricFilters"),
-            ("CloudWatch Logs", "FilterLogEvents"),
             ("CloudWatch Logs", "TagResource"),
             ("CloudWatch Logs", "ListTagsForResource"),
         ],
@@ -366,7 +501,6 @@ pub const GRANTS: &[Grant] = &[
             "logs:PutMetricFilter",
             "logs:DeleteMetricFilter",
             "logs:DescribeMetricFilters",
-            "logs:FilterLogEvents",
             "logs:TagResource",
             "logs:TagLogGroup",
             "logs:ListTagsForResource",
@@ -375,7 +509,9 @@ pub const GRANTS: &[Grant] = &[
             "arn:aws:logs:*:*:log-group:/orgwatch/*",
             "arn:aws:logs:*:*:log-group:/orgwatch/*:*",
         ],
-        why: "the member's orgwatch log group, its filters, and reading it (agent enrichment)",
+        conditions: &[],
+        needs: Needs::Always,
+        why: "the member's orgwatch log group and its filters",
     },
     Grant {
         principal: Principal::Member,
@@ -393,7 +529,9 @@ pub const GRANTS: &[Grant] = &[
             "logs:DeleteResourcePolicy",
         ],
         resources: &["*"],
-        why: "log resource policies and group listing are account-level: no resource ARN exists",
+        conditions: &[],
+        needs: Needs::Always,
+        why: "log resource policies and group listing are account-level: no resource type exists",
     },
     Grant {
         principal: Principal::Member,
@@ -411,6 +549,8 @@ pub const GRANTS: &[Grant] = &[
             "cloudwatch:ListTagsForResource",
         ],
         resources: &["arn:aws:cloudwatch:*:*:alarm:orgwatch-*"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "one alarm per rule",
     },
     Grant {
@@ -419,7 +559,9 @@ pub const GRANTS: &[Grant] = &[
         calls: &[("CloudWatch", "DescribeAlarms")],
         actions: &["cloudwatch:DescribeAlarms"],
         resources: &["*"],
-        why: "DescribeAlarms filters by name prefix in the request",
+        conditions: &[],
+        needs: Needs::Always,
+        why: "DescribeAlarms has no resource type; it filters by name prefix in the request",
     },
     Grant {
         principal: Principal::Member,
@@ -427,7 +569,26 @@ pub const GRANTS: &[Grant] = &[
         calls: RULE_CALLS,
         actions: RULE_ACTIONS,
         resources: &["arn:aws:events:*:*:rule/orgwatch-*"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "the default-bus rules: CloudTrail events into the log group, forwarding to the central bus",
+    },
+    Grant {
+        principal: Principal::Member,
+        sid: "EventTargets",
+        calls: TARGET_CALLS,
+        actions: &["events:PutTargets"],
+        resources: &["arn:aws:events:*:*:rule/orgwatch-*"],
+        conditions: &[Condition {
+            operator: "ArnLike",
+            key: "events:TargetArn",
+            values: &[
+                "arn:aws:logs:*:*:log-group:/orgwatch/*",
+                "arn:aws:events:*:*:event-bus/orgwatch",
+            ],
+        }],
+        needs: Needs::Always,
+        why: "targets of the default-bus rules: the orgwatch log group and the central bus only",
     },
     Grant {
         principal: Principal::Member,
@@ -435,36 +596,50 @@ pub const GRANTS: &[Grant] = &[
         calls: &[("EventBridge", "ListRules")],
         actions: &["events:ListRules"],
         resources: &["*"],
-        why: "ListRules is filtered by name prefix in the request, not by resource",
+        conditions: &[],
+        needs: Needs::Always,
+        why: "ListRules has no resource type; it is filtered by name prefix in the request",
     },
     Grant {
         principal: Principal::Member,
-        sid: "TrailDeliveryRole",
-        calls: &[
-            ("IAM", "CreateRole"),
-            ("IAM", "DeleteRole"),
-            ("IAM", "GetRole"),
-            ("IAM", "UpdateAssumeRolePolicy"),
-            ("IAM", "PutRolePolicy"),
-            ("IAM", "GetRolePolicy"),
-            ("IAM", "DeleteRolePolicy"),
-            ("IAM", "TagRole"),
-            ("IAM", "ListRoleTags"),
+        sid: "ReadServiceRoles",
+        calls: &[("IAM", "GetRole"), ("IAM", "GetRolePolicy")],
+        actions: &["iam:GetRole", "iam:GetRolePolicy"],
+        resources: &[
+            "arn:aws:iam::*:role/orgwatch-cloudtrail-logs",
+            "arn:aws:iam::*:role/orgwatch-events-forward",
         ],
-        actions: &[
-            "iam:CreateRole",
-            "iam:DeleteRole",
-            "iam:GetRole",
-            "iam:UpdateAssumeRolePolicy",
-            "iam:PutRolePolicy",
-            "iam:GetRolePolicy",
-            "iam:DeleteRolePolicy",
-            "iam:TagRole",
-            "iam:ListRoleTags",
-            "iam:PassRole",
-        ],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "check the member stack's service roles; nothing here may write IAM (a role whose policies one can write is one's own admin role)",
+    },
+    Grant {
+        principal: Principal::Member,
+        sid: "PassTrailRole",
+        calls: &[],
+        actions: &["iam:PassRole"],
         resources: &["arn:aws:iam::*:role/orgwatch-cloudtrail-logs"],
-        why: "delivery = trail: the role CloudTrail uses to write into the log group (PassRole to CloudTrail)",
+        conditions: &[Condition {
+            operator: "StringEquals",
+            key: "iam:PassedToService",
+            values: &["cloudtrail.amazonaws.com"],
+        }],
+        needs: Needs::Always,
+        why: "delivery = trail: CreateTrail/UpdateTrail name the role CloudTrail writes into the log group with",
+    },
+    Grant {
+        principal: Principal::Member,
+        sid: "PassForwardRole",
+        calls: &[],
+        actions: &["iam:PassRole"],
+        resources: &["arn:aws:iam::*:role/orgwatch-events-forward"],
+        conditions: &[Condition {
+            operator: "StringEquals",
+            key: "iam:PassedToService",
+            values: &["events.amazonaws.com"],
+        }],
+        needs: Needs::Always,
+        why: "PutTargets names the role EventBridge puts forwarded events on the central bus with",
     },
     Grant {
         principal: Principal::Member,
@@ -472,6 +647,8 @@ pub const GRANTS: &[Grant] = &[
         calls: TRAIL_CALLS,
         actions: TRAIL_ACTIONS,
         resources: &["arn:aws:cloudtrail:*:*:trail/orgwatch-account"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "delivery = trail: the member's own trail into the archive and its log group",
     },
     // ---- agent, own account ----------------------------------------------------------
@@ -495,6 +672,8 @@ pub const GRANTS: &[Grant] = &[
             "sqs:ChangeMessageVisibility",
         ],
         resources: &["arn:aws:sqs:*:*:{queue}"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "long-poll the central queue, renew visibility, delete what every sink accepted",
     },
     Grant {
@@ -503,6 +682,8 @@ pub const GRANTS: &[Grant] = &[
         calls: &[("SQS", "SendMessage")],
         actions: &["sqs:GetQueueUrl", "sqs:SendMessage"],
         resources: &["arn:aws:sqs:*:*:{queue}-dlq"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "undecodable messages go to the dead-letter queue with their reason",
     },
     Grant {
@@ -511,15 +692,19 @@ pub const GRANTS: &[Grant] = &[
         calls: &[("STS", "GetCallerIdentity")],
         actions: &["sts:GetCallerIdentity"],
         resources: &["*"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "which account the agent runs in",
     },
     Grant {
         principal: Principal::Agent,
-        sid: "EnrichThroughMemberRole",
+        sid: "EnrichThroughReaderRole",
         calls: &[("STS", "AssumeRole")],
         actions: &["sts:AssumeRole"],
-        resources: &["arn:aws:iam::*:role/{member_role}"],
-        why: "read the orgwatch log group of the account an alarm came from",
+        resources: &["arn:aws:iam::*:role/{agent_member_role}"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "read the orgwatch log group of the account an alarm came from, through the read-only role (never the hub's member role)",
     },
     Grant {
         principal: Principal::Agent,
@@ -533,6 +718,8 @@ pub const GRANTS: &[Grant] = &[
             "arn:aws:logs:*:*:log-group:/orgwatch/*",
             "arn:aws:logs:*:*:log-group:/orgwatch/*:*",
         ],
+        conditions: &[],
+        needs: Needs::Always,
         why: "enrichment of alarms from the agent's own account, which it reads without a role",
     },
     Grant {
@@ -553,6 +740,8 @@ pub const GRANTS: &[Grant] = &[
             "dynamodb:UpdateItem",
         ],
         resources: &["arn:aws:dynamodb:*:*:table/{table}"],
+        conditions: &[],
+        needs: Needs::Always,
         why: "dedupe.store = \"dynamodb\": the table replicas share",
     },
     Grant {
@@ -560,19 +749,61 @@ pub const GRANTS: &[Grant] = &[
         sid: "SnsSinks",
         calls: &[("SNS", "Publish"), ("SNS", "GetTopicAttributes")],
         actions: &["sns:Publish", "sns:GetTopicAttributes"],
-        resources: &["arn:aws:sns:*:*:*"],
-        why: "sinks of type sns: narrow to the topics your agent.toml names",
+        resources: &["{sns_topic}"],
+        conditions: &[],
+        needs: Needs::SnsTopics,
+        why: "sinks of type sns: exactly the topics named (hub policy --for agent --sns-topic ARN)",
+    },
+    // ---- agent's read-only role in members ---------------------------------------------
+    Grant {
+        principal: Principal::AgentMember,
+        sid: "Identity",
+        calls: &[("STS", "GetCallerIdentity")],
+        actions: &["sts:GetCallerIdentity"],
+        resources: &["*"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "prove the assumed credentials belong to the account asked for",
+    },
+    Grant {
+        principal: Principal::AgentMember,
+        sid: "ReadLogGroup",
+        calls: &[
+            ("CloudWatch Logs", "DescribeMetricFilters"),
+            ("CloudWatch Logs", "FilterLogEvents"),
+        ],
+        actions: &["logs:DescribeMetricFilters", "logs:FilterLogEvents"],
+        resources: &[
+            "arn:aws:logs:*:*:log-group:/orgwatch/*",
+            "arn:aws:logs:*:*:log-group:/orgwatch/*:*",
+        ],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "enrichment reads the events behind an alarm from the orgwatch log group, and nothing else",
     },
 ];
 
-fn fill(pattern: &str, names: &Names) -> String {
-    pattern
+/// `pattern` with the configured names and partition; `{sns_topic}` gives one resource
+/// per topic (none without topics).
+fn fill(pattern: &str, names: &Names) -> Vec<String> {
+    if pattern == "{sns_topic}" {
+        return names.sns_topics.clone();
+    }
+    if pattern == "{kms_key}" {
+        return names.kms_key.iter().cloned().collect();
+    }
+    let mut out = pattern
         .replace("{bucket}", &names.bucket)
         .replace("{trail}", &names.trail)
         .replace("{topic}", &names.topic)
         .replace("{queue}", &names.queue)
         .replace("{member_role}", &names.member_role)
-        .replace("{table}", &names.table)
+        .replace("{agent_member_role}", &names.agent_member_role)
+        .replace("{table}", &names.table);
+    if let Some(rest) = out.strip_prefix("arn:aws:") {
+        out = format!("arn:{}:{rest}", names.partition);
+    }
+    vec![out]
 }
 
 /// True when `g` is part of `principal`'s policy. The hub monitors its own account (when it
@@ -582,23 +813,42 @@ fn applies(g: &Grant, principal: Principal) -> bool {
     g.principal == principal || (principal == Principal::Hub && g.principal == Principal::Member)
 }
 
+fn needed(g: &Grant, names: &Names) -> bool {
+    match g.needs {
+        Needs::Always => true,
+        Needs::KmsKey => names.kms_key.is_some(),
+        Needs::SnsTopics => !names.sns_topics.is_empty(),
+    }
+}
+
 /// The policy document of `principal`, statements in table order.
 pub fn policy(principal: Principal, names: &Names) -> Value {
     let statements: Vec<Value> = GRANTS
         .iter()
-        .filter(|g| applies(g, principal))
+        .filter(|g| applies(g, principal) && needed(g, names))
         .map(|g| {
             let sid = if g.principal == principal {
                 g.sid.to_string()
             } else {
                 format!("OwnAccount{}", g.sid)
             };
-            json!({
+            let mut statement = json!({
                 "Sid": sid,
                 "Effect": "Allow",
                 "Action": g.actions,
-                "Resource": g.resources.iter().map(|r| fill(r, names)).collect::<Vec<_>>(),
-            })
+                "Resource": g.resources.iter().flat_map(|r| fill(r, names)).collect::<Vec<_>>(),
+            });
+            if !g.conditions.is_empty() {
+                let mut condition = serde_json::Map::new();
+                for c in g.conditions {
+                    let values: Vec<String> =
+                        c.values.iter().flat_map(|v| fill(v, names)).collect();
+                    let entry = condition.entry(c.operator).or_insert_with(|| json!({}));
+                    entry[c.key] = json!(values);
+                }
+                statement["Condition"] = Value::Object(condition);
+            }
+            statement
         })
         .collect();
     json!({ "Version": "2012-10-17", "Statement": statements })
@@ -617,7 +867,8 @@ pub fn covers(principal: Principal, service: &str, operation: &str) -> bool {
 /// (`home`, `member`) as [`crate::aws::CallCounter::append_call_log`] writes them.
 pub fn principal_of(program: &str, scope: &str) -> Option<Principal> {
     match (program, scope) {
-        (_, "member") => Some(Principal::Member),
+        ("hub", "member") => Some(Principal::Member),
+        ("agent", "member") => Some(Principal::AgentMember),
         ("hub", "home") => Some(Principal::Hub),
         ("agent", "home") => Some(Principal::Agent),
         _ => None,
@@ -664,10 +915,123 @@ mod tests {
         assert!(hub.contains("arn:aws:iam::*:role/OrgWatchMember"));
         assert!(!hub.contains("{bucket}") && !hub.contains("{member_role}"));
         let member = policy(Principal::Member, &names).to_string();
-        assert!(member.contains("logs:FilterLogEvents"));
+        assert!(member.contains("logs:PutMetricFilter"));
         assert!(!member.contains("s3:"), "members never touch the archive");
         assert!(covers(Principal::Agent, "DynamoDB", "UpdateItem"));
         assert!(!covers(Principal::Agent, "S3", "PutBucketPolicy"));
-        assert_eq!(principal_of("agent", "member"), Some(Principal::Member));
+        assert_eq!(
+            principal_of("agent", "member"),
+            Some(Principal::AgentMember)
+        );
+        assert_eq!(principal_of("hub", "member"), Some(Principal::Member));
+        // The agent's role in members reads; it changes nothing.
+        let reader = policy(Principal::AgentMember, &names).to_string();
+        assert!(reader.contains("logs:FilterLogEvents"));
+        for write in [
+            "logs:Put",
+            "logs:Create",
+            "logs:Delete",
+            "cloudwatch:",
+            "events:",
+            "iam:",
+        ] {
+            assert!(!reader.contains(write), "{write} in {reader}");
+        }
+    }
+
+    #[test]
+    fn no_principal_may_write_iam() {
+        // Whoever may create a role, write its trust or policies, or attach policies can
+        // make that role an administrator and assume it (privilege escalation; parliament
+        // reports iam:PutRolePolicy / iam:UpdateAssumeRolePolicy with sts:AssumeRole HIGH).
+        const WRITES: &[&str] = &[
+            "iam:CreateRole",
+            "iam:DeleteRole",
+            "iam:PutRolePolicy",
+            "iam:DeleteRolePolicy",
+            "iam:UpdateAssumeRolePolicy",
+            "iam:AttachRolePolicy",
+            "iam:DetachRolePolicy",
+            "iam:CreatePolicy",
+            "iam:CreatePolicyVersion",
+            "iam:TagRole",
+            "iam:PutRolePermissionsBoundary",
+        ];
+        for g in GRANTS {
+            for a in g.actions {
+                assert!(!WRITES.contains(a), "{} grants {a}", g.sid);
+            }
+            if g.actions.contains(&"iam:PassRole") {
+                assert!(
+                    g.conditions.iter().any(|c| c.key == "iam:PassedToService"),
+                    "{}: PassRole only to the one service that assumes the role",
+                    g.sid
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_partition_is_the_configured_one() {
+        let names = Names {
+            partition: "aws-us-gov".into(),
+            ..Names::default()
+        };
+        for p in Principal::ALL {
+            let text = policy(p, &names).to_string();
+            assert!(!text.contains("arn:aws:"), "{}: {text}", p.as_str());
+            assert!(text.contains("arn:aws-us-gov:"), "{}", p.as_str());
+        }
+    }
+
+    #[test]
+    fn optional_statements_appear_only_when_configured() {
+        let plain = Names::default();
+        let agent = policy(Principal::Agent, &plain).to_string();
+        assert!(!agent.contains("sns:Publish"), "no sns sinks, no Publish");
+        assert!(!agent.contains(":*:*:*"), "{agent}");
+        let topic = "arn:aws:sns:eu-west-1:111122223333:secops";
+        let names = Names {
+            sns_topics: vec![topic.into()],
+            kms_key: Some("arn:aws:kms:us-east-1:111122223333:key/k".into()),
+            ..Names::default()
+        };
+        let agent = policy(Principal::Agent, &names);
+        let sns = agent["Statement"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["Sid"] == "SnsSinks"))
+            .expect("sns statement");
+        assert_eq!(sns["Resource"], json!([topic]));
+        let hub = policy(Principal::Hub, &names);
+        let key = hub["Statement"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["Sid"] == "ArchiveKey"))
+            .expect("kms statement");
+        assert_eq!(
+            key["Resource"],
+            json!(["arn:aws:kms:us-east-1:111122223333:key/k"])
+        );
+        assert!(
+            !policy(Principal::Hub, &plain)
+                .to_string()
+                .contains("kms:Decrypt")
+        );
+    }
+
+    #[test]
+    fn conditions_are_rendered_with_the_names() {
+        let names = Names {
+            queue: "alerts".into(),
+            ..Names::default()
+        };
+        let hub = policy(Principal::Hub, &names);
+        let targets = hub["Statement"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["Sid"] == "CentralEventTargets"))
+            .expect("targets statement");
+        assert_eq!(
+            targets["Condition"],
+            json!({"ArnLike": {"events:TargetArn": ["arn:aws:sqs:*:*:alerts"]}})
+        );
     }
 }

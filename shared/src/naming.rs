@@ -35,7 +35,17 @@ pub const CENTRAL_BUS_RULE: &str = "orgwatch-to-queue";
 /// Account trail in `trail` delivery mode.
 pub const MEMBER_TRAIL: &str = "orgwatch-account";
 /// IAM role CloudTrail assumes to write into [`LOG_GROUP`] (`trail` delivery mode).
+/// Created by the member stack (`infra/cloudformation/member-role.yaml`), never by the hub:
+/// whoever may write a role's policies may make it an administrator.
 pub const TRAIL_LOGS_ROLE: &str = "orgwatch-cloudtrail-logs";
+/// IAM role EventBridge assumes to put forwarded events on the central bus (the target
+/// `RoleArn` of every forward rule). Created by the member stack, like [`TRAIL_LOGS_ROLE`].
+pub const FORWARD_ROLE: &str = "orgwatch-events-forward";
+/// Read-only role the agent assumes in member accounts to enrich alarms from
+/// [`LOG_GROUP`] (created by the member stack; `hub policy --for agent-member`).
+pub const AGENT_MEMBER_ROLE: &str = "orgwatch-agent-reader";
+/// Name of the member stack (and StackSet) that creates the member roles.
+pub const MEMBER_STACK: &str = "orgwatch-member";
 /// Prefix of metric filter and alarm names; the rest is the rule id.
 pub const RULE_RESOURCE_PREFIX: &str = "orgwatch-";
 

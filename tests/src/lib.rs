@@ -259,7 +259,8 @@ fn aws_smithy_types_display(e: &dyn std::error::Error) -> String {
 }
 
 /// Creates an organisation with `members` member accounts through `factory`'s home
-/// (management) credentials. Every member gets `OrganizationAccountAccessRole`.
+/// (management) credentials. Every member gets `OrganizationAccountAccessRole`, and every
+/// account (the management account too) the member stack ([`deploy_member_stack`]).
 pub async fn create_org(factory: &ClientFactory, members: usize) -> Result<Org, HarnessError> {
     use aws_sdk_organizations::types::OrganizationFeatureSet;
     let orgs = factory.home().organizations();
@@ -287,11 +288,51 @@ pub async fn create_org(factory: &ClientFactory, members: usize) -> Result<Org, 
             .ok_or_else(|| HarnessError::Aws("CreateAccount returned no account id".into()))?;
         ids.push(id);
     }
-    Ok(Org {
+    let org = Org {
         id: org.id.unwrap_or_default(),
         management: org.master_account_id.unwrap_or_default(),
         members: ids,
-    })
+    };
+    if let Some(endpoint) = factory.options().endpoint_url.as_deref() {
+        let mut accounts = vec![org.management.clone()];
+        accounts.extend(org.members.iter().cloned());
+        deploy_member_stack(endpoint, &org.management, &org.management, &accounts)?;
+    }
+    Ok(org)
+}
+
+/// Deploys the member stack (`infra/cloudformation/member-role.yaml`: the member role, the
+/// agent's reader role and the service roles CloudTrail and EventBridge assume) into
+/// `accounts` of the emulator at `endpoint`, as the StackSet and the management account's
+/// stack of a real organisation do. The hub never creates these roles.
+pub fn deploy_member_stack(
+    endpoint: &str,
+    hub_account: &str,
+    central_account: &str,
+    accounts: &[String],
+) -> Result<(), HarnessError> {
+    let python = workspace_root().join(".venv/bin/python");
+    let out = Command::new(&python)
+        .arg(workspace_root().join("scripts/lib/deploy-member-stack.py"))
+        .args([endpoint, REGION, hub_account, central_account])
+        .args(accounts)
+        .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| HarnessError::Aws(format!("cannot run {}: {e}", python.display())))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(HarnessError::Aws(format!(
+            "deploying the member stack failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
 }
 
 /// The path of a workspace binary (`hub`, `agent`), built once per test process with the

@@ -5,6 +5,7 @@ mod e2e {
     pub mod access;
     pub mod adopt;
     pub mod agent;
+    pub mod contract;
     pub mod demo;
     pub mod docs;
     pub mod foundation;
@@ -13,4 +14,5 @@ mod e2e {
     #[cfg(target_os = "linux")]
     pub mod progress;
     pub mod rules;
+    pub mod validators;
 }

@@ -1,32 +1,22 @@
-//! `hub policy --for hub|agent|member`: the least-privilege policies of `shared::iam`,
-//! scoped to the names of the configuration when there is one.
+//! `hub policy --for hub|agent|member|agent-member|kms-key`: the least-privilege policies
+//! of `shared::iam` (and the key policy statements of an SSE-KMS archive), scoped to the
+//! names of the configuration when there is one. The partition (`aws`, `aws-cn`,
+//! `aws-us-gov`) comes from `--region`, else the configuration's home region.
 
 use shared::iam::{Names, Principal, policy};
+use shared::naming;
 
 use crate::cli::{GlobalArgs, PolicyArgs};
 use crate::config::HubConfig;
 use crate::exit::ExitStatus;
 
 pub fn run(global: &GlobalArgs, args: &PolicyArgs) -> ExitStatus {
-    let Some(principal) = Principal::parse(&args.principal) else {
-        eprintln!(
-            "error: --for {:?}: expected hub, agent or member",
-            args.principal
-        );
-        return ExitStatus::Usage;
-    };
     let mut names = Names::default();
     // The configuration names the bucket, trail, topic, queue and member role; without a
     // file, the policy uses the defaults (and a bucket pattern).
-    if global.config.exists() {
+    let config = if global.config.exists() {
         match HubConfig::load(&global.config) {
-            Ok(c) => {
-                names.bucket = c.trail.bucket.clone();
-                names.trail = c.trail.name.clone();
-                names.topic = c.alerts.topic.clone();
-                names.queue = c.alerts.queue.clone();
-                names.member_role = c.hub.member_role.clone();
-            }
+            Ok(c) => Some(c),
             Err(errors) => {
                 for e in errors {
                     eprintln!("error: {e}");
@@ -34,9 +24,67 @@ pub fn run(global: &GlobalArgs, args: &PolicyArgs) -> ExitStatus {
                 return ExitStatus::Usage;
             }
         }
+    } else {
+        None
+    };
+    let region = global
+        .region
+        .clone()
+        .or_else(|| config.as_ref().map(|c| c.home_region().to_string()))
+        .unwrap_or_else(|| "us-east-1".to_string());
+    names.partition = naming::partition(&region).to_string();
+    if let Some(c) = &config {
+        names.bucket = c.trail.bucket.clone();
+        names.trail = c.trail.name.clone();
+        names.topic = c.alerts.topic.clone();
+        names.queue = c.alerts.queue.clone();
+        names.member_role = c.hub.member_role.clone();
+        names.kms_key = c.trail.kms_key_id.clone();
     }
     if let Some(t) = &args.dedupe_table {
         names.table = t.clone();
     }
+    names.sns_topics = args.sns_topics.clone();
+    if args.principal == "kms-key" {
+        return kms_key(config.as_ref(), args, &region, &names);
+    }
+    let Some(principal) = Principal::parse(&args.principal) else {
+        eprintln!(
+            "error: --for {:?}: expected hub, agent, member, agent-member or kms-key",
+            args.principal
+        );
+        return ExitStatus::Usage;
+    };
     super::print_json(&policy(principal, &names))
+}
+
+fn kms_key(
+    config: Option<&HubConfig>,
+    args: &PolicyArgs,
+    region: &str,
+    names: &Names,
+) -> ExitStatus {
+    let Some(management) = args
+        .management_account
+        .as_deref()
+        .filter(|a| naming::is_account_id(a))
+    else {
+        eprintln!(
+            "error: --for kms-key needs --management-account ID (12 digits): the organisation trail belongs to the management account, and the key policy names its ARN"
+        );
+        return ExitStatus::Usage;
+    };
+    let mut readers: Vec<String> = std::iter::once(management.to_string())
+        .chain(config.and_then(|c| c.hub.central_account.clone()))
+        .collect();
+    readers.dedup();
+    let account_trails =
+        config.is_some_and(|c| c.monitoring.delivery == crate::config::Delivery::Trail);
+    super::print_json(&crate::desired::kms_key_policy(
+        region,
+        management,
+        &names.trail,
+        &readers,
+        account_trails,
+    ))
 }

@@ -197,6 +197,7 @@ pub async fn run(
     };
     let facts = OrgFacts {
         org_id: org.id.clone(),
+        management_account: org.management_account.clone(),
         central_account: config.hub.central_account.clone().unwrap_or(me),
     };
     let rules = Arc::new(rules);
@@ -365,7 +366,7 @@ struct Reconciled {
 fn owned_through_parent(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::MetricFilter | Kind::Subscription | Kind::LogPolicy
+        Kind::MetricFilter | Kind::Subscription | Kind::LogPolicy | Kind::TrustedAccess
     )
 }
 
@@ -457,6 +458,15 @@ async fn reconcile(
         }
         _ => {}
     }
+    if failure.is_none()
+        && mode == Mode::Enroll
+        && let Some(why) = diff::provided_changes(&plan)
+    {
+        // Nothing is applied in this account and region: its forward rules and trail
+        // would name a role that is not there.
+        failure = Some(why);
+        plan.changes.clear();
+    }
     if failure.is_none() && matches!(mode, Mode::Enroll | Mode::Offboard) {
         for change in &plan.changes {
             tracing::debug!(key = %change.key, action = ?change.action, "apply");
@@ -502,6 +512,7 @@ async fn central(
 ) -> Outcome {
     let account = facts.central_account.as_str();
     let names = CentralNames {
+        management_account: facts.management_account.clone(),
         account: account.to_string(),
         bucket: config.trail.bucket.clone(),
         trail: config.trail.name.clone(),

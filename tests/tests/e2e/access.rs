@@ -41,9 +41,10 @@ fn trust(external_id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_role_cannot_be_assumed_fails_alone() {
     // Everything below is set up before the emulator starts checking (its request count);
-    // the hub's discovery and central phase come before its first AssumeRole.
+    // the hub's discovery and central phase come before its first AssumeRole. The member
+    // stack's deployment into the four accounts takes about 70 of these requests.
     let emu = Emulator::start_with(&EmulatorOptions {
-        auth_after_requests: Some(40),
+        auth_after_requests: Some(110),
     })
     .expect("emulator");
     let factory = emu.factory().await.expect("factory");

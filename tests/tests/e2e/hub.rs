@@ -155,6 +155,8 @@ async fn converge(delivery: &str) -> (Emulator, Org, ClientFactory, tempfile_dir
         "{results:#?}"
     );
     let factory = emu.factory().await.expect("factory");
+    // What AWS requires and the emulator does not check (e2e::contract).
+    super::contract::assert_contracts(&factory, &org, BUCKET, &REGIONS, None).await;
     (emu, org, factory, dir, config)
 }
 

@@ -34,7 +34,7 @@ fn policy(who: &str) -> Value {
 
 #[test]
 fn infra_iam_files_are_the_policies_hub_prints() {
-    for who in ["hub", "agent", "member"] {
+    for who in ["hub", "agent", "member", "agent-member"] {
         let path = workspace_root().join(format!("infra/iam/{who}.json"));
         let text = std::fs::read_to_string(&path).expect("infra/iam file");
         let file: Value = serde_json::from_str(&text).expect("infra/iam JSON");
@@ -96,14 +96,59 @@ fn the_member_role_template_creates_exactly_the_member_policy() {
         "{trust}"
     );
     assert_eq!(trust["Condition"]["Fn::If"][0], "HasExternalId");
-    let policies = role["Properties"]["Policies"].as_array().expect("policies");
-    assert_eq!(policies.len(), 1, "exactly the member policy");
-    assert_eq!(
-        policies[0]["PolicyDocument"],
-        policy("member"),
-        "the template's policy differs from `hub policy --for member`"
-    );
+    // Each role's policy is exactly the hub's, in the stack's own partition.
+    for (resource, who) in [
+        ("MemberRole", "member"),
+        ("AgentReaderRole", "agent-member"),
+    ] {
+        let policies = doc["Resources"][resource]["Properties"]["Policies"]
+            .as_array()
+            .expect("policies");
+        assert_eq!(policies.len(), 1, "{resource}: exactly one policy");
+        assert_eq!(
+            unwrap_sub(&policies[0]["PolicyDocument"]),
+            in_stack_partition(&policy(who)),
+            "{resource}'s policy differs from `hub policy --for {who}`"
+        );
+    }
+    // No hard-coded partition anywhere in the template: GovCloud and China stacks work.
+    assert!(!text.contains("arn:aws:"), "use ${{AWS::Partition}}");
+    for (resource, name) in [
+        ("AgentReaderRole", "orgwatch-agent-reader"),
+        ("TrailLogsRole", "orgwatch-cloudtrail-logs"),
+        ("ForwardRole", "orgwatch-events-forward"),
+    ] {
+        let props = &doc["Resources"][resource]["Properties"];
+        assert_eq!(props["RoleName"], name, "{resource}");
+        assert_eq!(props["Policies"][0]["PolicyName"], name, "{resource}");
+    }
     assert!(doc["Outputs"]["RoleArn"].is_object());
+}
+
+/// `{"Fn::Sub": "text"}` -> `"text"`, everywhere in `v`.
+fn unwrap_sub(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if m.len() == 1 && m.contains_key("Fn::Sub") => m["Fn::Sub"].clone(),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), unwrap_sub(x))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(unwrap_sub).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A policy of `hub policy` (partition `aws`) as a stack writes it.
+fn in_stack_partition(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(s.replace("arn:aws:", "arn:${AWS::Partition}:")),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), in_stack_partition(x)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(in_stack_partition).collect()),
+        other => other.clone(),
+    }
 }
 
 #[test]
