@@ -121,6 +121,18 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+fn list_text(items: &[impl AsRef<str>]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 fn origin_text(rule: &Rule) -> String {
     match &rule.origin {
         shared::rules::Origin::Builtin(file) => {
@@ -149,6 +161,7 @@ fn list(output: Output, pack: &Pack) -> ExitStatus {
                         "namespace": r.namespace,
                         "security_hub": r.security_hub,
                         "forward": r.forward,
+                        "covers": r.covers,
                         "origin": r.origin,
                         "fixtures": r.fixtures.len(),
                     })
@@ -264,6 +277,7 @@ fn show(output: Output, pack: &Pack, id: &str) -> ExitStatus {
                 (false, _) => "no".to_string(),
             };
             field("forward:", &forward);
+            field("covers:", &list_text(&rule.covers));
             field(
                 "fixtures:",
                 &format!(
@@ -460,8 +474,14 @@ fn verify(output: Output, pack: &Pack) -> ExitStatus {
             for f in &failures {
                 println!("FAIL {f}");
             }
+            let covered: usize = report.rules.iter().map(|r| r.covered_fixtures).sum();
+            let covered = if covered == 0 {
+                String::new()
+            } else {
+                format!(", {covered} fixtures of covered rules")
+            };
             println!(
-                "{} rules, {} fixtures (each as a trail record and in its EventBridge envelope): {}",
+                "{} rules, {} fixtures{covered} (each as a trail record and in its EventBridge envelope): {}",
                 report.rules.len(),
                 report.fixture_count(),
                 if failures.is_empty() {

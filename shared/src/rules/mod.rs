@@ -35,18 +35,30 @@
 //! | `security_hub`       | the Security Hub control it satisfies (`CloudWatch.N`), if any    |
 //! | `forward`            | also forward each matching event through EventBridge            |
 //! | `eventbridge_pattern`| the EventBridge event pattern (JSON) used to forward; required with `forward` |
+//! | `covers`             | ids of rules this one covers (see below)                         |
 //! | `[[rule.fixture]]`   | `name`, `matches` (bool), `event` (a CloudTrail record as JSON)  |
 //!
 //! Loading checks everything at once and reports every problem with its file, line and
 //! column (for a bad pattern: the position of the fault inside the TOML file, and the
 //! pattern with a caret under it).
 //!
+//! # Covering
+//!
+//! `covers = ["cis-4.3"]` in `root-activity` says: every event `cis-4.3` matches,
+//! `root-activity` matches too, so when both are selected `root-activity` answers for
+//! `cis-4.3` (the agent reports `cis-4.3`'s alarm as a `root-activity` incident: one root
+//! sign-in pages once). Loading checks that each covered id is a built-in rule or a rule of
+//! the pack, that a rule does not cover itself and that covering is not circular;
+//! [`Pack::verify`] checks the claim on evidence: every fixture that must match the covered
+//! rule must match the covering rule too, in both delivery forms. The covered rule need not
+//! be selected (then it is taken from the built-ins for the check).
+//!
 //! # Evaluating
 //!
 //! [`Pack::matching`] evaluates every rule on one [`Event`], which parses the log event at
 //! most once however many rules look at it. [`Pack::verify`] runs every fixture, both as a
 //! trail-delivered record and wrapped in the EventBridge envelope against
-//! [`Rule::eventbridge_filters`].
+//! [`Rule::eventbridge_filters`], and checks every `covers` claim the same way.
 
 mod eventbridge;
 pub mod input;
@@ -273,6 +285,9 @@ pub struct Rule {
     pub forward: bool,
     /// EventBridge event pattern used for forwarding.
     pub eventbridge_pattern: Option<Json>,
+    /// Rules this one covers: it matches every event they match, and answers for them when
+    /// both are selected (see the module documentation).
+    pub covers: Vec<String>,
     pub fixtures: Vec<Fixture>,
     pub origin: Origin,
 }
@@ -379,6 +394,23 @@ impl Pack {
         Pack::from_config(&[PACK_ALL.to_string()], &[], &UserRules::none())
     }
 
+    /// Every built-in rule, whatever a configuration selects: for looking up a rule by id.
+    pub fn every_builtin() -> Result<Pack, PackError> {
+        let (specs, problems) = match load::builtin_specs() {
+            Ok(specs) => (specs, Vec::new()),
+            Err(e) => (Vec::new(), e.problems),
+        };
+        let known: Vec<String> = specs.iter().map(|s| s.spec.id.get_ref().clone()).collect();
+        let (rules, mut errs) = load::validate(specs, &known);
+        let mut problems = problems;
+        problems.append(&mut errs);
+        if problems.is_empty() {
+            Ok(Pack { rules })
+        } else {
+            Err(PackError { problems })
+        }
+    }
+
     /// The built-in rules `pack` selects (ids, [`PACK_CIS`], [`PACK_ALL`]) minus `disable`,
     /// plus the user's rules. Unknown ids in `pack` or `disable` are errors, and so is a
     /// user rule whose id is already taken by a selected built-in.
@@ -430,6 +462,7 @@ impl Pack {
                 }
             }
         }
+        let known: Vec<String> = known.iter().map(|k| k.to_string()).collect();
         let mut specs: Vec<load::Located> = builtin
             .into_iter()
             .zip(wanted)
@@ -437,7 +470,7 @@ impl Pack {
             .collect();
         specs.extend(user.specs().iter().cloned());
 
-        let (rules, mut errs) = load::validate(specs);
+        let (rules, mut errs) = load::validate(specs, &known);
         problems.append(&mut errs);
         if problems.is_empty() {
             Ok(Pack { rules })
@@ -469,9 +502,24 @@ impl Pack {
         self.rules.iter().filter(move |r| r.pattern.matches(event))
     }
 
-    /// Runs every rule's fixtures, in trail and EventBridge form.
+    /// Runs every rule's fixtures, in trail and EventBridge form, and checks every `covers`
+    /// claim on the covered rule's matching fixtures. A covered rule the pack does not hold
+    /// is taken from the built-ins.
     pub fn verify(&self) -> VerifyReport {
-        verify::verify(&self.rules)
+        let needs_builtins = self
+            .rules
+            .iter()
+            .flat_map(|r| &r.covers)
+            .any(|id| self.get(id).is_none());
+        let builtins = if needs_builtins {
+            Pack::every_builtin().ok()
+        } else {
+            None
+        };
+        verify::verify(&self.rules, |id| {
+            self.get(id)
+                .or_else(|| builtins.as_ref().and_then(|b| b.get(id)))
+        })
     }
 }
 

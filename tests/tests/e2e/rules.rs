@@ -248,6 +248,17 @@ fn rules_list_show_and_verify() {
     assert_eq!(ids.len(), 16);
     assert_eq!(ids[0], "root-activity");
     assert!(ids.contains(&"cis-4.15"));
+    assert_eq!(doc["rules"][0]["covers"], json!(["cis-4.3"]));
+
+    let root = hub(&dir.0, &["rules", "show", "root-activity"]);
+    assert_eq!(root.code, 0, "{}", root.stderr);
+    assert!(
+        root.stdout
+            .lines()
+            .any(|l| l.starts_with("covers:") && l.ends_with(" cis-4.3")),
+        "{}",
+        root.stdout
+    );
 
     let show = hub(&dir.0, &["rules", "show", "cis-4.13"]);
     assert_eq!(show.code, 0, "{}", show.stderr);
