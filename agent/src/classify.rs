@@ -489,6 +489,13 @@ mod tests {
                 vec![root.clone()]
             );
         }
+        // The seed pack has root-activity and not cis-4.3: root-activity answers for itself.
+        let seed = catalog(&["seed"], &[], "");
+        assert_eq!(ids(classify(&sign_in, &seed)), vec![root.clone()]);
+        assert_eq!(
+            ids(classify(&root_console_action(), &seed)),
+            vec![root.clone()]
+        );
         // Events are judged by the selected rules only.
         let no_root = catalog(&["cis-4.4"], &[], "");
         assert!(matches!(
@@ -544,6 +551,17 @@ metric_name = "DeletesPaged"
             ids(classify(&alarm_of("deletes"), &covered)),
             vec![("deletes-paged".to_string(), Severity::Critical)]
         );
+    }
+
+    #[test]
+    fn alarms_of_seed_rules_keep_their_identity_outside_the_selection() {
+        // The default pack has no seed-* rule; their alarms (from a hub with
+        // pack = ["seed"]) still carry their own title and severity.
+        let default = PackCatalog::builtin().unwrap();
+        let got = alerts(classify(&alarm_of("seed-kms-decrypt-failures"), &default));
+        assert_eq!(got[0].rule_id, "seed-kms-decrypt-failures");
+        assert_eq!(got[0].title, "KMS Decrypt calls that failed");
+        assert_eq!(got[0].severity, Severity::Medium);
     }
 
     #[test]

@@ -121,6 +121,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The packs that select a built-in rule (`cis`, `seed`, `all`); none for the user's rules.
+fn packs_of(rule: &Rule) -> Vec<&'static str> {
+    if rule.origin.is_builtin() {
+        shared::rules::packs_of(&rule.id)
+    } else {
+        Vec::new()
+    }
+}
+
 fn list_text(items: &[impl AsRef<str>]) -> String {
     if items.is_empty() {
         "-".to_string()
@@ -162,6 +171,7 @@ fn list(output: Output, pack: &Pack) -> ExitStatus {
                         "security_hub": r.security_hub,
                         "forward": r.forward,
                         "covers": r.covers,
+                        "packs": packs_of(r),
                         "origin": r.origin,
                         "fixtures": r.fixtures.len(),
                     })
@@ -179,6 +189,7 @@ fn list(output: Output, pack: &Pack) -> ExitStatus {
                         r.severity.to_string(),
                         if r.forward { "yes" } else { "no" }.to_string(),
                         r.security_hub.clone().unwrap_or_else(|| "-".into()),
+                        list_text(&packs_of(r)),
                         r.metric_name.clone(),
                         r.title.clone(),
                     ]
@@ -192,6 +203,7 @@ fn list(output: Output, pack: &Pack) -> ExitStatus {
                         "SEVERITY",
                         "FORWARD",
                         "SECURITY HUB",
+                        "PACKS",
                         "METRIC",
                         "TITLE"
                     ],
@@ -278,6 +290,9 @@ fn show(output: Output, pack: &Pack, id: &str) -> ExitStatus {
             };
             field("forward:", &forward);
             field("covers:", &list_text(&rule.covers));
+            if rule.origin.is_builtin() {
+                field("packs:", &list_text(&packs_of(rule)));
+            }
             field(
                 "fixtures:",
                 &format!(

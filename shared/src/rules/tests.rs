@@ -12,12 +12,23 @@ fn builtin() -> Pack {
     }
 }
 
-/// Every built-in rule, whatever a configuration selects.
+/// Every built-in rule, the seed pack's own included.
 fn every() -> Pack {
     match Pack::every_builtin() {
         Ok(p) => p,
         Err(e) => panic!("built-in rules do not load:\n{e}"),
     }
+}
+
+fn selected(pack: &[&str], disable: &[&str]) -> Vec<String> {
+    let pack: Vec<String> = pack.iter().map(|s| s.to_string()).collect();
+    let disable: Vec<String> = disable.iter().map(|s| s.to_string()).collect();
+    Pack::from_config(&pack, &disable, &UserRules::none())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rules()
+        .iter()
+        .map(|r| r.id.clone())
+        .collect()
 }
 
 fn user(text: &str) -> UserRules {
@@ -65,11 +76,23 @@ fn builtin_pack_has_cis_4_1_to_4_15_and_root_activity() {
 }
 
 #[test]
+fn every_builtin_is_the_default_pack_and_the_seed_rules() {
+    let ids: Vec<String> = every().rules().iter().map(|r| r.id.clone()).collect();
+    let mut want = selected(&["all"], &[]);
+    want.extend([
+        "seed-api-without-mfa".into(),
+        "seed-kms-decrypt-failures".into(),
+    ]);
+    assert_eq!(ids, want);
+    assert!(every().rules().iter().all(|r| r.origin.is_builtin()));
+}
+
+#[test]
 fn builtin_fixtures_all_pass_in_both_delivery_forms() {
     let report = every().verify();
     let failures: Vec<String> = report.failures().map(|f| f.to_string()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(report.fixture_count() >= 16 * 4);
+    assert!(report.fixture_count() >= 18 * 4);
     // root-activity's covering of cis-4.3 was checked on cis-4.3's matching fixtures.
     let root = report
         .rules
@@ -645,6 +668,90 @@ fn pack_selection_disable_and_user_rules() {
     let rule = pack.get("cis-4.1").expect("user 4.1");
     assert_eq!(rule.origin, Origin::Config("hub.toml".into()));
     assert!(pack.verify().is_ok());
+}
+
+/// `"seed"` is the nine alarms of the single-account recipe, CIS rules wherever one means
+/// the same; its two own rules are not in `"all"`.
+#[test]
+fn seed_pack_is_the_nine_alarms_of_the_recipe() {
+    let seed = selected(&["seed"], &[]);
+    assert_eq!(
+        seed,
+        vec![
+            "root-activity",
+            "cis-4.2",
+            "cis-4.4",
+            "cis-4.7",
+            "cis-4.10",
+            "cis-4.11",
+            "cis-4.13",
+            "seed-api-without-mfa",
+            "seed-kms-decrypt-failures",
+        ]
+    );
+    let mut listed: Vec<&str> = SEED_RULES.to_vec();
+    listed.sort_unstable();
+    let mut got: Vec<&str> = seed.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    assert_eq!(listed, got);
+
+    // "all" (the default) is unchanged: CIS and root-activity, no seed-* rule.
+    let all = selected(&["all"], &[]);
+    assert_eq!(all.len(), 16);
+    assert!(
+        all.iter().all(|id| !id.starts_with(SEED_ONLY_PREFIX)),
+        "{all:?}"
+    );
+    // Seed-only rules come in by "seed" or by id, and combine with the others.
+    assert_eq!(selected(&["all", "seed"], &[]).len(), 18);
+    assert_eq!(
+        selected(&["cis", "seed-kms-decrypt-failures"], &[])
+            .last()
+            .map(String::as_str),
+        Some("seed-kms-decrypt-failures")
+    );
+    assert_eq!(
+        selected(&["seed"], &["seed-api-without-mfa", "cis-4.2"]).len(),
+        7
+    );
+    // Every built-in seed-* rule is in the seed pack.
+    for rule in every().rules() {
+        if rule.id.starts_with(SEED_ONLY_PREFIX) {
+            assert!(SEED_RULES.contains(&rule.id.as_str()), "{}", rule.id);
+            assert_eq!(packs_of(&rule.id), vec![PACK_SEED], "{}", rule.id);
+        }
+    }
+    assert_eq!(packs_of("cis-4.2"), vec![PACK_CIS, PACK_SEED, PACK_ALL]);
+    assert_eq!(packs_of("cis-4.3"), vec![PACK_CIS, PACK_ALL]);
+    assert_eq!(packs_of("root-activity"), vec![PACK_SEED, PACK_ALL]);
+}
+
+#[test]
+fn pack_names_are_checked_in_one_place() {
+    let known = ["root-activity", "cis-4.3", "seed-api-without-mfa"];
+    for entry in ["all", "cis", "seed", "seed-api-without-mfa"] {
+        assert_eq!(
+            check_selected(Selection::Pack, "classify.pack", entry, &known),
+            Ok(())
+        );
+    }
+    let err = check_selected(Selection::Pack, "monitoring.pack", "seeds", &known)
+        .expect_err("unknown pack");
+    assert_eq!(
+        err,
+        "monitoring.pack: unknown built-in rule or pack \"seeds\" (known: cis, seed, all, root-activity, cis-4.3, seed-api-without-mfa)"
+    );
+    // Packs are not rule ids: `disable` takes ids only.
+    assert!(check_selected(Selection::Disable, "monitoring.disable", "seed", &known).is_err());
+    assert_eq!(
+        check_selected(
+            Selection::Disable,
+            "monitoring.disable",
+            "seed-api-without-mfa",
+            &known
+        ),
+        Ok(())
+    );
 }
 
 #[test]
