@@ -323,7 +323,7 @@ pub(crate) fn validate(
     builtin_ids: &[String],
 ) -> (Vec<Rule>, Vec<ConfigError>) {
     let mut problems = Vec::new();
-    let covered_by = cover_graph(&specs);
+    let cover_edges = cover_graph(&specs);
     let mut rules = Vec::with_capacity(specs.len());
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut metrics: HashMap<(String, String), (usize, String)> = HashMap::new();
@@ -506,7 +506,7 @@ pub(crate) fn validate(
                 ));
             } else if covers.contains(covered) {
                 problems.push(at(entry.span(), format!("covers \"{covered}\" twice")));
-            } else if reaches(&covered_by, covered, &id) {
+            } else if reaches(&cover_edges, covered, &id) {
                 problems.push(at(
                     entry.span(),
                     format!(
