@@ -64,12 +64,17 @@ impl RuleCatalog for StaticCatalog {
 /// The detection pack (`shared::rules`): the same patterns the hub writes as metric filters,
 /// evaluated locally by `shared::pattern`.
 ///
-/// Rules of the pack with the same pattern detect the same thing (`cis-4.3`, the compliance
-/// alarm of Security Hub CloudWatch.1, and `root-activity`, critical and forwarded at once):
-/// one root sign-in must not page twice. Each such set is answered for by one of them, the
-/// most severe (then the forwarding one, then the first id): alarms and events of every
-/// member are alerts of that rule, so they are one incident, one group, one notification.
-/// A rule alone with its pattern answers for itself; with `pack = ["cis"]` `cis-4.3` does.
+/// A rule may *cover* others (`covers` in its file): it matches every event they match, which
+/// the pack's loader and `hub rules verify` check on the covered rules' fixtures. When both
+/// are selected, the covering rule answers for the covered one: `root-activity` (critical,
+/// forwarded at once) covers `cis-4.3` (the compliance alarm of Security Hub CloudWatch.1),
+/// so `cis-4.3`'s alarm, `root-activity`'s alarm and the forwarded event of one root sign-in
+/// are all alerts of `root-activity` — one incident, one group, one notification, not two
+/// pages. A rule no selected rule covers answers for itself: with `pack = ["cis"]`, `cis-4.3`
+/// does. Where several selected rules cover one, the most severe answers (then the
+/// forwarding one, then the first id), and a covering rule that is itself covered passes
+/// the answer on. Only this explicit, verified relation merges rules: two rules that merely
+/// have the same pattern are two incidents.
 pub struct PackCatalog {
     pack: shared::rules::Pack,
     /// Every built-in rule, for alarms of rules outside `pack` (deployed by a hub
@@ -82,27 +87,37 @@ pub struct PackCatalog {
 impl PackCatalog {
     pub fn new(pack: shared::rules::Pack) -> PackCatalog {
         let rules = pack.rules();
-        let patterns: Vec<String> = rules
+        // The rule that directly answers for each: its most severe selected coverer.
+        let coverer: Vec<Option<usize>> = rules
             .iter()
-            .map(|r| r.pattern.to_compact_string())
+            .map(|rule| {
+                rules
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.covers.contains(&rule.id))
+                    .max_by(|(_, a), (_, b)| {
+                        (a.severity, a.forward)
+                            .cmp(&(b.severity, b.forward))
+                            .then_with(|| b.id.cmp(&a.id))
+                    })
+                    .map(|(j, _)| j)
+            })
             .collect();
         let mut answered_by = std::collections::HashMap::new();
         for (i, rule) in rules.iter().enumerate() {
-            let best = rules
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| patterns[*j] == patterns[i])
-                .max_by(|(_, a), (_, b)| {
-                    (a.severity, a.forward)
-                        .cmp(&(b.severity, b.forward))
-                        .then_with(|| b.id.cmp(&a.id))
-                })
-                .map_or(i, |(j, _)| j);
-            answered_by.insert(rule.id.clone(), best);
+            // Up the chain of coverers; loading rejects circles, the bound is for safety.
+            let mut top = i;
+            for _ in 0..rules.len() {
+                match coverer[top] {
+                    Some(next) if next != i => top = next,
+                    _ => break,
+                }
+            }
+            answered_by.insert(rule.id.clone(), top);
         }
         PackCatalog {
             pack,
-            builtin: shared::rules::Pack::builtin().ok(),
+            builtin: shared::rules::Pack::every_builtin().ok(),
             answered_by,
         }
     }
@@ -380,59 +395,173 @@ mod tests {
         }
     }
 
+    fn catalog(pack: &[&str], disable: &[&str], user: &str) -> PackCatalog {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let user = if user.is_empty() {
+            shared::rules::UserRules::none()
+        } else {
+            shared::rules::UserRules::from_toml(std::path::Path::new("hub.toml"), user).unwrap()
+        };
+        PackCatalog::new(shared::rules::Pack::from_config(&s(pack), &s(disable), &user).unwrap())
+    }
+
+    fn alarm_of(rule: &str) -> Decoded {
+        let body = fixtures::alarm(
+            &format!("orgwatch-{rule}"),
+            A,
+            "ALARM",
+            "2024-05-01T12:05:00.000+0000",
+        );
+        decode(&body.to_string()).unwrap()
+    }
+
+    /// A root action in the AWS Management Console, forwarded: `invokedBy` is
+    /// signin.amazonaws.com, which root-activity matches and the CIS 4.3 text does not.
+    fn root_console_action() -> Decoded {
+        let mut record = fixtures::root_sign_in(A, "ev-2", "2024-05-01T12:01:00Z");
+        record["userIdentity"]["invokedBy"] = "signin.amazonaws.com".into();
+        record["eventSource"] = "iam.amazonaws.com".into();
+        record["eventName"] = "CreateUser".into();
+        record["eventType"] = "AwsApiCall".into();
+        decode(&fixtures::eventbridge(&record, None).to_string()).unwrap()
+    }
+
+    fn alerts(c: Classified) -> Vec<Alert> {
+        match c {
+            Classified::Alerts(a) => a,
+            Classified::Ignored(why) => panic!("ignored: {why}"),
+        }
+    }
+
     #[test]
-    fn rules_with_one_pattern_are_answered_for_by_the_most_severe_one() {
-        let pack = |p: &[&str], d: &[&str]| {
-            let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-            PackCatalog::new(
-                shared::rules::Pack::from_config(&s(p), &s(d), &shared::rules::UserRules::none())
-                    .unwrap(),
-            )
-        };
-        let record = fixtures::root_sign_in(A, "ev-1", "2024-05-01T12:00:00Z");
-        let event = decode(&fixtures::eventbridge(&record, None).to_string()).unwrap();
-        let alarm = |rule: &str| {
-            let body = fixtures::alarm(
-                &format!("orgwatch-{rule}"),
-                A,
-                "ALARM",
-                "2024-05-01T12:05:00.000+0000",
-            );
-            decode(&body.to_string()).unwrap()
-        };
+    fn a_covering_rule_answers_for_the_rules_it_covers() {
+        let sign_in = fixtures::root_sign_in(A, "ev-1", "2024-05-01T12:00:00Z");
+        let sign_in = decode(&fixtures::eventbridge(&sign_in, None).to_string()).unwrap();
         let root = ("root-activity".to_string(), Severity::Critical);
         let usage = ("cis-4.3".to_string(), Severity::High);
 
-        // Both in the pack: the event, and either alarm, are root-activity alerts only.
-        let both = pack(&["cis", "root-activity"], &[]);
-        assert_eq!(ids(classify(&event, &both)), vec![root.clone()]);
-        assert_eq!(ids(classify(&alarm("cis-4.3"), &both)), vec![root.clone()]);
-        assert_eq!(
-            ids(classify(&alarm("root-activity"), &both)),
-            vec![root.clone()]
-        );
+        // Both selected (root-activity covers cis-4.3): cis-4.3's alarm, root-activity's
+        // alarm, a forwarded root sign-in and a forwarded root console action are all
+        // root-activity alerts of one account and region: one incident.
+        let both = catalog(&["cis", "root-activity"], &[], "");
+        let mut keys = std::collections::BTreeSet::new();
+        for decoded in [
+            alarm_of("cis-4.3"),
+            alarm_of("root-activity"),
+            sign_in.clone(),
+            root_console_action(),
+        ] {
+            let got = alerts(classify(&decoded, &both));
+            assert_eq!(
+                got.iter()
+                    .map(|a| (a.rule_id.clone(), a.severity))
+                    .collect::<Vec<_>>(),
+                vec![root.clone()],
+                "{decoded:?}"
+            );
+            keys.insert(crate::fingerprint::incident_key(&got[0]));
+        }
+        assert_eq!(keys.len(), 1, "one incident");
         // Other rules keep their own id.
         assert_eq!(
-            ids(classify(&alarm("cis-4.4"), &both)),
+            ids(classify(&alarm_of("cis-4.4"), &both)),
             vec![("cis-4.4".to_string(), Severity::Medium)]
         );
 
-        // Without root-activity, cis-4.3 answers for itself.
-        for only_cis in [pack(&["cis"], &[]), pack(&["all"], &["root-activity"])] {
-            assert_eq!(ids(classify(&event, &only_cis)), vec![usage.clone()]);
+        // Without root-activity, cis-4.3 answers for itself; the console action, outside the
+        // CIS text, matches nothing.
+        for only_cis in [
+            catalog(&["cis"], &[], ""),
+            catalog(&["all"], &["root-activity"], ""),
+        ] {
+            assert_eq!(ids(classify(&sign_in, &only_cis)), vec![usage.clone()]);
             assert_eq!(
-                ids(classify(&alarm("cis-4.3"), &only_cis)),
+                ids(classify(&alarm_of("cis-4.3"), &only_cis)),
                 vec![usage.clone()]
             );
+            assert!(matches!(
+                classify(&root_console_action(), &only_cis),
+                Classified::Ignored(_)
+            ));
             // An alarm of a built-in rule the agent does not select keeps its own identity.
             assert_eq!(
-                ids(classify(&alarm("root-activity"), &only_cis)),
+                ids(classify(&alarm_of("root-activity"), &only_cis)),
                 vec![root.clone()]
             );
         }
+        // The seed pack has root-activity and not cis-4.3: root-activity answers for itself.
+        let seed = catalog(&["seed"], &[], "");
+        assert_eq!(ids(classify(&sign_in, &seed)), vec![root.clone()]);
+        assert_eq!(
+            ids(classify(&root_console_action(), &seed)),
+            vec![root.clone()]
+        );
         // Events are judged by the selected rules only.
-        let no_root = pack(&["cis-4.4"], &[]);
-        assert!(matches!(classify(&event, &no_root), Classified::Ignored(_)));
+        let no_root = catalog(&["cis-4.4"], &[], "");
+        assert!(matches!(
+            classify(&sign_in, &no_root),
+            Classified::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn only_covering_merges_rules_not_an_equal_pattern() {
+        let rules = |covers: &str| {
+            format!(
+                r#"
+[[rule]]
+id = "deletes"
+title = "IAM user deleted"
+severity = "medium"
+pattern = '{{ $.eventName = "DeleteUser" }}'
+metric_name = "Deletes"
+
+[[rule]]
+id = "deletes-paged"
+title = "IAM user deleted (paged)"
+severity = "critical"
+pattern = '{{ $.eventName = "DeleteUser" }}'
+metric_name = "DeletesPaged"
+{covers}
+"#
+            )
+        };
+        let mut record = fixtures::root_sign_in(A, "ev-3", "2024-05-01T12:00:00Z");
+        record["userIdentity"] = serde_json::json!({"type": "IAMUser"});
+        record["eventName"] = "DeleteUser".into();
+        let event = decode(&fixtures::eventbridge(&record, None).to_string()).unwrap();
+
+        let same_pattern = catalog(&[], &[], &rules(""));
+        let got: Vec<String> = alerts(classify(&event, &same_pattern))
+            .into_iter()
+            .map(|a| a.rule_id)
+            .collect();
+        assert_eq!(got, ["deletes", "deletes-paged"]);
+        assert_eq!(
+            ids(classify(&alarm_of("deletes"), &same_pattern))[0].0,
+            "deletes"
+        );
+
+        let covered = catalog(&[], &[], &rules(r#"covers = ["deletes"]"#));
+        assert_eq!(
+            ids(classify(&event, &covered)),
+            vec![("deletes-paged".to_string(), Severity::Critical)]
+        );
+        assert_eq!(
+            ids(classify(&alarm_of("deletes"), &covered)),
+            vec![("deletes-paged".to_string(), Severity::Critical)]
+        );
+    }
+
+    #[test]
+    fn alarms_of_seed_rules_keep_their_identity_outside_the_selection() {
+        // The default pack has no seed-* rule; their alarms (from a hub with
+        // pack = ["seed"]) still carry their own title and severity.
+        let default = PackCatalog::builtin().unwrap();
+        let got = alerts(classify(&alarm_of("seed-kms-decrypt-failures"), &default));
+        assert_eq!(got[0].rule_id, "seed-kms-decrypt-failures");
+        assert_eq!(got[0].title, "KMS Decrypt calls that failed");
+        assert_eq!(got[0].severity, Severity::Medium);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClassify {
-    /// Built-in rule ids and packs (`"cis"`, `"all"`); default `["all"]`.
+    /// Built-in rule ids and packs (`"cis"`, `"seed"`, `"all"`); default `["all"]`.
     #[serde(default)]
     pub pack: Option<Vec<Spanned<String>>>,
     /// Built-in rule ids to leave out.
@@ -1039,8 +1039,8 @@ pub fn validate(
         lookback,
     };
 
-    // [classify]
-    let known: Vec<String> = match shared::rules::Pack::builtin() {
+    // [classify]: any built-in id, the seed pack's own included.
+    let known: Vec<String> = match shared::rules::Pack::every_builtin() {
         Ok(p) => p.rules().iter().map(|r| r.id.clone()).collect(),
         Err(e) => {
             c.errors.push(ConfigError::file(
@@ -1399,6 +1399,16 @@ sinks = ["security-webhook"]
             errs[1].starts_with("agent.toml:5:12: classify.disable: unknown built-in rule \"all\""),
             "{errs:?}"
         );
+        // The seed pack and its own rules, by name and by id, as in hub.toml.
+        let text = "[source]\nqueue = \"q\"\n[classify]\npack = [\"seed\"]\ndisable = [\"seed-api-without-mfa\"]\n";
+        let pack = check(text, &[]).unwrap().classify.pack().unwrap();
+        assert_eq!(pack.len(), 8);
+        assert!(pack.get("seed-kms-decrypt-failures").is_some());
+        assert!(pack.get("seed-api-without-mfa").is_none() && pack.get("cis-4.3").is_none());
+        let text =
+            "[source]\nqueue = \"q\"\n[classify]\npack = [\"cis\", \"seed-api-without-mfa\"]\n";
+        let pack = check(text, &[]).unwrap().classify.pack().unwrap();
+        assert_eq!(pack.len(), 16);
     }
 
     #[test]

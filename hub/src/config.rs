@@ -82,7 +82,8 @@ pub enum Delivery {
 pub struct MonitoringSection {
     #[serde(default = "default_delivery")]
     pub delivery: Delivery,
-    /// Built-in rule ids or packs (`cis`, `all`); default every built-in rule.
+    /// Built-in rule ids or packs (`cis`, `seed`, `all`); default `["all"]`, CIS and
+    /// root-activity (the seed pack's own rules are selected by `seed` or by id only).
     #[serde(default = "default_pack")]
     pub pack: Vec<String>,
     /// Built-in rule ids to leave out.

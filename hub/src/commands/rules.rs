@@ -121,6 +121,27 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// The packs that select a built-in rule (`cis`, `seed`, `all`); none for the user's rules.
+fn packs_of(rule: &Rule) -> Vec<&'static str> {
+    if rule.origin.is_builtin() {
+        shared::rules::packs_of(&rule.id)
+    } else {
+        Vec::new()
+    }
+}
+
+fn list_text(items: &[impl AsRef<str>]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 fn origin_text(rule: &Rule) -> String {
     match &rule.origin {
         shared::rules::Origin::Builtin(file) => {
@@ -149,6 +170,8 @@ fn list(output: Output, pack: &Pack) -> ExitStatus {
                         "namespace": r.namespace,
                         "security_hub": r.security_hub,
                         "forward": r.forward,
+                        "covers": r.covers,
+                        "packs": packs_of(r),
                         "origin": r.origin,
                         "fixtures": r.fixtures.len(),
                     })
@@ -166,6 +189,7 @@ fn list(output: Output, pack: &Pack) -> ExitStatus {
                         r.severity.to_string(),
                         if r.forward { "yes" } else { "no" }.to_string(),
                         r.security_hub.clone().unwrap_or_else(|| "-".into()),
+                        list_text(&packs_of(r)),
                         r.metric_name.clone(),
                         r.title.clone(),
                     ]
@@ -179,6 +203,7 @@ fn list(output: Output, pack: &Pack) -> ExitStatus {
                         "SEVERITY",
                         "FORWARD",
                         "SECURITY HUB",
+                        "PACKS",
                         "METRIC",
                         "TITLE"
                     ],
@@ -264,6 +289,10 @@ fn show(output: Output, pack: &Pack, id: &str) -> ExitStatus {
                 (false, _) => "no".to_string(),
             };
             field("forward:", &forward);
+            field("covers:", &list_text(&rule.covers));
+            if rule.origin.is_builtin() {
+                field("packs:", &list_text(&packs_of(rule)));
+            }
             field(
                 "fixtures:",
                 &format!(
@@ -460,8 +489,14 @@ fn verify(output: Output, pack: &Pack) -> ExitStatus {
             for f in &failures {
                 println!("FAIL {f}");
             }
+            let covered: usize = report.rules.iter().map(|r| r.covered_fixtures).sum();
+            let covered = if covered == 0 {
+                String::new()
+            } else {
+                format!(", {covered} fixtures of covered rules")
+            };
             println!(
-                "{} rules, {} fixtures (each as a trail record and in its EventBridge envelope): {}",
+                "{} rules, {} fixtures{covered} (each as a trail record and in its EventBridge envelope): {}",
                 report.rules.len(),
                 report.fixture_count(),
                 if failures.is_empty() {

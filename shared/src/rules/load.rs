@@ -57,6 +57,9 @@ pub struct RuleSpec {
     /// EventBridge event pattern, as JSON text.
     #[serde(default)]
     pub eventbridge_pattern: Option<Spanned<String>>,
+    /// Ids of the rules this one covers.
+    #[serde(default)]
+    pub covers: Vec<Spanned<String>>,
     #[serde(default, rename = "fixture")]
     pub fixtures: Vec<FixtureSpec>,
 }
@@ -313,9 +316,14 @@ fn valid_namespace(s: &str) -> bool {
         })
 }
 
-/// Validates specs into rules; returns every problem found.
-pub(crate) fn validate(specs: Vec<Located>) -> (Vec<Rule>, Vec<ConfigError>) {
+/// Validates specs into rules; returns every problem found. `builtin_ids` are the ids of
+/// every built-in rule, selected or not: a rule may cover any of them, or a rule of `specs`.
+pub(crate) fn validate(
+    specs: Vec<Located>,
+    builtin_ids: &[String],
+) -> (Vec<Rule>, Vec<ConfigError>) {
     let mut problems = Vec::new();
+    let cover_edges = cover_graph(&specs);
     let mut rules = Vec::with_capacity(specs.len());
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut metrics: HashMap<(String, String), (usize, String)> = HashMap::new();
@@ -482,6 +490,34 @@ pub(crate) fn validate(specs: Vec<Located>) -> (Vec<Rule>, Vec<ConfigError>) {
             ));
         }
 
+        let mut covers: Vec<String> = Vec::with_capacity(spec.covers.len());
+        for entry in &spec.covers {
+            let covered = entry.get_ref();
+            let known = builtin_ids.contains(covered)
+                || specs.iter().any(|s| s.spec.id.get_ref() == covered);
+            if covered == &id {
+                problems.push(at(entry.span(), "a rule cannot cover itself".into()));
+            } else if !known {
+                problems.push(at(
+                    entry.span(),
+                    format!(
+                        "covers unknown rule \"{covered}\" (not a built-in rule, nor a rule of this configuration)"
+                    ),
+                ));
+            } else if covers.contains(covered) {
+                problems.push(at(entry.span(), format!("covers \"{covered}\" twice")));
+            } else if reaches(&cover_edges, covered, &id) {
+                problems.push(at(
+                    entry.span(),
+                    format!(
+                        "covers \"{covered}\", which covers \"{id}\" (directly or through other rules): covering must not go round in a circle"
+                    ),
+                ));
+            } else {
+                covers.push(covered.clone());
+            }
+        }
+
         let mut fixtures = Vec::with_capacity(spec.fixtures.len());
         let mut names: HashMap<&str, ()> = HashMap::new();
         for f in &spec.fixtures {
@@ -536,12 +572,44 @@ pub(crate) fn validate(specs: Vec<Located>) -> (Vec<Rule>, Vec<ConfigError>) {
                 security_hub: spec.security_hub.as_ref().map(|s| s.get_ref().clone()),
                 forward: *spec.forward.get_ref(),
                 eventbridge_pattern,
+                covers,
                 fixtures,
                 origin: located.origin.clone(),
             });
         }
     }
     (rules, problems)
+}
+
+/// Rule id -> the ids it covers, over `specs`.
+fn cover_graph(specs: &[Located]) -> HashMap<&str, Vec<&str>> {
+    let mut graph: HashMap<&str, Vec<&str>> = HashMap::new();
+    for s in specs {
+        graph
+            .entry(s.spec.id.get_ref().as_str())
+            .or_default()
+            .extend(s.spec.covers.iter().map(|c| c.get_ref().as_str()));
+    }
+    graph
+}
+
+/// Whether `to` is reachable from `from` through `covers` edges (`from` itself included).
+fn reaches(graph: &HashMap<&str, Vec<&str>>, from: &str, to: &str) -> bool {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut stack = vec![from];
+    while let Some(id) = stack.pop() {
+        if id == to {
+            return true;
+        }
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
+        if let Some(next) = graph.get(id) {
+            stack.extend(next.iter().copied());
+        }
+    }
+    false
 }
 
 /// Byte offset of a serde_json error (it reports 1-based line and column).

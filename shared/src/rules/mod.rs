@@ -6,13 +6,29 @@
 //!
 //! # Where rules come from
 //!
-//! * The built-in pack, one TOML file per rule under `shared/rules/`, embedded at build
-//!   time: CIS AWS Foundations Benchmark "Monitoring" 4.1-4.15 (`cis-4.1` ... `cis-4.15`)
-//!   and `root-activity`, the root-usage rule of the single-account recipe.
+//! * The built-in rules, one TOML file per rule under `shared/rules/`, embedded at build
+//!   time: CIS AWS Foundations Benchmark "Monitoring" 4.1-4.15 (`cis-4.1` ... `cis-4.15`),
+//!   `root-activity`, the root-usage rule of the single-account recipe, and the recipe's
+//!   own rules where no CIS rule says the same (`seed-*`).
 //! * `[[rule]]` tables in the hub's configuration file, with the same fields.
 //!
-//! The configuration chooses built-ins with `pack` (ids, `"cis"` for every `cis-*` rule,
-//! `"all"`) and leaves some out with `disable`. See [`Pack::from_config`].
+//! # Packs
+//!
+//! The configuration chooses built-ins with `pack` and leaves some out with `disable`
+//! (see [`Pack::from_config`]). A `pack` entry is a built-in rule id or one of:
+//!
+//! | entry               | selects                                                         |
+//! |---------------------|-----------------------------------------------------------------|
+//! | [`PACK_ALL`] (default) | every built-in rule but the seed pack's own: CIS 4.1-4.15 and `root-activity` |
+//! | [`PACK_CIS`]        | every `cis-*` rule                                              |
+//! | [`PACK_SEED`]       | the nine alarms of the single-account recipe orgwatch grew from ([`SEED_RULES`]) |
+//!
+//! The seed pack reuses the CIS rule wherever one says the same (root use is
+//! `root-activity`, console sign-in without MFA `cis-4.2`, and so on); only two of its alarms
+//! are rules of their own, `seed-api-without-mfa` and `seed-kms-decrypt-failures`. Those two
+//! are left out of `"all"` on purpose: in an organisation every role session lacks MFA, so
+//! "API calls without MFA" fires all day, and adding rules to `"all"` would silently change
+//! what every existing configuration deploys. They are selected by `"seed"` or by id only.
 //!
 //! # Rule fields
 //!
@@ -35,18 +51,30 @@
 //! | `security_hub`       | the Security Hub control it satisfies (`CloudWatch.N`), if any    |
 //! | `forward`            | also forward each matching event through EventBridge            |
 //! | `eventbridge_pattern`| the EventBridge event pattern (JSON) used to forward; required with `forward` |
+//! | `covers`             | ids of rules this one covers (see below)                         |
 //! | `[[rule.fixture]]`   | `name`, `matches` (bool), `event` (a CloudTrail record as JSON)  |
 //!
 //! Loading checks everything at once and reports every problem with its file, line and
 //! column (for a bad pattern: the position of the fault inside the TOML file, and the
 //! pattern with a caret under it).
 //!
+//! # Covering
+//!
+//! `covers = ["cis-4.3"]` in `root-activity` says: every event `cis-4.3` matches,
+//! `root-activity` matches too, so when both are selected `root-activity` answers for
+//! `cis-4.3` (the agent reports `cis-4.3`'s alarm as a `root-activity` incident: one root
+//! sign-in pages once). Loading checks that each covered id is a built-in rule or a rule of
+//! the pack, that a rule does not cover itself and that covering is not circular;
+//! [`Pack::verify`] checks the claim on evidence: every fixture that must match the covered
+//! rule must match the covering rule too, in both delivery forms. The covered rule need not
+//! be selected (then it is taken from the built-ins for the check).
+//!
 //! # Evaluating
 //!
 //! [`Pack::matching`] evaluates every rule on one [`Event`], which parses the log event at
 //! most once however many rules look at it. [`Pack::verify`] runs every fixture, both as a
 //! trail-delivered record and wrapped in the EventBridge envelope against
-//! [`Rule::eventbridge_filters`].
+//! [`Rule::eventbridge_filters`], and checks every `covers` claim the same way.
 
 mod eventbridge;
 pub mod input;
@@ -94,15 +122,67 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
     ("cis-4.13.toml", include_str!("../../rules/cis-4.13.toml")),
     ("cis-4.14.toml", include_str!("../../rules/cis-4.14.toml")),
     ("cis-4.15.toml", include_str!("../../rules/cis-4.15.toml")),
+    (
+        "seed-api-without-mfa.toml",
+        include_str!("../../rules/seed-api-without-mfa.toml"),
+    ),
+    (
+        "seed-kms-decrypt-failures.toml",
+        include_str!("../../rules/seed-kms-decrypt-failures.toml"),
+    ),
 ];
 
 /// Directory of the built-in files as named in messages.
 pub const BUILTIN_DIR: &str = "shared/rules";
 
-/// `pack` entry selecting every built-in rule.
+/// `pack` entry selecting every built-in rule except the seed pack's own ([`SEED_ONLY_PREFIX`]):
+/// CIS 4.1-4.15 and `root-activity`. The default.
 pub const PACK_ALL: &str = "all";
 /// `pack` entry selecting every `cis-*` built-in rule.
 pub const PACK_CIS: &str = "cis";
+/// `pack` entry selecting the nine alarms of the single-account recipe, [`SEED_RULES`].
+pub const PACK_SEED: &str = "seed";
+/// Every pack name a `pack` list accepts besides rule ids.
+pub const PACKS: &[&str] = &[PACK_CIS, PACK_SEED, PACK_ALL];
+
+/// The rules [`PACK_SEED`] selects, in the recipe's order: root use, console sign-in without
+/// MFA, API calls without MFA, KMS key disabling or deletion, KMS decrypt failures, security
+/// group, IAM policy, route table and network ACL changes. A CIS rule wherever one means the
+/// same alarm; the recipe's own rules otherwise.
+pub const SEED_RULES: &[&str] = &[
+    "root-activity",
+    "cis-4.2",
+    "seed-api-without-mfa",
+    "cis-4.7",
+    "seed-kms-decrypt-failures",
+    "cis-4.10",
+    "cis-4.4",
+    "cis-4.13",
+    "cis-4.11",
+];
+
+/// Id prefix of the built-in rules only [`PACK_SEED`] (or their id) selects; [`PACK_ALL`]
+/// leaves them out.
+pub const SEED_ONLY_PREFIX: &str = "seed-";
+
+/// The packs that select the built-in rule `id`, in [`PACKS`] order.
+pub fn packs_of(id: &str) -> Vec<&'static str> {
+    PACKS
+        .iter()
+        .copied()
+        .filter(|pack| in_pack(pack, id))
+        .collect()
+}
+
+/// Whether the pack named `pack` selects the built-in rule `id`.
+fn in_pack(pack: &str, id: &str) -> bool {
+    match pack {
+        PACK_ALL => !id.starts_with(SEED_ONLY_PREFIX),
+        PACK_CIS => id.starts_with("cis-"),
+        PACK_SEED => SEED_RULES.contains(&id),
+        _ => false,
+    }
+}
 
 /// How urgent a rule's matches are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -273,6 +353,9 @@ pub struct Rule {
     pub forward: bool,
     /// EventBridge event pattern used for forwarding.
     pub eventbridge_pattern: Option<Json>,
+    /// Rules this one covers: it matches every event they match, and answers for them when
+    /// both are selected (see the module documentation).
+    pub covers: Vec<String>,
     pub fixtures: Vec<Fixture>,
     pub origin: Origin,
 }
@@ -340,7 +423,7 @@ impl From<ConfigError> for PackError {
 /// Which list of a rule selection an entry is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selection {
-    /// `pack`: built-in rule ids, or the packs [`PACK_CIS`] and [`PACK_ALL`].
+    /// `pack`: built-in rule ids, or the packs of [`PACKS`].
     Pack,
     /// `disable`: built-in rule ids only.
     Disable,
@@ -354,13 +437,14 @@ pub fn check_selected(
     entry: &str,
     known: &[&str],
 ) -> Result<(), String> {
-    let is_pack = entry == PACK_ALL || entry == PACK_CIS;
+    let is_pack = PACKS.contains(&entry);
     if known.contains(&entry) || (is_pack && list == Selection::Pack) {
         return Ok(());
     }
     Err(match list {
         Selection::Pack => format!(
-            "{key}: unknown built-in rule or pack \"{entry}\" (known: {PACK_CIS}, {PACK_ALL}, {})",
+            "{key}: unknown built-in rule or pack \"{entry}\" (known: {}, {})",
+            PACKS.join(", "),
             known.join(", ")
         ),
         Selection::Disable => format!("{key}: unknown built-in rule \"{entry}\""),
@@ -374,12 +458,30 @@ pub struct Pack {
 }
 
 impl Pack {
-    /// Every built-in rule.
+    /// The default pack: the built-in rules [`PACK_ALL`] selects.
     pub fn builtin() -> Result<Pack, PackError> {
         Pack::from_config(&[PACK_ALL.to_string()], &[], &UserRules::none())
     }
 
-    /// The built-in rules `pack` selects (ids, [`PACK_CIS`], [`PACK_ALL`]) minus `disable`,
+    /// Every built-in rule, the seed pack's own included: for looking up a rule by id
+    /// whatever a configuration selects.
+    pub fn every_builtin() -> Result<Pack, PackError> {
+        let (specs, problems) = match load::builtin_specs() {
+            Ok(specs) => (specs, Vec::new()),
+            Err(e) => (Vec::new(), e.problems),
+        };
+        let known: Vec<String> = specs.iter().map(|s| s.spec.id.get_ref().clone()).collect();
+        let (rules, mut errs) = load::validate(specs, &known);
+        let mut problems = problems;
+        problems.append(&mut errs);
+        if problems.is_empty() {
+            Ok(Pack { rules })
+        } else {
+            Err(PackError { problems })
+        }
+    }
+
+    /// The built-in rules `pack` selects (ids and the packs of [`PACKS`]) minus `disable`,
     /// plus the user's rules. Unknown ids in `pack` or `disable` are errors, and so is a
     /// user rule whose id is already taken by a selected built-in.
     pub fn from_config(
@@ -406,18 +508,12 @@ impl Pack {
                 problems.push(ConfigError::file(config_path, e));
                 continue;
             }
-            match entry.as_str() {
-                PACK_ALL => wanted.iter_mut().for_each(|w| *w = true),
-                PACK_CIS => {
-                    for (w, id) in wanted.iter_mut().zip(&known) {
-                        *w |= id.starts_with("cis-");
-                    }
+            if PACKS.contains(&entry.as_str()) {
+                for (w, id) in wanted.iter_mut().zip(&known) {
+                    *w |= in_pack(entry, id);
                 }
-                id => {
-                    if let Some(i) = known.iter().position(|k| *k == id) {
-                        wanted[i] = true;
-                    }
-                }
+            } else if let Some(i) = known.iter().position(|k| *k == entry.as_str()) {
+                wanted[i] = true;
             }
         }
         for id in disable {
@@ -430,6 +526,7 @@ impl Pack {
                 }
             }
         }
+        let known: Vec<String> = known.iter().map(|k| k.to_string()).collect();
         let mut specs: Vec<load::Located> = builtin
             .into_iter()
             .zip(wanted)
@@ -437,7 +534,7 @@ impl Pack {
             .collect();
         specs.extend(user.specs().iter().cloned());
 
-        let (rules, mut errs) = load::validate(specs);
+        let (rules, mut errs) = load::validate(specs, &known);
         problems.append(&mut errs);
         if problems.is_empty() {
             Ok(Pack { rules })
@@ -469,9 +566,24 @@ impl Pack {
         self.rules.iter().filter(move |r| r.pattern.matches(event))
     }
 
-    /// Runs every rule's fixtures, in trail and EventBridge form.
+    /// Runs every rule's fixtures, in trail and EventBridge form, and checks every `covers`
+    /// claim on the covered rule's matching fixtures. A covered rule the pack does not hold
+    /// is taken from the built-ins.
     pub fn verify(&self) -> VerifyReport {
-        verify::verify(&self.rules)
+        let needs_builtins = self
+            .rules
+            .iter()
+            .flat_map(|r| &r.covers)
+            .any(|id| self.get(id).is_none());
+        let builtins = if needs_builtins {
+            Pack::every_builtin().ok()
+        } else {
+            None
+        };
+        verify::verify(&self.rules, |id| {
+            self.get(id)
+                .or_else(|| builtins.as_ref().and_then(|b| b.get(id)))
+        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Fixture runs: every fixture of every rule, as the record itself (`trail` delivery) and
-//! wrapped in the EventBridge envelope against the rule's EventBridge filters.
+//! wrapped in the EventBridge envelope against the rule's EventBridge filters; and every
+//! `covers` claim, on the covered rule's fixtures that must match, in the same two forms.
 
 use std::fmt;
 
@@ -31,6 +32,10 @@ impl fmt::Display for Form {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FixtureFailure {
     pub rule: String,
+    /// Set when the fixture is one of a covered rule's (`rule` covers `covered`): `rule`
+    /// should match it, as `covered` does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covered: Option<String>,
     pub fixture: String,
     pub form: Form,
     /// Whether the fixture should have matched.
@@ -47,6 +52,17 @@ impl fmt::Display for FixtureFailure {
         if let Some(loc) = &self.location {
             write!(f, "{loc}: ")?;
         }
+        if let Some(covered) = &self.covered {
+            write!(f, "rule \"{}\" covers \"{covered}\", but ", self.rule)?;
+            return match &self.error {
+                Some(e) => write!(f, "cannot be checked in {}: {e}", self.form),
+                None => write!(
+                    f,
+                    "does not match its fixture \"{}\" ({})",
+                    self.fixture, self.form
+                ),
+            };
+        }
         write!(f, "rule \"{}\": fixture \"{}\" ", self.rule, self.fixture)?;
         match &self.error {
             Some(e) => write!(f, "cannot be checked in {}: {e}", self.form),
@@ -62,7 +78,14 @@ pub struct RuleReport {
     pub rule: String,
     /// Fixtures run (each in both forms).
     pub fixtures: usize,
+    /// Fixtures of covered rules run against this rule (each in both forms).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub covered_fixtures: usize,
     pub failures: Vec<FixtureFailure>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The outcome for a pack.
@@ -85,26 +108,35 @@ impl VerifyReport {
     }
 }
 
-pub(crate) fn verify(rules: &[Rule]) -> VerifyReport {
+/// `lookup` finds a covered rule by id (in the pack, else among the built-ins).
+pub(crate) fn verify<'a>(
+    rules: &'a [Rule],
+    lookup: impl Fn(&str) -> Option<&'a Rule>,
+) -> VerifyReport {
     VerifyReport {
-        rules: rules.iter().map(verify_rule).collect(),
+        rules: rules.iter().map(|r| verify_rule(r, &lookup)).collect(),
     }
 }
 
-fn verify_rule(rule: &Rule) -> RuleReport {
-    let mut failures = Vec::new();
-    let filters: Result<Vec<Pattern>, String> = rule
-        .eventbridge_filters()
+/// The rule's filters for `eventbridge` delivery, compiled.
+fn eventbridge_patterns(rule: &Rule) -> Result<Vec<Pattern>, String> {
+    rule.eventbridge_filters()
         .map_err(|e| e.to_string())
         .and_then(|texts| {
             texts
                 .iter()
                 .map(|t| Pattern::parse(t).map_err(|e| e.to_string()))
                 .collect()
-        });
+        })
+}
+
+fn verify_rule<'a>(rule: &Rule, lookup: &impl Fn(&str) -> Option<&'a Rule>) -> RuleReport {
+    let mut failures = Vec::new();
+    let filters = eventbridge_patterns(rule);
     for fixture in &rule.fixtures {
         let failure = |form, error| FixtureFailure {
             rule: rule.id.clone(),
+            covered: None,
             fixture: fixture.name.clone(),
             form,
             expected: fixture.matches,
@@ -131,9 +163,56 @@ fn verify_rule(rule: &Rule) -> RuleReport {
             Err(e) => failures.push(failure(Form::Eventbridge, Some(e.clone()))),
         }
     }
+
+    // Covering: every event the covered rule must match, this rule matches too.
+    let mut covered_fixtures = 0;
+    for id in &rule.covers {
+        let Some(covered) = lookup(id) else {
+            failures.push(FixtureFailure {
+                rule: rule.id.clone(),
+                covered: Some(id.clone()),
+                fixture: String::new(),
+                form: Form::Trail,
+                expected: true,
+                location: None,
+                error: Some(format!("no rule \"{id}\" to check against")),
+            });
+            continue;
+        };
+        for fixture in covered.positive_fixtures() {
+            covered_fixtures += 1;
+            let failure = |form, error| FixtureFailure {
+                rule: rule.id.clone(),
+                covered: Some(covered.id.clone()),
+                fixture: fixture.name.clone(),
+                form,
+                expected: true,
+                location: fixture.location.clone(),
+                error,
+            };
+            let text = fixture.message();
+            if !rule.pattern.matches(&Event::from_message(&text)) {
+                failures.push(failure(Form::Trail, None));
+            }
+            if !fixture.event.is_object() {
+                continue;
+            }
+            match &filters {
+                Ok(filters) => {
+                    let wrapped = envelope(&fixture.event).to_string();
+                    let event = Event::from_message(&wrapped);
+                    if !filters.iter().any(|p| p.matches(&event)) {
+                        failures.push(failure(Form::Eventbridge, None));
+                    }
+                }
+                Err(e) => failures.push(failure(Form::Eventbridge, Some(e.clone()))),
+            }
+        }
+    }
     RuleReport {
         rule: rule.id.clone(),
         fixtures: rule.fixtures.len(),
+        covered_fixtures,
         failures,
     }
 }

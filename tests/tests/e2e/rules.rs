@@ -248,6 +248,79 @@ fn rules_list_show_and_verify() {
     assert_eq!(ids.len(), 16);
     assert_eq!(ids[0], "root-activity");
     assert!(ids.contains(&"cis-4.15"));
+    assert!(ids.iter().all(|id| !id.starts_with("seed-")), "{ids:?}");
+    assert_eq!(doc["rules"][0]["covers"], json!(["cis-4.3"]));
+    assert_eq!(doc["rules"][0]["packs"], json!(["seed", "all"]));
+
+    // The seed pack: the recipe's nine alarms, its own two rules included.
+    let seed_config = dir.0.join("seed.toml");
+    std::fs::write(&seed_config, "[monitoring]\npack = [\"seed\"]\n").expect("write config");
+    let seed_config = seed_config.to_string_lossy().to_string();
+    let seed = hub(
+        &dir.0,
+        &[
+            "rules",
+            "list",
+            "--config",
+            &seed_config,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(seed.code, 0, "{}", seed.stderr);
+    let seed_ids: Vec<String> = seed.json()["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        seed_ids,
+        [
+            "root-activity",
+            "cis-4.2",
+            "cis-4.4",
+            "cis-4.7",
+            "cis-4.10",
+            "cis-4.11",
+            "cis-4.13",
+            "seed-api-without-mfa",
+            "seed-kms-decrypt-failures"
+        ]
+    );
+    let table = hub(&dir.0, &["rules", "list", "--config", &seed_config]);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("PACKS"))
+    );
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("seed-api-without-mfa ") && l.contains(" seed ")),
+        "{}",
+        table.stdout
+    );
+    let seed_verify = hub(&dir.0, &["rules", "verify", "--config", &seed_config]);
+    assert_eq!(seed_verify.code, 0, "{}", seed_verify.stdout);
+    assert!(
+        seed_verify.stdout.starts_with("9 rules, "),
+        "{}",
+        seed_verify.stdout
+    );
+
+    let root = hub(&dir.0, &["rules", "show", "root-activity"]);
+    assert_eq!(root.code, 0, "{}", root.stderr);
+    assert!(
+        root.stdout
+            .lines()
+            .any(|l| l.starts_with("covers:") && l.ends_with(" cis-4.3")),
+        "{}",
+        root.stdout
+    );
 
     let show = hub(&dir.0, &["rules", "show", "cis-4.13"]);
     assert_eq!(show.code, 0, "{}", show.stderr);
