@@ -40,10 +40,14 @@ pub struct OrgFacts {
     pub central_account: String,
 }
 
-/// The detail-types under which CloudTrail management events reach EventBridge.
-pub const CLOUDTRAIL_DETAIL_TYPES: [&str; 2] = [
+/// The detail-types under which CloudTrail management events reach EventBridge that the
+/// pack looks at (EventBridge user guide, "AWS service events delivered via AWS
+/// CloudTrail"): API calls, console sign-ins, and console actions that are not API calls
+/// (`eventType` AwsConsoleAction: root-activity covers what root does in the console).
+pub const CLOUDTRAIL_DETAIL_TYPES: [&str; 3] = [
     "AWS API Call via CloudTrail",
     "AWS Console Sign In via CloudTrail",
+    "AWS Console Action via CloudTrail",
 ];
 /// CloudTrail's service principal, for trusted access in the organisation.
 pub const CLOUDTRAIL_SERVICE_PRINCIPAL: &str = "cloudtrail.amazonaws.com";
