@@ -31,7 +31,10 @@ pub struct RuleDeploy {
 /// Facts about the organisation that desired state depends on.
 #[derive(Clone, Debug)]
 pub struct OrgFacts {
-    pub org_id: String,
+    /// The organisation (`o-...`); `None` for a standalone account, which is treated as an
+    /// organisation of one: an account trail instead of the organisation trail, policies
+    /// scoped to the account instead of the organisation.
+    pub org_id: Option<String>,
     /// The organisation's management account (`DescribeOrganization` MasterAccountId). An
     /// organisation trail belongs to it even when a delegated administrator created it, so
     /// the trail's ARN and its log prefix `AWSLogs/<management account>/` name it
@@ -49,6 +52,28 @@ pub const CLOUDTRAIL_DETAIL_TYPES: [&str; 3] = [
     "AWS Console Sign In via CloudTrail",
     "AWS Console Action via CloudTrail",
 ];
+impl OrgFacts {
+    /// `{"StringEquals": {<org key>: org}}` in an organisation, `{"StringEquals":
+    /// {<account key>: account}}` for a standalone account: the condition that admits the
+    /// organisation's accounts (or the one account) and nobody else.
+    fn ours(&self, org_key: &str, account_key: &str) -> (String, String) {
+        match &self.org_id {
+            Some(id) => (org_key.to_string(), id.clone()),
+            None => (account_key.to_string(), self.management_account.clone()),
+        }
+    }
+
+    /// `aws:SourceOrgID` = the organisation, or `aws:SourceAccount` = the account.
+    fn source_is_ours(&self) -> (String, String) {
+        self.ours("aws:SourceOrgID", "aws:SourceAccount")
+    }
+
+    /// `aws:PrincipalOrgID` = the organisation, or `aws:PrincipalAccount` = the account.
+    fn principal_is_ours(&self) -> (String, String) {
+        self.ours("aws:PrincipalOrgID", "aws:PrincipalAccount")
+    }
+}
+
 /// CloudTrail's service principal, for trusted access in the organisation.
 pub const CLOUDTRAIL_SERVICE_PRINCIPAL: &str = "cloudtrail.amazonaws.com";
 
@@ -92,17 +117,19 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
     // CreateTrail; user guide, "Prepare for creating a trail for your organization").
     // Organizations recommends enabling it through CloudTrail; EnableAWSServiceAccess from
     // the management account is its API equivalent.
-    out.insert(
-        ResourceKey::new(
-            &org.management_account,
-            home,
-            Kind::TrustedAccess,
-            CLOUDTRAIL_SERVICE_PRINCIPAL,
-        ),
-        Spec::ServiceAccess(ServiceAccessSpec {
-            service_principal: CLOUDTRAIL_SERVICE_PRINCIPAL.into(),
-        }),
-    );
+    if org.org_id.is_some() {
+        out.insert(
+            ResourceKey::new(
+                &org.management_account,
+                home,
+                Kind::TrustedAccess,
+                CLOUDTRAIL_SERVICE_PRINCIPAL,
+            ),
+            Spec::ServiceAccess(ServiceAccessSpec {
+                service_principal: CLOUDTRAIL_SERVICE_PRINCIPAL.into(),
+            }),
+        );
+    }
     out.insert(
         ResourceKey::new(acct, home, Kind::OrgTrail, config.trail.name.clone()),
         Spec::Trail(TrailSpec {
@@ -110,7 +137,8 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
             multi_region: true,
             global_service_events: true,
             log_file_validation: true,
-            organization: true,
+            // Standalone: the account's own trail, which logs only this account.
+            organization: org.org_id.is_some(),
             logging: true,
             log_group_arn: None,
             logs_role_arn: None,
@@ -385,10 +413,9 @@ pub fn bucket_policy(
             "Effect": "Allow",
             "Principal": {"Service": "cloudtrail.amazonaws.com"},
             "Action": "s3:PutObject",
-            "Resource": [
-                format!("{b}/AWSLogs/{}/*", org.management_account),
-                format!("{b}/AWSLogs/{}/*", org.org_id)
-            ],
+            "Resource": std::iter::once(format!("{b}/AWSLogs/{}/*", org.management_account))
+                .chain(org.org_id.iter().map(|id| format!("{b}/AWSLogs/{id}/*")))
+                .collect::<Vec<_>>(),
             "Condition": {
                 "StringEquals": {
                     "s3:x-amz-acl": "bucket-owner-full-control",
@@ -400,6 +427,7 @@ pub fn bucket_policy(
     if account_trails {
         // Each member's account trail (`trail` delivery) writes its own account's prefix;
         // the trail ARNs are matched by name in any account of the organisation.
+        let (key, ours) = org.source_is_ours();
         let member_trails = format!(
             "arn:{}:cloudtrail:*:*:trail/{}",
             naming::partition(region),
@@ -412,7 +440,7 @@ pub fn bucket_policy(
             "Action": "s3:GetBucketAcl",
             "Resource": b,
             "Condition": {
-                "StringEquals": {"aws:SourceOrgID": org.org_id},
+                "StringEquals": {key.as_str(): ours},
                 "ArnLike": {"aws:SourceArn": member_trails}
             }
         }));
@@ -425,7 +453,7 @@ pub fn bucket_policy(
             "Condition": {
                 "StringEquals": {
                     "s3:x-amz-acl": "bucket-owner-full-control",
-                    "aws:SourceOrgID": org.org_id
+                    key.as_str(): ours
                 },
                 "ArnLike": {"aws:SourceArn": member_trails}
             }
@@ -506,41 +534,43 @@ pub fn kms_key_policy(
 
 /// Lets the organisation's orgwatch alarms publish, and the owner manage the topic.
 pub fn topic_policy(region: &str, account: &str, topic_arn: &str, org: &OrgFacts) -> Value {
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "OwnerManages",
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:{}:iam::{account}:root", naming::partition(region))},
-                "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe", "sns:Publish", "sns:ListSubscriptionsByTopic"],
-                "Resource": topic_arn
-            },
-            {
-                "Sid": "OrganizationAlarmsPublish",
-                "Effect": "Allow",
-                "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                "Action": "sns:Publish",
-                "Resource": topic_arn,
-                "Condition": {
-                    "StringEquals": {"aws:SourceOrgID": org.org_id},
-                    "ArnLike": {"aws:SourceArn": format!("arn:{}:cloudwatch:{region}:*:alarm:{}*", naming::partition(region), naming::RULE_RESOURCE_PREFIX)}
-                }
-            },
-            {
-                // Security Hub CloudWatch.1-14 (and Prowler's CIS checks) in a member read the
-                // alarm topic's subscribers with sns:ListSubscriptionsByTopic; the topic is
-                // in the central account, so the organisation's accounts may list them. They
-                // learn the subscription endpoints (the central queue's ARN) and nothing else.
-                "Sid": "OrganizationListsSubscribers",
-                "Effect": "Allow",
-                "Principal": {"AWS": "*"},
-                "Action": "sns:ListSubscriptionsByTopic",
-                "Resource": topic_arn,
-                "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.org_id}}
+    let (source_key, source) = org.source_is_ours();
+    let mut statements = vec![
+        json!({
+            "Sid": "OwnerManages",
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:{}:iam::{account}:root", naming::partition(region))},
+            "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe", "sns:Publish", "sns:ListSubscriptionsByTopic"],
+            "Resource": topic_arn
+        }),
+        json!({
+            "Sid": "OrganizationAlarmsPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {
+                "StringEquals": {source_key.as_str(): source},
+                "ArnLike": {"aws:SourceArn": format!("arn:{}:cloudwatch:{region}:*:alarm:{}*", naming::partition(region), naming::RULE_RESOURCE_PREFIX)}
             }
-        ]
-    })
+        }),
+    ];
+    if let Some(org_id) = &org.org_id {
+        // Security Hub CloudWatch.1-14 (and Prowler's CIS checks) in a member read the
+        // alarm topic's subscribers with sns:ListSubscriptionsByTopic; the topic is in the
+        // central account, so the organisation's accounts may list them. They learn the
+        // subscription endpoints (the central queue's ARN) and nothing else. (A standalone
+        // account is the topic's owner: OwnerManages covers it.)
+        statements.push(json!({
+            "Sid": "OrganizationListsSubscribers",
+            "Effect": "Allow",
+            "Principal": {"AWS": "*"},
+            "Action": "sns:ListSubscriptionsByTopic",
+            "Resource": topic_arn,
+            "Condition": {"StringEquals": {"aws:PrincipalOrgID": org_id}}
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
 /// Admits only the central topic and the central bus rule.
@@ -568,8 +598,10 @@ pub fn queue_policy(queue_arn: &str, topic_arn: &str, bus_rule_arn: &str) -> Val
     })
 }
 
-/// Accepts events from accounts of the organisation only.
+/// Accepts events from accounts of the organisation only (a standalone account: from
+/// itself only).
 pub fn bus_policy(bus_arn: &str, org: &OrgFacts) -> Value {
+    let (key, ours) = org.principal_is_ours();
     json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -578,7 +610,7 @@ pub fn bus_policy(bus_arn: &str, org: &OrgFacts) -> Value {
             "Principal": "*",
             "Action": "events:PutEvents",
             "Resource": bus_arn,
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.org_id}}
+            "Condition": {"StringEquals": {key: ours}}
         }]
     })
 }
@@ -689,7 +721,7 @@ mod tests {
 
     fn org() -> OrgFacts {
         OrgFacts {
-            org_id: "o-abc".into(),
+            org_id: Some("o-abc".into()),
             management_account: "111111111111".into(),
             central_account: "111111111111".into(),
         }

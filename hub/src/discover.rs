@@ -10,20 +10,33 @@ use crate::observe::OpError;
 /// The organisation as the hub sees it.
 #[derive(Clone, Debug)]
 pub struct Organization {
-    pub id: String,
-    /// The management account (`MasterAccountId`).
+    /// `None`: the account is in no organisation (standalone), an organisation of one.
+    pub id: Option<String>,
+    /// The management account (`MasterAccountId`); a standalone account is its own.
     pub management_account: String,
     /// ACTIVE accounts, sorted.
     pub active_accounts: Vec<String>,
 }
 
-pub async fn organization(c: &Clients) -> Result<Organization, OpError> {
+/// The organisation of the caller `me`. An account in no organisation
+/// (`AWSOrganizationsNotInUseException`, Organizations API reference, DescribeOrganization)
+/// is standalone: the only account, its own management account.
+pub async fn organization(c: &Clients, me: &str) -> Result<Organization, OpError> {
     let orgs = c.organizations();
-    let org = orgs
-        .describe_organization()
-        .send()
-        .await
-        .map_err(|e| OpError::new("DescribeOrganization", e))?;
+    let org = match orgs.describe_organization().send().await {
+        Ok(o) => o,
+        Err(e) => {
+            let e = OpError::new("DescribeOrganization", e);
+            if e.is(&["AWSOrganizationsNotInUseException"]) {
+                return Ok(Organization {
+                    id: None,
+                    management_account: me.to_string(),
+                    active_accounts: vec![me.to_string()],
+                });
+            }
+            return Err(e);
+        }
+    };
     let org = org.organization();
     let mut accounts = Vec::new();
     let mut pages = orgs.list_accounts().into_paginator().send();
@@ -39,7 +52,7 @@ pub async fn organization(c: &Clients) -> Result<Organization, OpError> {
     }
     accounts.sort();
     Ok(Organization {
-        id: org.and_then(|o| o.id()).unwrap_or_default().to_string(),
+        id: org.and_then(|o| o.id()).map(str::to_string),
         management_account: org
             .and_then(|o| o.master_account_id())
             .unwrap_or_default()
@@ -105,6 +118,13 @@ pub async fn accounts(
         Some(list) => list.into_iter().partition(|a| active.contains(a)),
         None => (org.active_accounts.clone(), Vec::new()),
     };
+    if !config.hub.include_ous.is_empty() && org.id.is_none() {
+        return Err(OpError {
+            operation: "DescribeOrganization".into(),
+            code: Some("AWSOrganizationsNotInUseException".into()),
+            message: "hub.include_ous names organisational units, but this account is in no organisation (standalone): remove include_ous".into(),
+        });
+    }
     if !config.hub.include_ous.is_empty() {
         let mut allowed = BTreeSet::new();
         for ou in &config.hub.include_ous {

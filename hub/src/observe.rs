@@ -482,7 +482,7 @@ pub async fn central(
 ) -> Result<Observed, OpError> {
     let account = names.account.as_str();
     let mut out = Observed::default();
-    if region == home {
+    if region == home && names.in_organization {
         // Trusted access belongs to the organisation; it is read (and enabled) in the
         // management account, whose id the key carries.
         let orgs = c.organizations();
@@ -508,6 +508,8 @@ pub async fn central(
                 }
             }
         }
+    }
+    if region == home {
         if let Some((b, is_managed)) = bucket(c, &names.bucket).await? {
             out.insert(
                 ResourceKey::new(account, region, Kind::Bucket, names.bucket.clone()),
@@ -628,6 +630,8 @@ pub async fn central(
 pub struct CentralNames {
     /// The organisation's management account (trusted access is the organisation's).
     pub management_account: String,
+    /// False for a standalone account (no trusted access to read).
+    pub in_organization: bool,
     pub account: String,
     pub bucket: String,
     pub trail: String,

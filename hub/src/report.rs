@@ -9,6 +9,17 @@ use crate::model::Kind;
 /// The run as a table, then every change (or drift) one per line.
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        match &r.organization_id {
+            Some(id) => format!("organization {id} (central account {})", r.central_account),
+            None => format!(
+                "standalone account {} (no organization: an account trail, as an organization of one)",
+                r.central_account
+            ),
+        }
+    );
     let header = [
         "ACCOUNT", "REGION", "SCOPE", "STATUS", "CREATE", "UPDATE", "DELETE", "OK", "RULES",
     ];
@@ -165,7 +176,8 @@ mod tests {
         let report = Report {
             schema_version: 1,
             command: Mode::Enroll,
-            organization_id: "o-1".into(),
+            setup: "organization",
+            organization_id: Some("o-1".into()),
             central_account: "123456789012".into(),
             delivery: crate::config::Delivery::Eventbridge,
             rules: vec!["cis-4.3".into()],

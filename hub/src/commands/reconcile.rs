@@ -125,7 +125,11 @@ impl Outcome {
 pub struct Report {
     pub schema_version: u32,
     pub command: Mode,
-    pub organization_id: String,
+    /// `organization` or `standalone` (an account in no organisation: an organisation of
+    /// one, with an account trail).
+    pub setup: &'static str,
+    /// `null` for a standalone account.
+    pub organization_id: Option<String>,
     pub central_account: String,
     pub delivery: crate::config::Delivery,
     pub rules: Vec<String>,
@@ -179,12 +183,12 @@ pub async fn run(
     };
     let home = factory.home();
     let setup = async {
-        let org = discover::organization(&home).await?;
         let me = factory.home_account().await.map_err(|e| OpError {
             operation: "GetCallerIdentity".into(),
             code: e.code().map(str::to_string),
             message: e.to_string(),
         })?;
+        let org = discover::organization(&home, &me).await?;
         let (accounts, unknown) = discover::accounts(&home, &org, &config, &args.account).await?;
         Ok::<_, OpError>((org, me, accounts, unknown))
     };
@@ -212,10 +216,13 @@ pub async fn run(
             a,
             "-",
             "member",
-            format!(
-                "account {a} is not an ACTIVE account of organisation {}",
-                org.id
-            ),
+            match &org.id {
+                Some(id) => format!("account {a} is not an ACTIVE account of organisation {id}"),
+                None => format!(
+                    "account {a} is not this standalone account ({}): without an organisation only the caller's own account is enrolled",
+                    org.management_account
+                ),
+            },
         ));
     }
     let reporter = Reporter::new(
@@ -310,6 +317,11 @@ pub async fn run(
     let report = Report {
         schema_version: 1,
         command: mode,
+        setup: if org.id.is_some() {
+            "organization"
+        } else {
+            "standalone"
+        },
         organization_id: org.id.clone(),
         central_account: facts.central_account.clone(),
         delivery: config.monitoring.delivery,
@@ -513,6 +525,7 @@ async fn central(
     let account = facts.central_account.as_str();
     let names = CentralNames {
         management_account: facts.management_account.clone(),
+        in_organization: facts.org_id.is_some(),
         account: account.to_string(),
         bucket: config.trail.bucket.clone(),
         trail: config.trail.name.clone(),

@@ -183,18 +183,20 @@ pub(crate) async fn read_world(
         ..World::default()
     };
     let home = factory.home();
-    let access = home
+    // A standalone account has no organisation to ask (AWSOrganizationsNotInUseException).
+    if let Ok(access) = home
         .organizations()
         .list_aws_service_access_for_organization()
         .send()
         .await
-        .expect("service access");
-    world.trusted_services = access
-        .enabled_service_principals()
-        .iter()
-        .filter_map(|p| p.service_principal())
-        .map(str::to_string)
-        .collect();
+    {
+        world.trusted_services = access
+            .enabled_service_principals()
+            .iter()
+            .filter_map(|p| p.service_principal())
+            .map(str::to_string)
+            .collect();
+    }
     world.bucket_policy = home
         .s3()
         .get_bucket_policy()
@@ -551,9 +553,17 @@ fn topic_lets_the_organisation_list_subscribers(w: &World) -> Vec<String> {
         .iter()
         .filter(|(_, _, p)| {
             !statements(p).into_iter().any(|s| {
+                let ours = if w.org_id.is_empty() {
+                    // Standalone: the account itself, which owns the topic.
+                    list(&s["Principal"]["AWS"])
+                        .iter()
+                        .any(|a| a.ends_with(&format!(":{}:root", w.management)))
+                } else {
+                    condition_values(s, "aws:PrincipalOrgID").contains(&w.org_id.as_str())
+                };
                 s["Effect"] == "Allow"
                     && list(&s["Action"]).contains(&"sns:ListSubscriptionsByTopic")
-                    && condition_values(s, "aws:PrincipalOrgID").contains(&w.org_id.as_str())
+                    && ours
             })
         })
         .map(|(a, r, _)| {
@@ -830,4 +840,73 @@ fn the_first_versions_shapes_are_violations() {
         let v = (r.check)(&w);
         assert_eq!(v.len(), expected, "{id}: {v:?}");
     }
+}
+
+/// The seed recipe's own user: one account, no organisation. The hub treats it as an
+/// organisation of one (an account trail, policies scoped to the account), says so, and
+/// converges with the seed pack.
+#[tokio::test]
+async fn a_standalone_account_is_an_organisation_of_one() {
+    let emu = orgwatch_tests::Emulator::start().expect("emulator");
+    let me = orgwatch_tests::MANAGEMENT_ACCOUNT.to_string();
+    orgwatch_tests::deploy_member_stack(emu.url(), &me, &me, std::slice::from_ref(&me))
+        .expect("member stack");
+    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-standalone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = super::hub::write_config(&dir, "eventbridge");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("pack = [\"cis\", \"root-activity\"]", "pack = [\"seed\"]"),
+    )
+    .expect("config");
+
+    let plan = super::hub::hub(&emu, &config, &["plan"]);
+    assert_eq!(plan.code, 0, "{:#}\n{}", plan.json, plan.stderr);
+    assert_eq!(
+        plan.json["setup"], "standalone",
+        "plan says which mode it is in"
+    );
+    assert_eq!(plan.json["organization_id"], Value::Null);
+    assert_eq!(
+        plan.json["rules"].as_array().map(Vec::len),
+        Some(9),
+        "the seed pack"
+    );
+    let first = super::hub::hub(&emu, &config, &["enroll"]);
+    assert_eq!(first.code, 0, "{:#}\n{}", first.json, first.stderr);
+    let factory = emu.factory().await.expect("factory");
+    let org = Org {
+        id: String::new(),
+        management: me.clone(),
+        members: Vec::new(),
+    };
+    let regions = ["us-east-1", "eu-west-1"];
+    let world = read_world(&factory, &org, "acme-orgwatch-cloudtrail", &regions, None).await;
+    let trail = world
+        .trails
+        .iter()
+        .find(|t| t.arn.ends_with(":trail/orgwatch"))
+        .expect("the account trail");
+    assert!(
+        !trail.organization,
+        "an account trail, not an organisation trail"
+    );
+    let policy = world
+        .bucket_policy
+        .clone()
+        .unwrap_or(Value::Null)
+        .to_string();
+    assert!(policy.contains(&format!("/AWSLogs/{me}/*")), "{policy}");
+    assert!(
+        !policy.contains("o-"),
+        "no organisation in any condition: {policy}"
+    );
+    assert_contracts(&factory, &org, "acme-orgwatch-cloudtrail", &regions, None).await;
+    let again = super::hub::hub(&emu, &config, &["enroll"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.json["writes"], 0, "{:?}", super::hub::changes(&again));
+    assert_eq!(super::hub::hub(&emu, &config, &["status"]).code, 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }
