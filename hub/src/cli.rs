@@ -81,6 +81,10 @@ pub enum Command {
     /// Print the least-privilege IAM policy of the hub, the agent or the member role,
     /// derived from the calls orgwatch makes (names from the configuration, if present).
     Policy(PolicyArgs),
+    /// Check what AWS requires before the first write (who the hub is, CloudTrail trusted
+    /// access, quotas, each account's member role and member stack) and say how to fix
+    /// what is missing. Reads only; exit 0 when ready, 1 otherwise.
+    Doctor(DoctorArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -150,6 +154,14 @@ pub struct ReconcileArgs {
     /// conflicts: left untouched, and their account fails.
     #[arg(long)]
     pub adopt: bool,
+}
+
+/// Options of `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Only this account (repeatable); the organisation-wide checks always run.
+    #[arg(long, value_name = "ID")]
+    pub account: Vec<String>,
 }
 
 /// Options of `replay`.

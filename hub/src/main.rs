@@ -11,6 +11,7 @@ mod exit;
 mod input;
 mod model;
 mod observe;
+mod preflight;
 mod report;
 
 use std::process::ExitCode;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Status(args) => reconcile(&cli.global, args, Mode::Status),
         Command::Offboard(args) => reconcile(&cli.global, args, Mode::Offboard),
         Command::Policy(args) => commands::policy::run(&cli.global, args),
+        Command::Doctor(args) => doctor(&cli.global, &args.account),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();
@@ -54,20 +56,32 @@ fn main() -> ExitCode {
     status.into()
 }
 
-fn reconcile(global: &cli::GlobalArgs, args: &cli::ReconcileArgs, mode: Mode) -> ExitStatus {
+/// The configuration, the rules it deploys and a runtime, for the commands that talk to
+/// AWS; `Err` is the exit status after the problems were said.
+fn prepare(
+    global: &cli::GlobalArgs,
+    accounts: &[String],
+) -> Result<
+    (
+        config::HubConfig,
+        Vec<desired::RuleDeploy>,
+        tokio::runtime::Runtime,
+    ),
+    ExitStatus,
+> {
     let config = match config::HubConfig::load(&global.config) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
                 eprintln!("error: {e}");
             }
-            return ExitStatus::Usage;
+            return Err(ExitStatus::Usage);
         }
     };
-    for a in &args.account {
+    for a in accounts {
         if !shared::naming::is_account_id(a) {
             eprintln!("error: --account {a:?}: expected a 12-digit account id");
-            return ExitStatus::Usage;
+            return Err(ExitStatus::Usage);
         }
     }
     let rules = match commands::pack::load(&config, &global.config)
@@ -78,11 +92,29 @@ fn reconcile(global: &cli::GlobalArgs, args: &cli::ReconcileArgs, mode: Mode) ->
             for p in problems {
                 eprintln!("error: {p}");
             }
-            return ExitStatus::Usage;
+            return Err(ExitStatus::Usage);
         }
     };
     let Some(runtime) = commands::runtime() else {
-        return ExitStatus::Failure;
+        return Err(ExitStatus::Failure);
     };
-    runtime.block_on(commands::reconcile::run(global, args, mode, rules, config))
+    Ok((config, rules, runtime))
+}
+
+fn reconcile(global: &cli::GlobalArgs, args: &cli::ReconcileArgs, mode: Mode) -> ExitStatus {
+    match prepare(global, &args.account) {
+        Ok((config, rules, runtime)) => {
+            runtime.block_on(commands::reconcile::run(global, args, mode, rules, config))
+        }
+        Err(status) => status,
+    }
+}
+
+fn doctor(global: &cli::GlobalArgs, accounts: &[String]) -> ExitStatus {
+    match prepare(global, accounts) {
+        Ok((config, rules, runtime)) => {
+            runtime.block_on(commands::doctor::run(global, accounts, rules, config))
+        }
+        Err(status) => status,
+    }
 }

@@ -217,6 +217,23 @@ impl Emulator {
             .map_err(|e| HarnessError::Aws(e.to_string()))
     }
 
+    /// With `auth_after_requests` set: spends the emulator's remaining unchecked requests
+    /// (harmless GetCallerIdentity calls with the static credentials) until it checks IAM,
+    /// which the static credentials fail (they are no identity then). Tests that need the
+    /// checks on from a given point call this instead of counting requests.
+    pub async fn wait_until_checking(&self) -> Result<(), HarnessError> {
+        let factory = self.factory().await?;
+        let sts = factory.home().sts();
+        for _ in 0..2_000 {
+            if sts.get_caller_identity().send().await.is_err() {
+                return Ok(());
+            }
+        }
+        Err(HarnessError::Aws(
+            "the emulator still answers unchecked after 2,000 requests: was it started with auth_after_requests?".into(),
+        ))
+    }
+
     /// Creates an organisation (all features) with `members` member accounts.
     pub async fn create_org(&self, members: usize) -> Result<Org, HarnessError> {
         let factory = self.factory().await?;

@@ -8,6 +8,7 @@ mod e2e {
     pub mod contract;
     pub mod demo;
     pub mod docs;
+    pub mod doctor;
     pub mod foundation;
     pub mod hub;
     pub mod infra;

@@ -40,6 +40,7 @@ pub fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+pub mod doctor;
 pub mod pack;
 pub mod policy;
 pub mod reconcile;

@@ -199,6 +199,30 @@ pub async fn run(
             return ExitStatus::Failure;
         }
     };
+    if mode == Mode::Enroll {
+        // Before any write: what AWS requires and an enroll cannot fix by itself (who the
+        // hub is, quotas). Trusted access is enabled below; accounts whose member role or
+        // stack is missing fail alone, in their own outcome.
+        let blocking: Vec<_> =
+            super::doctor::organisation_findings(&home, &me, &org, &config, &rules)
+                .await
+                .into_iter()
+                .filter(|f| f.blocks_enroll())
+                .collect();
+        if !blocking.is_empty() {
+            for f in &blocking {
+                eprintln!(
+                    "error: preflight {} ({}): {}\n  fix: {}",
+                    f.check,
+                    f.account.as_deref().unwrap_or("-"),
+                    f.detail,
+                    f.fix.as_deref().unwrap_or("see hub doctor")
+                );
+            }
+            eprintln!("error: nothing was changed; `hub doctor` lists every check");
+            return ExitStatus::Failure;
+        }
+    }
     let facts = OrgFacts {
         org_id: org.id.clone(),
         management_account: org.management_account.clone(),

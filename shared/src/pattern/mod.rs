@@ -179,6 +179,45 @@ impl Pattern {
     pub fn to_compact_string(&self) -> String {
         compact(&self.ast)
     }
+
+    /// True when the pattern uses a `%regex%` anywhere. CloudWatch Logs allows only a few
+    /// such filters per log group (CloudWatch Logs user guide, "Filter pattern syntax for
+    /// metric filters": regular expressions; quotas).
+    pub fn uses_regex(&self) -> bool {
+        fn json(e: &ast::JsonExpr) -> bool {
+            match e {
+                ast::JsonExpr::Or { items, .. } | ast::JsonExpr::And { items, .. } => {
+                    items.iter().any(json)
+                }
+                ast::JsonExpr::Paren { inner, .. } => json(inner),
+                ast::JsonExpr::Cond(c) => matches!(
+                    &c.test,
+                    ast::Test::Compare {
+                        value: ast::Value::Regex(_),
+                        ..
+                    }
+                ),
+            }
+        }
+        fn field(e: &ast::FieldExpr) -> bool {
+            match e {
+                ast::FieldExpr::Or { items, .. } | ast::FieldExpr::And { items, .. } => {
+                    items.iter().any(field)
+                }
+                ast::FieldExpr::Compare { value, .. } => matches!(value, ast::Value::Regex(_)),
+            }
+        }
+        match &self.ast {
+            ast::Ast::MatchAll { .. } => false,
+            ast::Ast::Terms { terms, .. } => terms
+                .iter()
+                .any(|t| matches!(t.value, ast::TermValue::Regex(_))),
+            ast::Ast::Json { expr, .. } => json(expr),
+            ast::Ast::Space { fields, .. } => fields
+                .iter()
+                .any(|f| matches!(f, ast::Field::Named { cond: Some(c), .. } if field(c))),
+        }
+    }
 }
 
 fn compact(ast: &ast::Ast) -> String {

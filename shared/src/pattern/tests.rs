@@ -669,3 +669,21 @@ fn no_panic_on_generated_input() {
     // The generator must exercise both outcomes substantially.
     assert!(ok > 10_000 && err > 10_000, "ok {ok}, err {err}");
 }
+
+#[test]
+fn regex_use_is_found_in_every_kind_of_pattern() {
+    for (text, regex) in [
+        (r#"{ $.eventName = %^Delete.*% }"#, true),
+        (r#"{ ($.a = 1) && (($.b = 2) || ($.c = %x+%)) }"#, true),
+        (r#"{ $.eventName = "%not a regex%" }"#, false),
+        (r#"{ $.eventName = DeleteTrail }"#, false),
+        ("%ERROR [0-9]+%", true),
+        ("ERROR", false),
+        ("[ip, user, status = %4[0-9]{2}%]", true),
+        ("[ip, user, status = 404]", false),
+        ("", false),
+    ] {
+        let p = Pattern::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(p.uses_regex(), regex, "{text}");
+    }
+}

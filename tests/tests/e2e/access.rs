@@ -38,8 +38,48 @@ fn trust(external_id: &str) -> String {
     .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_whose_role_cannot_be_assumed_fails_alone() {
+/// An organisation of three members whose last member's role refuses the hub (another
+/// external ID, and an explicit deny on the hub's side), a hub IAM user with keys, and a
+/// config enrolling the members.
+struct Refused {
+    emu: Emulator,
+    org: orgwatch_tests::Org,
+    broken: String,
+    key_id: String,
+    secret: String,
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl Refused {
+    /// Runs `hub ARGS --output json` as the hub user.
+    fn hub(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let env: Vec<(&str, String)> = self
+            .emu
+            .env()
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY_ID") && !k.starts_with("AWS_SECRET"))
+            .collect();
+        let out = Command::new(bin("hub"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .args(["--output", "json"])
+            .envs(env)
+            .env("AWS_ACCESS_KEY_ID", &self.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hub");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+async fn refused(name: &str) -> Refused {
     // Everything below is set up before the emulator starts checking (its request count);
     // the hub's discovery and central phase come before its first AssumeRole. The member
     // stack's deployment into the four accounts takes about 70 of these requests.
@@ -115,7 +155,7 @@ async fn a_member_whose_role_cannot_be_assumed_fails_alone() {
             .expect("trust policy");
     }
 
-    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-access-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let accounts: Vec<String> = org.members.iter().map(|m| format!("\"{m}\"")).collect();
@@ -136,32 +176,24 @@ pack = ["root-activity"]
         ),
     )
     .expect("config");
-    let env: Vec<(&str, String)> = emu
-        .env()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("AWS_ACCESS_KEY_ID") && !k.starts_with("AWS_SECRET"))
-        .collect();
-    let out = Command::new(bin("hub"))
-        .args([
-            "--config",
-            &config.display().to_string(),
-            "enroll",
-            "--output",
-            "json",
-        ])
-        .envs(env)
-        .env("AWS_ACCESS_KEY_ID", key.access_key_id())
-        .env("AWS_SECRET_ACCESS_KEY", key.secret_access_key())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run hub");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "one account failed: {stdout}\n{stderr}"
-    );
+    Refused {
+        emu,
+        org,
+        broken,
+        key_id: key.access_key_id().to_string(),
+        secret: key.secret_access_key().to_string(),
+        dir,
+        config,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_role_cannot_be_assumed_fails_alone() {
+    let r = refused("access").await;
+    let (emu, org, broken, dir) = (&r.emu, &r.org, r.broken.clone(), r.dir.clone());
+    let (code, stdout, stderr) = r.hub(&["enroll"]);
+    let out_code = code;
+    assert_eq!(out_code, Some(1), "one account failed: {stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&stdout).expect("JSON report");
     if std::env::var_os("ORGWATCH_DEBUG_EMULATOR").is_some() {
         eprintln!("{}", emu.log_tail());
@@ -201,4 +233,47 @@ pack = ["root-activity"]
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `hub doctor` names the account whose member role refuses the hub, with the refusal and
+/// the fix, and reports the organisation's missing CloudTrail trusted access; exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_an_unassumable_member_role_and_missing_trusted_access() {
+    let r = refused("doctor").await;
+    r.emu.wait_until_checking().await.expect("IAM checks on");
+    let (code, stdout, stderr) = r.hub(&["doctor"]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("JSON report");
+    let of = |check: &str| -> Vec<Value> {
+        report["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["check"] == check)
+            .cloned()
+            .collect()
+    };
+    let roles = of("member-role");
+    let refused: Vec<&Value> = roles.iter().filter(|f| f["status"] != "ok").collect();
+    assert_eq!(refused.len(), 1, "{roles:#?}");
+    assert_eq!(refused[0]["account"], r.broken.as_str());
+    let detail = refused[0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("AccessDenied"), "{detail}");
+    assert!(
+        refused[0]["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("member-role.yaml")),
+        "{:#}",
+        refused[0]
+    );
+    for m in &r.org.members[..2] {
+        assert!(
+            roles
+                .iter()
+                .any(|f| f["account"] == m.as_str() && f["status"] == "ok"),
+            "{m}: {roles:#?}"
+        );
+    }
+    assert_eq!(of("trusted-access")[0]["status"], "missing", "{report:#}");
+    let _ = std::fs::remove_dir_all(&r.dir);
 }

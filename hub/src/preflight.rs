@@ -1,0 +1,297 @@
+//! What AWS requires before the first write, as pure decisions over facts the caller
+//! gathered (`hub doctor` prints them all; `hub enroll` stops on the blocking ones before
+//! any write). No AWS calls here.
+
+use serde::Serialize;
+
+use crate::desired::{CLOUDTRAIL_SERVICE_PRINCIPAL, RuleDeploy};
+
+/// CloudWatch Logs quotas (CloudWatch Logs user guide, "CloudWatch Logs quotas"): metric
+/// filters per log group.
+pub const MAX_FILTERS_PER_LOG_GROUP: usize = 100;
+/// Filter patterns with regular expressions per log group (same page, and "Using regular
+/// expressions to match terms" in the filter pattern syntax).
+pub const MAX_REGEX_FILTERS_PER_LOG_GROUP: usize = 5;
+/// EventBridge quotas ("Amazon EventBridge quotas"): size of an event bus's resource-based
+/// policy, in characters.
+pub const MAX_BUS_POLICY_CHARS: usize = 10_240;
+
+/// The outcome of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Something AWS requires is not there; `fix` says how to get it.
+    Missing,
+    /// The check itself could not be made (a refused or failing call).
+    Failed,
+}
+
+/// One check's result, for an account and region when it is about one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub status: Status,
+    pub detail: String,
+    /// The command or console step that fixes it.
+    pub fix: Option<String>,
+    /// True when `hub enroll` fixes it itself (so it does not block an enroll).
+    pub enroll_fixes: bool,
+}
+
+impl Finding {
+    fn new(check: &'static str, status: Status, detail: impl Into<String>) -> Finding {
+        Finding {
+            check,
+            account: None,
+            region: None,
+            status,
+            detail: detail.into(),
+            fix: None,
+            enroll_fixes: false,
+        }
+    }
+
+    pub fn ok(check: &'static str, detail: impl Into<String>) -> Finding {
+        Finding::new(check, Status::Ok, detail)
+    }
+
+    pub fn missing(
+        check: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            fix: Some(fix.into()),
+            ..Finding::new(check, Status::Missing, detail)
+        }
+    }
+
+    pub fn failed(
+        check: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            fix: Some(fix.into()),
+            ..Finding::new(check, Status::Failed, detail)
+        }
+    }
+
+    pub fn at(mut self, account: &str, region: Option<&str>) -> Finding {
+        self.account = Some(account.to_string());
+        self.region = region.map(str::to_string);
+        self
+    }
+
+    /// A problem an enroll cannot get past by itself.
+    pub fn blocks_enroll(&self) -> bool {
+        self.status != Status::Ok && !self.enroll_fixes
+    }
+}
+
+/// Who the hub runs as, in which setup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// The account is in no organisation: an organisation of one.
+    Standalone,
+    /// The organisation's management account.
+    Management,
+    /// A registered delegated administrator for CloudTrail.
+    DelegatedAdmin,
+    /// Another member account: it cannot create an organisation trail.
+    Member,
+}
+
+/// Decides who the caller is. `delegated` lists CloudTrail's delegated administrators
+/// (`ListDelegatedAdministrators` for cloudtrail.amazonaws.com), when they could be read.
+pub fn caller(me: &str, org_id: Option<&str>, management: &str, delegated: &[String]) -> Caller {
+    match org_id {
+        None => Caller::Standalone,
+        Some(_) if me == management => Caller::Management,
+        Some(_) if delegated.iter().any(|d| d == me) => Caller::DelegatedAdmin,
+        Some(_) => Caller::Member,
+    }
+}
+
+/// Only the management account or a CloudTrail delegated administrator can create an
+/// organisation trail (CloudTrail user guide, "Creating a trail for an organization" and
+/// "Organization delegated administrator").
+pub fn caller_finding(me: &str, who: &Caller, management: &str) -> Finding {
+    let f = match who {
+        Caller::Standalone => Finding::ok(
+            "caller",
+            "standalone account (no organisation): an account trail, as an organisation of one",
+        ),
+        Caller::Management => Finding::ok("caller", "the organisation's management account"),
+        Caller::DelegatedAdmin => Finding::ok(
+            "caller",
+            format!(
+                "a CloudTrail delegated administrator; the organisation trail will belong to the management account {management}"
+            ),
+        ),
+        Caller::Member => Finding::missing(
+            "caller",
+            format!(
+                "account {me} is neither the management account ({management}) nor a CloudTrail delegated administrator, so it cannot create the organisation trail"
+            ),
+            format!(
+                "run hub with the management account's credentials, or register this account from the management account: aws cloudtrail register-organization-delegated-admin --member-account-id {me}"
+            ),
+        ),
+    };
+    f.at(me, None)
+}
+
+/// CloudTrail trusted access (CreateTrail: CloudTrailAccessNotEnabledException without it).
+pub fn trusted_access_finding(management: &str, enabled: &[String]) -> Finding {
+    let f = if enabled.iter().any(|s| s == CLOUDTRAIL_SERVICE_PRINCIPAL) {
+        Finding::ok(
+            "trusted-access",
+            "CloudTrail has trusted access in the organisation",
+        )
+    } else {
+        Finding {
+            enroll_fixes: true,
+            ..Finding::missing(
+                "trusted-access",
+                "CloudTrail has no trusted access in the organisation: an organisation trail cannot be created (CloudTrailAccessNotEnabledException)",
+                "hub enroll enables it from the management account; or run there: aws organizations enable-aws-service-access --service-principal cloudtrail.amazonaws.com",
+            )
+        }
+    };
+    f.at(management, None)
+}
+
+/// What the plan would deploy into each log group against CloudWatch Logs' and
+/// EventBridge's quotas.
+pub fn quota_findings(rules: &[RuleDeploy], bus_policy_chars: usize) -> Vec<Finding> {
+    let filters: usize = rules.iter().map(|r| r.filters.len()).sum();
+    let regex = rules
+        .iter()
+        .flat_map(|r| r.filters.iter())
+        .filter(|f| shared::pattern::Pattern::parse(f).is_ok_and(|p| p.uses_regex()))
+        .count();
+    let mut out = Vec::new();
+    let fix = "deploy fewer rules (monitoring.pack / monitoring.disable), or merge rules";
+    out.push(if filters <= MAX_FILTERS_PER_LOG_GROUP {
+        Finding::ok(
+            "quota:metric-filters",
+            format!("{filters} metric filters per log group (at most {MAX_FILTERS_PER_LOG_GROUP})"),
+        )
+    } else {
+        Finding::missing(
+            "quota:metric-filters",
+            format!("{filters} metric filters per log group exceed CloudWatch Logs' {MAX_FILTERS_PER_LOG_GROUP}"),
+            fix,
+        )
+    });
+    out.push(if regex <= MAX_REGEX_FILTERS_PER_LOG_GROUP {
+        Finding::ok(
+            "quota:regex-filters",
+            format!("{regex} filters with regular expressions per log group (at most {MAX_REGEX_FILTERS_PER_LOG_GROUP})"),
+        )
+    } else {
+        Finding::missing(
+            "quota:regex-filters",
+            format!("{regex} filters with regular expressions per log group exceed CloudWatch Logs' {MAX_REGEX_FILTERS_PER_LOG_GROUP}"),
+            "rewrite %regex% conditions as wildcards (\"Delete*\") or disable rules that use them",
+        )
+    });
+    out.push(if bus_policy_chars <= MAX_BUS_POLICY_CHARS {
+        Finding::ok(
+            "quota:bus-policy",
+            format!("central bus policy of {bus_policy_chars} characters (at most {MAX_BUS_POLICY_CHARS})"),
+        )
+    } else {
+        Finding::missing(
+            "quota:bus-policy",
+            format!("central bus policy of {bus_policy_chars} characters exceeds EventBridge's {MAX_BUS_POLICY_CHARS}"),
+            "report this: orgwatch's bus policy has one statement",
+        )
+    });
+    out
+}
+
+/// True when nothing blocks (doctor: exit 0).
+pub fn ready(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.status == Status::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(id: &str, filters: &[&str]) -> RuleDeploy {
+        RuleDeploy {
+            id: id.into(),
+            title: "t".into(),
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+            metric_name: "m".into(),
+            namespace: "orgwatch".into(),
+            threshold: 1.0,
+            period: 300,
+            evaluation_periods: 1,
+            statistic: "Sum".into(),
+            comparison: "GreaterThanOrEqualToThreshold".into(),
+            treat_missing_data: "notBreaching".into(),
+            forward_pattern: None,
+        }
+    }
+
+    #[test]
+    fn who_may_create_the_organisation_trail() {
+        let m = "111111111111";
+        assert_eq!(caller(m, None, m, &[]), Caller::Standalone);
+        assert_eq!(caller(m, Some("o-1"), m, &[]), Caller::Management);
+        let d = "222222222222".to_string();
+        assert_eq!(
+            caller(&d, Some("o-1"), m, std::slice::from_ref(&d)),
+            Caller::DelegatedAdmin
+        );
+        assert_eq!(caller(&d, Some("o-1"), m, &[]), Caller::Member);
+        let f = caller_finding(&d, &Caller::Member, m);
+        assert_eq!(f.status, Status::Missing);
+        assert!(f.blocks_enroll());
+        assert!(
+            f.fix
+                .as_deref()
+                .is_some_and(|x| x.contains("register-organization-delegated-admin"))
+        );
+    }
+
+    #[test]
+    fn missing_trusted_access_is_reported_but_enroll_fixes_it() {
+        let f = trusted_access_finding("111111111111", &["config.amazonaws.com".into()]);
+        assert_eq!(f.status, Status::Missing);
+        assert!(!f.blocks_enroll());
+        assert!(!ready(std::slice::from_ref(&f)));
+        let f = trusted_access_finding("111111111111", &[CLOUDTRAIL_SERVICE_PRINCIPAL.into()]);
+        assert_eq!(f.status, Status::Ok);
+    }
+
+    #[test]
+    fn quotas_count_filters_and_regular_expressions() {
+        let fine: Vec<RuleDeploy> = (0..50)
+            .map(|i| rule(&format!("r{i}"), &["{ $.a = 1 }", "{ $.b = 2 }"]))
+            .collect();
+        assert!(ready(&quota_findings(&fine, 300)));
+        let too_many: Vec<RuleDeploy> = (0..101)
+            .map(|i| rule(&format!("r{i}"), &["{ $.a = 1 }"]))
+            .collect();
+        let f = quota_findings(&too_many, 300);
+        assert_eq!(f[0].status, Status::Missing, "{f:?}");
+        let regex: Vec<RuleDeploy> = (0..6)
+            .map(|i| rule(&format!("r{i}"), &["{ $.eventName = %^Delete% }"]))
+            .collect();
+        let f = quota_findings(&regex, 300);
+        assert_eq!(
+            (f[0].status, f[1].status),
+            (Status::Ok, Status::Missing),
+            "{f:?}"
+        );
+        assert_eq!(quota_findings(&fine, 20_000)[2].status, Status::Missing);
+    }
+}

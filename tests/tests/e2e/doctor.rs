@@ -1,0 +1,117 @@
+//! `hub doctor`: what AWS requires before the first write, per account, with the fix;
+//! and `hub enroll` failing alone in an account whose member stack is missing.
+
+use std::process::{Command, Stdio};
+
+use orgwatch_tests::{Emulator, bin};
+use serde_json::Value;
+
+use super::hub::{hub, write_config};
+
+fn findings<'a>(report: &'a Value, check: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["check"] == check)
+        .collect()
+}
+
+#[tokio::test]
+async fn doctor_names_what_is_missing_and_enroll_fails_alone_without_the_member_stack() {
+    let emu = Emulator::start().expect("emulator");
+    let org = emu.create_org(2).await.expect("organisation");
+    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-doctor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = write_config(&dir, "eventbridge");
+
+    // A member whose stack is gone (or was never deployed): no forwarding role.
+    let bare = org.members[1].clone();
+    let factory = emu.factory().await.expect("factory");
+    let iam = factory.for_account(&bare).await.expect("member").iam();
+    iam.delete_role_policy()
+        .role_name("orgwatch-events-forward")
+        .policy_name("orgwatch-events-forward")
+        .send()
+        .await
+        .expect("delete policy");
+    iam.delete_role()
+        .role_name("orgwatch-events-forward")
+        .send()
+        .await
+        .expect("delete role");
+
+    let doctor = hub(&emu, &config, &["doctor"]);
+    assert_eq!(doctor.code, 1, "not ready: {:#}", doctor.json);
+    assert_eq!(doctor.json["schema_version"], 1);
+    assert_eq!(doctor.json["ready"], false);
+    let trusted = findings(&doctor.json, "trusted-access");
+    assert_eq!(trusted.len(), 1, "{:#}", doctor.json);
+    assert_eq!(trusted[0]["status"], "missing");
+    assert!(
+        trusted[0]["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("enable-aws-service-access")),
+        "{:#}",
+        trusted[0]
+    );
+    assert_eq!(findings(&doctor.json, "caller")[0]["status"], "ok");
+    let stack = findings(&doctor.json, "member-stack");
+    let missing: Vec<&str> = stack
+        .iter()
+        .filter(|f| f["status"] == "missing")
+        .filter_map(|f| f["account"].as_str())
+        .collect();
+    assert_eq!(missing, [bare.as_str()], "{stack:#?}");
+    assert!(
+        findings(&doctor.json, "member-role")
+            .iter()
+            .all(|f| f["status"] == "ok"),
+        "every member role answers"
+    );
+    for quota in [
+        "quota:metric-filters",
+        "quota:regex-filters",
+        "quota:bus-policy",
+    ] {
+        assert_eq!(findings(&doctor.json, quota)[0]["status"], "ok", "{quota}");
+    }
+
+    // Enroll: trusted access is enabled, the bare account fails alone and names the fix.
+    let enroll = hub(&emu, &config, &["enroll"]);
+    assert_eq!(enroll.code, 1, "{}", enroll.stderr);
+    for r in enroll.json["results"].as_array().expect("results") {
+        let failed = r["status"] == "failed";
+        if r["account_id"] == bare.as_str() && r["region"] == "us-east-1" {
+            let error = r["error"].as_str().unwrap_or_default();
+            assert!(failed, "{r:#}");
+            assert!(
+                error.contains("orgwatch-events-forward is missing")
+                    && error.contains("member-role.yaml"),
+                "{error}"
+            );
+        } else if r["account_id"] != bare.as_str() {
+            assert!(!failed, "{r:#}");
+        }
+    }
+    let again = hub(&emu, &config, &["doctor"]);
+    assert_eq!(again.code, 1);
+    assert_eq!(findings(&again.json, "trusted-access")[0]["status"], "ok");
+
+    // The table names each fix.
+    let out = Command::new(bin("hub"))
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .envs(emu.env())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hub");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains("to fix (1):") && text.contains(&bare),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
