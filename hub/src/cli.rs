@@ -96,9 +96,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
     /// Whose policy: hub, agent, member (the hub's role in members), agent-member (the
-    /// agent's read-only role in members), or kms-key (the key policy statements CloudTrail
+    /// agent's read-only role in members), central (the member role's extra policy in
+    /// hub.central_account when that is not the hub's own), or kms-key (the key policy statements CloudTrail
     /// and the log readers need when trail.kms_key_id is set).
-    #[arg(long = "for", value_name = "WHO", value_parser = ["hub", "agent", "member", "agent-member", "kms-key"])]
+    #[arg(long = "for", value_name = "WHO", value_parser = ["hub", "agent", "member", "agent-member", "central", "kms-key"])]
     pub principal: String,
     /// The agent's DynamoDB dedupe table (default: any table named orgwatch-*).
     #[arg(long, value_name = "TABLE")]

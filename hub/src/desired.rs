@@ -130,8 +130,14 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
             }),
         );
     }
+    // The organisation trail belongs to the management account, whoever creates it.
     out.insert(
-        ResourceKey::new(acct, home, Kind::OrgTrail, config.trail.name.clone()),
+        ResourceKey::new(
+            &org.management_account,
+            home,
+            Kind::OrgTrail,
+            config.trail.name.clone(),
+        ),
         Spec::Trail(TrailSpec {
             bucket: bucket.clone(),
             multi_region: true,
@@ -882,6 +888,54 @@ mod tests {
         assert_eq!(s[2]["Resource"][1], "arn:aws:s3:::b/AWSLogs/o-abc/*");
         assert_eq!(
             s[2]["Condition"]["StringEquals"]["aws:SourceArn"],
+            "arn:aws:cloudtrail:us-east-1:111111111111:trail/orgwatch"
+        );
+    }
+
+    #[test]
+    fn the_organisation_trail_is_the_management_accounts() {
+        // The hub runs in a delegated administrator (or keeps the central resources in
+        // another account): the trail and its log prefix are still the management
+        // account's, and trusted access is the organisation's.
+        let c = config("eventbridge", r#"["us-east-1"]"#);
+        let facts = OrgFacts {
+            org_id: Some("o-abc".into()),
+            management_account: "111111111111".into(),
+            central_account: "333333333333".into(),
+        };
+        let m = central(&c, &facts);
+        let trail = ResourceKey::new("111111111111", "us-east-1", Kind::OrgTrail, "orgwatch");
+        assert!(m.contains_key(&trail), "{:?}", m.keys().collect::<Vec<_>>());
+        let access = m
+            .keys()
+            .find(|k| k.kind == Kind::TrustedAccess)
+            .expect("trusted access");
+        assert_eq!(access.account, "111111111111");
+        let bucket = m
+            .iter()
+            .find(|(k, _)| k.kind == Kind::Bucket)
+            .expect("bucket");
+        assert_eq!(
+            bucket.0.account, "333333333333",
+            "the archive is the central account's"
+        );
+        let Spec::Bucket(b) = bucket.1 else {
+            panic!("{:?}", bucket.1)
+        };
+        let p: Value = serde_json::from_str(&b.policy).expect("json");
+        assert_eq!(
+            p["Statement"][2]["Resource"],
+            json!([
+                "arn:aws:s3:::acme-trail/AWSLogs/111111111111/*",
+                "arn:aws:s3:::acme-trail/AWSLogs/o-abc/*"
+            ])
+        );
+        assert_eq!(
+            p["Statement"][2]["Condition"]["StringEquals"]["aws:SourceArn"],
+            "arn:aws:cloudtrail:us-east-1:111111111111:trail/orgwatch"
+        );
+        assert_eq!(
+            p["Statement"][1]["Condition"]["StringEquals"]["aws:SourceArn"],
             "arn:aws:cloudtrail:us-east-1:111111111111:trail/orgwatch"
         );
     }

@@ -65,6 +65,13 @@ impl Kind {
         matches!(self, Kind::TrailRole | Kind::ForwardRole)
     }
 
+    /// Kinds the hub manages with its own credentials, not the central account's: the
+    /// organisation trail (only the management account or a CloudTrail delegated
+    /// administrator can create one) and CloudTrail trusted access.
+    pub fn organisation_level(self) -> bool {
+        matches!(self, Kind::OrgTrail | Kind::TrustedAccess)
+    }
+
     /// Kinds the hub creates but never deletes: the provided ones (not the hub's to
     /// delete), and CloudTrail trusted access in the organisation (other tools may rely on
     /// it; disabling it stops every organisation trail).

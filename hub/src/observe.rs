@@ -473,18 +473,19 @@ async fn trail(c: &Clients, name: &str) -> Result<Option<(TrailSpec, bool)>, OpE
     Ok(Some((spec, is_managed)))
 }
 
-/// The central resources in `region` of the central account (`c`), for the names in `names`.
-pub async fn central(
+/// The organisation-level resources, read with the hub's own credentials (`c`) in the home
+/// region: CloudTrail trusted access (an organisation setting, managed from the management
+/// account) and the organisation trail, which only the management account or a CloudTrail
+/// delegated administrator can manage and which belongs to the management account
+/// whoever created it (CloudTrail user guide, "Organization delegated administrator").
+pub async fn organisation(
     c: &Clients,
     names: &CentralNames,
-    region: &str,
     home: &str,
 ) -> Result<Observed, OpError> {
-    let account = names.account.as_str();
     let mut out = Observed::default();
-    if region == home && names.in_organization {
-        // Trusted access belongs to the organisation; it is read (and enabled) in the
-        // management account, whose id the key carries.
+    let owner = names.management_account.as_str();
+    if names.in_organization {
         let orgs = c.organizations();
         let mut pages = orgs
             .list_aws_service_access_for_organization()
@@ -496,8 +497,8 @@ pub async fn central(
                 if p.service_principal() == Some(crate::desired::CLOUDTRAIL_SERVICE_PRINCIPAL) {
                     out.resources.insert(
                         ResourceKey::new(
-                            &names.management_account,
-                            region,
+                            owner,
+                            home,
                             Kind::TrustedAccess,
                             crate::desired::CLOUDTRAIL_SERVICE_PRINCIPAL,
                         ),
@@ -509,21 +510,33 @@ pub async fn central(
             }
         }
     }
-    if region == home {
-        if let Some((b, is_managed)) = bucket(c, &names.bucket).await? {
-            out.insert(
-                ResourceKey::new(account, region, Kind::Bucket, names.bucket.clone()),
-                Spec::Bucket(b),
-                is_managed,
-            );
-        }
-        if let Some((t, is_managed)) = trail(c, &names.trail).await? {
-            out.insert(
-                ResourceKey::new(account, region, Kind::OrgTrail, names.trail.clone()),
-                Spec::Trail(t),
-                is_managed,
-            );
-        }
+    if let Some((t, is_managed)) = trail(c, &names.trail).await? {
+        out.insert(
+            ResourceKey::new(owner, home, Kind::OrgTrail, names.trail.clone()),
+            Spec::Trail(t),
+            is_managed,
+        );
+    }
+    Ok(out)
+}
+
+/// The central resources in `region` of the central account (`c`), for the names in `names`.
+pub async fn central(
+    c: &Clients,
+    names: &CentralNames,
+    region: &str,
+    home: &str,
+) -> Result<Observed, OpError> {
+    let account = names.account.as_str();
+    let mut out = Observed::default();
+    if region == home
+        && let Some((b, is_managed)) = bucket(c, &names.bucket).await?
+    {
+        out.insert(
+            ResourceKey::new(account, region, Kind::Bucket, names.bucket.clone()),
+            Spec::Bucket(b),
+            is_managed,
+        );
     }
     let sns = c.sns();
     let topic_arn = arn::topic(region, account, &names.topic);

@@ -4,6 +4,7 @@ would run, so that tests exercise the real template. Test bed only: it refuses a
 endpoint that is not on loopback.
 
 Usage: python deploy-member-stack.py ENDPOINT REGION HUB_ACCOUNT CENTRAL_ACCOUNT ACCOUNT...
+(an account that has the stack gets it replaced, as a StackSet update would update it)
 Credentials: the management account's, from the environment (AWS_ACCESS_KEY_ID, ...);
 members are reached through OrganizationAccountAccessRole, as StackSets do.
 """
@@ -48,7 +49,7 @@ def main(argv):
                 region_name=region,
             )
         cfn = session.client("cloudformation", endpoint_url=endpoint)
-        cfn.create_stack(
+        args = dict(
             StackName=STACK,
             TemplateBody=body,
             Capabilities=["CAPABILITY_NAMED_IAM"],
@@ -57,6 +58,15 @@ def main(argv):
                 {"ParameterKey": "CentralAccountId", "ParameterValue": central},
             ],
         )
+        existing = [
+            s for s in cfn.list_stacks()["StackSummaries"]
+            if s["StackName"] == STACK and s["StackStatus"] != "DELETE_COMPLETE"
+        ]
+        if existing:
+            # Emulator defect (moto 5.2.5): UpdateStack leaves a role's inline policies as
+            # they were; AWS replaces them. Replace the stack instead.
+            cfn.delete_stack(StackName=STACK)
+        cfn.create_stack(**args)
         status = cfn.describe_stacks(StackName=STACK)["Stacks"][0]["StackStatus"]
         if status != "CREATE_COMPLETE":
             print(f"{account}: stack {STACK} is {status}", file=sys.stderr)
@@ -72,7 +82,7 @@ def store_policies_as_json(iam, cfn):
     the template gave, as AWS would have stored it."""
     resources = cfn.describe_stack_resources(StackName=STACK)["StackResources"]
     for r in resources:
-        if r["ResourceType"] != "AWS::IAM::Role":
+        if r.get("ResourceType") != "AWS::IAM::Role":
             continue
         role = r["PhysicalResourceId"]
         for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:

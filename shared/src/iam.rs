@@ -35,15 +35,19 @@ pub enum Principal {
     /// The agent's read-only role in member accounts ([`naming::AGENT_MEMBER_ROLE`]),
     /// assumed to enrich alarms from the member's log group.
     AgentMember,
+    /// The member role in the central account (`hub.central_account`, when it is not the
+    /// hub's own): the archive bucket, the alert topic and queue, the central bus.
+    Central,
 }
 
 impl Principal {
     /// Every principal, in the order `hub policy` documents them.
-    pub const ALL: [Principal; 4] = [
+    pub const ALL: [Principal; 5] = [
         Principal::Hub,
         Principal::Agent,
         Principal::Member,
         Principal::AgentMember,
+        Principal::Central,
     ];
 
     pub fn parse(s: &str) -> Option<Principal> {
@@ -56,6 +60,7 @@ impl Principal {
             Principal::Agent => "agent",
             Principal::Member => "member",
             Principal::AgentMember => "agent-member",
+            Principal::Central => "central",
         }
     }
 }
@@ -239,7 +244,7 @@ pub const GRANTS: &[Grant] = &[
         why: "reach every member account through the member role",
     },
     Grant {
-        principal: Principal::Hub,
+        principal: Principal::Central,
         sid: "ArchiveBucket",
         calls: &[
             ("S3", "CreateBucket"),
@@ -289,13 +294,23 @@ pub const GRANTS: &[Grant] = &[
     },
     Grant {
         principal: Principal::Hub,
-        sid: "ArchiveObjects",
-        calls: &[("S3", "GetObject"), ("S3", "DeleteObjects")],
-        actions: &["s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+        sid: "ReadArchive",
+        calls: &[("S3", "GetObject")],
+        actions: &["s3:GetObject"],
         resources: &["arn:aws:s3:::{bucket}/*"],
         conditions: &[],
         needs: Needs::Always,
-        why: "hub replay reads archived log files; offboard --delete-archive empties the bucket",
+        why: "hub replay reads archived log files",
+    },
+    Grant {
+        principal: Principal::Central,
+        sid: "EmptyArchive",
+        calls: &[("S3", "DeleteObjects")],
+        actions: &["s3:DeleteObject", "s3:DeleteObjectVersion"],
+        resources: &["arn:aws:s3:::{bucket}/*"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "offboard --delete-archive empties the bucket",
     },
     Grant {
         principal: Principal::Hub,
@@ -332,7 +347,7 @@ pub const GRANTS: &[Grant] = &[
         why: "CloudTrail needs its service-linked role to create an organisation trail",
     },
     Grant {
-        principal: Principal::Hub,
+        principal: Principal::Central,
         sid: "AlertTopic",
         calls: &[
             ("SNS", "CreateTopic"),
@@ -360,7 +375,7 @@ pub const GRANTS: &[Grant] = &[
         why: "the central alert topic, per monitored region",
     },
     Grant {
-        principal: Principal::Hub,
+        principal: Principal::Central,
         sid: "AlertSubscription",
         calls: &[
             ("SNS", "GetSubscriptionAttributes"),
@@ -378,7 +393,7 @@ pub const GRANTS: &[Grant] = &[
         why: "subscription actions take no resource-level permissions",
     },
     Grant {
-        principal: Principal::Hub,
+        principal: Principal::Central,
         sid: "AlertQueue",
         calls: &[
             ("SQS", "CreateQueue"),
@@ -404,8 +419,8 @@ pub const GRANTS: &[Grant] = &[
         why: "the central queue and its dead-letter queue",
     },
     Grant {
-        principal: Principal::Hub,
-        sid: "CentralEventBus",
+        principal: Principal::Central,
+        sid: "EventBus",
         calls: &[
             ("EventBridge", "CreateEventBus"),
             ("EventBridge", "DeleteEventBus"),
@@ -424,8 +439,8 @@ pub const GRANTS: &[Grant] = &[
         why: "the central bus that accepts the organisation's forwarded events",
     },
     Grant {
-        principal: Principal::Hub,
-        sid: "CentralEventBusPolicy",
+        principal: Principal::Central,
+        sid: "EventBusPolicy",
         calls: &[
             ("EventBridge", "PutPermission"),
             ("EventBridge", "RemovePermission"),
@@ -437,8 +452,8 @@ pub const GRANTS: &[Grant] = &[
         why: "PutPermission and RemovePermission have no resource type (Service Authorization Reference, Amazon EventBridge): only * matches",
     },
     Grant {
-        principal: Principal::Hub,
-        sid: "CentralEventRules",
+        principal: Principal::Central,
+        sid: "EventRules",
         calls: RULE_CALLS,
         actions: RULE_ACTIONS,
         resources: &["arn:aws:events:*:*:rule/orgwatch/orgwatch-*"],
@@ -447,8 +462,8 @@ pub const GRANTS: &[Grant] = &[
         why: "the rule from the central bus into the queue",
     },
     Grant {
-        principal: Principal::Hub,
-        sid: "CentralEventTargets",
+        principal: Principal::Central,
+        sid: "EventTargets",
         calls: TARGET_CALLS,
         actions: &["events:PutTargets"],
         resources: &["arn:aws:events:*:*:rule/orgwatch/orgwatch-*"],
@@ -461,7 +476,7 @@ pub const GRANTS: &[Grant] = &[
         why: "the central rule's one target, the queue",
     },
     Grant {
-        principal: Principal::Hub,
+        principal: Principal::Central,
         sid: "ListEventRules",
         calls: &[("EventBridge", "ListRules")],
         actions: &["events:ListRules"],
@@ -807,10 +822,13 @@ fn fill(pattern: &str, names: &Names) -> Vec<String> {
 }
 
 /// True when `g` is part of `principal`'s policy. The hub monitors its own account (when it
-/// is enrolled, e.g. the management account) with its own credentials: its policy carries
-/// the member statements too.
+/// is enrolled, e.g. the management account) and keeps the central resources there (unless
+/// `hub.central_account` names another) with its own credentials: its policy carries the
+/// member and central statements too.
 fn applies(g: &Grant, principal: Principal) -> bool {
-    g.principal == principal || (principal == Principal::Hub && g.principal == Principal::Member)
+    g.principal == principal
+        || (principal == Principal::Hub
+            && matches!(g.principal, Principal::Member | Principal::Central))
 }
 
 fn needed(g: &Grant, names: &Names) -> bool {
@@ -827,10 +845,10 @@ pub fn policy(principal: Principal, names: &Names) -> Value {
         .iter()
         .filter(|g| applies(g, principal) && needed(g, names))
         .map(|g| {
-            let sid = if g.principal == principal {
-                g.sid.to_string()
-            } else {
-                format!("OwnAccount{}", g.sid)
+            let sid = match (principal, g.principal) {
+                (p, q) if p == q => g.sid.to_string(),
+                (_, Principal::Central) => format!("Central{}", g.sid),
+                _ => format!("OwnAccount{}", g.sid),
             };
             let mut statement = json!({
                 "Sid": sid,

@@ -50,7 +50,7 @@ pub fn run(global: &GlobalArgs, args: &PolicyArgs) -> ExitStatus {
     }
     let Some(principal) = Principal::parse(&args.principal) else {
         eprintln!(
-            "error: --for {:?}: expected hub, agent, member, agent-member or kms-key",
+            "error: --for {:?}: expected hub, agent, member, agent-member, central or kms-key",
             args.principal
         );
         return ExitStatus::Usage;

@@ -38,7 +38,7 @@ pub enum Mode {
 pub struct Outcome {
     pub account_id: String,
     pub region: String,
-    /// `central` or `member`.
+    /// `organization` (trusted access and the organisation trail), `central` or `member`.
     pub scope: &'static str,
     /// `ok`, `changed`, `drift` (status/plan with changes) or `failed`.
     pub status: &'static str,
@@ -252,7 +252,7 @@ pub async fn run(
     let reporter = Reporter::new(
         global,
         accounts.len() + 1,
-        (accounts.len() + 1) * config.hub.regions.len(),
+        (accounts.len() + 1) * config.hub.regions.len() + 1,
     );
     reporter.phase("central resources");
 
@@ -263,24 +263,38 @@ pub async fn run(
         Mode::Offboard if !args.account.is_empty() => Mode::Status,
         m => m,
     };
-    match factory.for_account(&facts.central_account).await {
-        Ok(c) => {
-            for region in &config.hub.regions {
-                let out = central(
-                    &c.in_region(region),
-                    &config,
-                    &facts,
-                    region,
-                    central_mode,
-                    &apply_options,
-                )
-                .await;
-                reporter.outcome(&out);
-                results.push(out);
-            }
+    let central_clients = factory.for_account(&facts.central_account).await;
+    if let Err(e) = &central_clients {
+        let out = Outcome::failed(&facts.central_account, "-", "central", e.to_string());
+        reporter.outcome(&out);
+        results.push(out);
+    }
+    for region in &config.hub.regions {
+        if let Ok(c) = &central_clients {
+            let out = central(
+                &c.in_region(region),
+                &config,
+                &facts,
+                region,
+                central_mode,
+                &apply_options,
+            )
+            .await;
+            reporter.outcome(&out);
+            results.push(out);
         }
-        Err(e) => {
-            let out = Outcome::failed(&facts.central_account, "-", "central", e.to_string());
+        if region == config.home_region() {
+            // The organisation trail writes into the central bucket: after it. It is the
+            // hub's own to manage (management account or CloudTrail delegated
+            // administrator), never the central account's.
+            let out = organisation(
+                &home.in_region(region),
+                &config,
+                &facts,
+                central_mode,
+                &apply_options,
+            )
+            .await;
             reporter.outcome(&out);
             results.push(out);
         }
@@ -538,6 +552,47 @@ fn outcome_of(
     out
 }
 
+fn central_names(config: &HubConfig, facts: &OrgFacts) -> CentralNames {
+    CentralNames {
+        management_account: facts.management_account.clone(),
+        in_organization: facts.org_id.is_some(),
+        account: facts.central_account.clone(),
+        bucket: config.trail.bucket.clone(),
+        trail: config.trail.name.clone(),
+        topic: config.alerts.topic.clone(),
+        queue: config.alerts.queue.clone(),
+    }
+}
+
+/// CloudTrail trusted access and the organisation trail, with the hub's own credentials
+/// (`c`, home region). Offboarding removes the trail; trusted access stays
+/// ([`Kind::never_deleted`]).
+async fn organisation(
+    c: &Clients,
+    config: &HubConfig,
+    facts: &OrgFacts,
+    mode: Mode,
+    options: &ApplyOptions,
+) -> Outcome {
+    let home = config.home_region();
+    let owner = facts.management_account.as_str();
+    let names = central_names(config, facts);
+    let observed = match observe::organisation(c, &names, home).await {
+        Ok(o) => o,
+        Err(e) => return Outcome::failed(owner, home, "organization", e.to_string()),
+    };
+    let desired: BTreeMap<ResourceKey, Spec> = if mode == Mode::Offboard {
+        BTreeMap::new()
+    } else {
+        desired::central(config, facts)
+            .into_iter()
+            .filter(|(k, _)| k.kind.organisation_level())
+            .collect()
+    };
+    let done = reconcile(c, &desired, observed, mode, options).await;
+    outcome_of(owner, home, "organization", mode, done)
+}
+
 async fn central(
     c: &Clients,
     config: &HubConfig,
@@ -547,22 +602,14 @@ async fn central(
     options: &ApplyOptions,
 ) -> Outcome {
     let account = facts.central_account.as_str();
-    let names = CentralNames {
-        management_account: facts.management_account.clone(),
-        in_organization: facts.org_id.is_some(),
-        account: account.to_string(),
-        bucket: config.trail.bucket.clone(),
-        trail: config.trail.name.clone(),
-        topic: config.alerts.topic.clone(),
-        queue: config.alerts.queue.clone(),
-    };
+    let names = central_names(config, facts);
     let observed = match observe::central(c, &names, region, config.home_region()).await {
         Ok(o) => o,
         Err(e) => return Outcome::failed(account, region, "central", e.to_string()),
     };
     let mut desired: BTreeMap<ResourceKey, Spec> = desired::central(config, facts)
         .into_iter()
-        .filter(|(k, _)| k.region == region)
+        .filter(|(k, _)| k.region == region && !k.kind.organisation_level())
         .collect();
     if mode == Mode::Offboard {
         desired.clear();

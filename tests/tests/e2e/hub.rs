@@ -146,8 +146,16 @@ async fn converge(delivery: &str) -> (Emulator, Org, ClientFactory, tempfile_dir
     assert!(first.json["writes"].as_u64().unwrap_or(0) > 0);
     assert_eq!(first.json["schema_version"], 1);
     let results = first.json["results"].as_array().expect("results");
-    // central per region + (5 members + management) per region
-    assert_eq!(results.len(), 2 + 6 * 2, "{results:#?}");
+    // the organisation (trusted access, trail) + central per region + (5 members +
+    // management) per region
+    assert_eq!(results.len(), 1 + 2 + 6 * 2, "{results:#?}");
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r["scope"] == "organization")
+            .count(),
+        1
+    );
     assert!(
         results
             .iter()

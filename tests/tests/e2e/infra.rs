@@ -34,7 +34,7 @@ fn policy(who: &str) -> Value {
 
 #[test]
 fn infra_iam_files_are_the_policies_hub_prints() {
-    for who in ["hub", "agent", "member", "agent-member"] {
+    for who in ["hub", "agent", "member", "agent-member", "central"] {
         let path = workspace_root().join(format!("infra/iam/{who}.json"));
         let text = std::fs::read_to_string(&path).expect("infra/iam file");
         let file: Value = serde_json::from_str(&text).expect("infra/iam JSON");
@@ -104,13 +104,37 @@ fn the_member_role_template_creates_exactly_the_member_policy() {
         let policies = doc["Resources"][resource]["Properties"]["Policies"]
             .as_array()
             .expect("policies");
-        assert_eq!(policies.len(), 1, "{resource}: exactly one policy");
         assert_eq!(
             unwrap_sub(&policies[0]["PolicyDocument"]),
             in_stack_partition(&policy(who)),
             "{resource}'s policy differs from `hub policy --for {who}`"
         );
     }
+    // In the central account only, the member role also keeps the central resources.
+    let central = &doc["Resources"]["CentralPolicy"];
+    assert_eq!(central["Type"], "AWS::IAM::Policy");
+    assert_eq!(central["Condition"], "IsCentralAccount");
+    assert_eq!(
+        central["Properties"]["Roles"],
+        serde_json::json!([{"Ref": "MemberRole"}])
+    );
+    assert_eq!(
+        unwrap_sub(&central["Properties"]["PolicyDocument"]),
+        in_stack_partition(&policy("central")),
+        "the central policy differs from `hub policy --for central`"
+    );
+    assert_eq!(
+        doc["Resources"]["MemberRole"]["Properties"]["Policies"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        doc["Resources"]["AgentReaderRole"]["Properties"]["Policies"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     // No hard-coded partition anywhere in the template: GovCloud and China stacks work.
     assert!(!text.contains("arn:aws:"), "use ${{AWS::Partition}}");
     for (resource, name) in [

@@ -115,7 +115,8 @@ async fn a_terminal_gets_a_bar_over_accounts_and_stdout_keeps_the_results() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("accounts,"), "{stderr}");
     let regions = 2;
-    let expected = (org.members.len() + 2) * regions;
+    // central and members per region, and the organisation (trusted access, trail) once
+    let expected = (org.members.len() + 2) * regions + 1;
     assert!(
         stderr.contains(&format!("{expected}/{expected} done")),
         "{stderr}"

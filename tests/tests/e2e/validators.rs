@@ -35,7 +35,7 @@ fn generated_policies(dir: &std::path::Path) -> Vec<PathBuf> {
     .expect("write config");
     let example = workspace_root().join("infra/examples/hub.toml");
     let mut runs: Vec<(String, Vec<String>)> = Vec::new();
-    for who in ["hub", "agent", "member", "agent-member"] {
+    for who in ["hub", "agent", "member", "agent-member", "central"] {
         runs.push((who.into(), vec!["--for".into(), who.into()]));
         runs.push((
             format!("{who}-gov"),
@@ -113,7 +113,7 @@ fn parliament_finds_nothing_serious_in_any_generated_policy() {
     std::fs::create_dir_all(&dir).expect("dir");
     let mut files = generated_policies(&dir);
     // The committed files are what users deploy.
-    for who in ["hub", "agent", "member", "agent-member"] {
+    for who in ["hub", "agent", "member", "agent-member", "central"] {
         files.push(workspace_root().join(format!("infra/iam/{who}.json")));
     }
     // The key policy is a resource policy: parliament reads it as one.
