@@ -179,7 +179,10 @@ pub fn quota_findings(rules: &[RuleDeploy], bus_policy_chars: usize) -> Vec<Find
     out.push(if filters <= MAX_FILTERS_PER_LOG_GROUP {
         Finding::ok(
             "quota:metric-filters",
-            format!("{filters} metric filters per log group (at most {MAX_FILTERS_PER_LOG_GROUP})"),
+            format!(
+                "{filters} metric filter{} per log group (at most {MAX_FILTERS_PER_LOG_GROUP})",
+                if filters == 1 { "" } else { "s" }
+            ),
         )
     } else {
         Finding::missing(
@@ -191,7 +194,10 @@ pub fn quota_findings(rules: &[RuleDeploy], bus_policy_chars: usize) -> Vec<Find
     out.push(if regex <= MAX_REGEX_FILTERS_PER_LOG_GROUP {
         Finding::ok(
             "quota:regex-filters",
-            format!("{regex} filters with regular expressions per log group (at most {MAX_REGEX_FILTERS_PER_LOG_GROUP})"),
+            format!(
+                "{regex} filter{} with regular expressions per log group (at most {MAX_REGEX_FILTERS_PER_LOG_GROUP})",
+                if regex == 1 { "" } else { "s" }
+            ),
         )
     } else {
         Finding::missing(

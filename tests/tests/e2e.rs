@@ -9,6 +9,7 @@ mod e2e {
     pub mod demo;
     pub mod docs;
     pub mod doctor;
+    pub mod enforce;
     pub mod foundation;
     pub mod hub;
     pub mod infra;
