@@ -221,6 +221,74 @@ pub fn quota_findings(rules: &[RuleDeploy], bus_policy_chars: usize) -> Vec<Find
     out
 }
 
+/// Whether the archive key's policy (`GetKeyPolicy`) has what `required` (the statements
+/// of `hub policy --for kms-key`) grants: for each required statement, an Allow statement
+/// naming the same principals and covering its actions. Conditions are not compared: a
+/// key policy may narrow them further.
+pub fn kms_key_finding(
+    key: &str,
+    policy: &serde_json::Value,
+    required: &serde_json::Value,
+) -> Finding {
+    use serde_json::Value;
+    fn list(v: &Value) -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn covers(pattern: &str, action: &str) -> bool {
+        pattern == "*"
+            || pattern.eq_ignore_ascii_case(action)
+            || pattern.strip_suffix('*').is_some_and(|p| {
+                action
+                    .to_ascii_lowercase()
+                    .starts_with(&p.to_ascii_lowercase())
+            })
+    }
+    let statements = |p: &Value| -> Vec<Value> {
+        match &p["Statement"] {
+            Value::Array(a) => a.clone(),
+            s @ Value::Object(_) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    let have = statements(policy);
+    let missing: Vec<String> = statements(required)
+        .iter()
+        .filter(|r| {
+            !have.iter().any(|s| {
+                s["Effect"] == "Allow"
+                    && ["Service", "AWS"].iter().all(|k| {
+                        let want = list(&r["Principal"][*k]);
+                        let got = list(&s["Principal"][*k]);
+                        want.iter().all(|w| got.contains(w))
+                    })
+                    && list(&r["Action"])
+                        .iter()
+                        .all(|a| list(&s["Action"]).iter().any(|p| covers(p, a)))
+            })
+        })
+        .map(|r| r["Sid"].as_str().unwrap_or("?").to_string())
+        .collect();
+    if missing.is_empty() {
+        Finding::ok(
+            "kms-key",
+            format!("the policy of {key} lets CloudTrail encrypt and the log readers decrypt"),
+        )
+    } else {
+        Finding::missing(
+            "kms-key",
+            format!("the policy of {key} lacks {}", missing.join(", ")),
+            "add the statements of `hub policy --for kms-key --management-account ID` to the key policy (aws kms put-key-policy), keeping its administrators",
+        )
+    }
+}
+
 /// True when nothing blocks (doctor: exit 0).
 pub fn ready(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.status == Status::Ok)
@@ -276,6 +344,38 @@ mod tests {
         assert!(!ready(std::slice::from_ref(&f)));
         let f = trusted_access_finding("111111111111", &[CLOUDTRAIL_SERVICE_PRINCIPAL.into()]);
         assert_eq!(f.status, Status::Ok);
+    }
+
+    #[test]
+    fn a_key_policy_without_cloudtrail_is_missing_statements() {
+        let required = crate::desired::kms_key_policy(
+            "us-east-1",
+            "111111111111",
+            "orgwatch",
+            &["111111111111".to_string()],
+            false,
+        );
+        let admin_only = serde_json::json!({"Statement": [{"Sid": "Root", "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::111111111111:root"}, "Action": "kms:*", "Resource": "*"}]});
+        let f = kms_key_finding("k", &admin_only, &required);
+        assert_eq!(f.status, Status::Missing, "{f:?}");
+        assert!(
+            f.detail.contains("CloudTrailEncryptsOrganizationTrailLogs"),
+            "{}",
+            f.detail
+        );
+        assert!(
+            !f.detail.contains("LogReadersDecrypt"),
+            "root's kms:* covers the readers"
+        );
+        let mut full = admin_only.clone();
+        if let (Some(a), Some(b)) = (
+            full["Statement"].as_array_mut(),
+            required["Statement"].as_array(),
+        ) {
+            a.extend(b.iter().cloned());
+        }
+        assert_eq!(kms_key_finding("k", &full, &required).status, Status::Ok);
     }
 
     #[test]

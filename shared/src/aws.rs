@@ -67,11 +67,12 @@ pub enum Service {
     CloudWatch,
     CloudWatchLogs,
     DynamoDb,
+    Kms,
 }
 
 impl Service {
     /// Every service, in a stable order.
-    pub const ALL: [Service; 11] = [
+    pub const ALL: [Service; 12] = [
         Service::Organizations,
         Service::Sts,
         Service::CloudTrail,
@@ -83,6 +84,7 @@ impl Service {
         Service::CloudWatch,
         Service::CloudWatchLogs,
         Service::DynamoDb,
+        Service::Kms,
     ];
 
     /// The lowercase name used in logs and reports.
@@ -99,6 +101,7 @@ impl Service {
             Service::CloudWatch => "cloudwatch",
             Service::CloudWatchLogs => "logs",
             Service::DynamoDb => "dynamodb",
+            Service::Kms => "kms",
         }
     }
 
@@ -236,6 +239,14 @@ pub const QUOTAS: &[QuotaRow] = &[
             burst: 500,
         },
         basis: "agent dedupe store item reads/writes; on-demand tables start at 4,000 WCU/s",
+    },
+    QuotaRow {
+        service: Service::Kms,
+        quota: ApiQuota {
+            per_second: 5,
+            burst: 5,
+        },
+        basis: "hub doctor reads the archive key's policy: GetKeyPolicy shares KMS's 30 TPS of key management requests",
     },
 ];
 
@@ -925,6 +936,7 @@ impl Clients {
     client_fn!(cloudwatch, aws_sdk_cloudwatch, Service::CloudWatch);
     client_fn!(logs, aws_sdk_cloudwatchlogs, Service::CloudWatchLogs);
     client_fn!(dynamodb, aws_sdk_dynamodb, Service::DynamoDb);
+    client_fn!(kms, aws_sdk_kms, Service::Kms);
 
     /// S3 client; path-style addressing whenever an endpoint override is in force.
     pub fn s3(&self) -> aws_sdk_s3::Client {

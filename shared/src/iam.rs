@@ -328,6 +328,16 @@ pub const GRANTS: &[Grant] = &[
     },
     Grant {
         principal: Principal::Hub,
+        sid: "ReadArchiveKeyPolicy",
+        calls: &[("KMS", "GetKeyPolicy")],
+        actions: &["kms:GetKeyPolicy"],
+        resources: &["{kms_key}"],
+        conditions: &[],
+        needs: Needs::KmsKey,
+        why: "hub doctor checks that the key policy lets CloudTrail encrypt with the key",
+    },
+    Grant {
+        principal: Principal::Hub,
         sid: "OrganizationTrail",
         calls: TRAIL_CALLS,
         actions: TRAIL_ACTIONS,

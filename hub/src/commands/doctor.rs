@@ -217,6 +217,9 @@ pub async fn organisation_findings(
         }
     }
 
+    if let Some(key) = &config.trail.kms_key_id {
+        findings.push(kms_key(home, key, org, config).await.at(me, None));
+    }
     let facts = OrgFacts {
         org_id: org.id.clone(),
         management_account: org.management_account.clone(),
@@ -237,6 +240,53 @@ pub async fn organisation_findings(
     .to_string();
     findings.extend(preflight::quota_findings(rules, bus_policy.chars().count()));
     findings
+}
+
+/// The archive key's policy against the statements CloudTrail and the readers need (the
+/// key is read in its own region, from its ARN).
+async fn kms_key(
+    home: &Clients,
+    key: &str,
+    org: &discover::Organization,
+    config: &HubConfig,
+) -> Finding {
+    let region = key.split(':').nth(3).unwrap_or(config.home_region());
+    let readers: Vec<String> = std::iter::once(org.management_account.clone())
+        .chain(config.hub.central_account.clone())
+        .collect();
+    let required = desired::kms_key_policy(
+        config.home_region(),
+        &org.management_account,
+        &config.trail.name,
+        &readers,
+        config.monitoring.delivery == Delivery::Trail,
+    );
+    // KMS API reference, GetKeyPolicy: the only policy name is "default".
+    match home
+        .in_region(region)
+        .kms()
+        .get_key_policy()
+        .key_id(key)
+        .policy_name("default")
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let policy = out
+                .policy()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or(serde_json::Value::Null);
+            preflight::kms_key_finding(key, &policy, &required)
+        }
+        Err(e) => Finding::failed(
+            "kms-key",
+            format!(
+                "cannot read the policy of {key}: {}",
+                OpError::new("GetKeyPolicy", e)
+            ),
+            "grant kms:GetKeyPolicy on the key (hub policy --for hub), and check trail.kms_key_id",
+        ),
+    }
 }
 
 /// The member role answers (sts:AssumeRole + GetCallerIdentity), and the member stack's

@@ -115,3 +115,85 @@ async fn doctor_names_what_is_missing_and_enroll_fails_alone_without_the_member_
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SSE-KMS: doctor reads the key's policy and names the statements CloudTrail needs until
+/// they are there.
+#[tokio::test]
+async fn doctor_checks_the_archive_keys_policy() {
+    let emu = Emulator::start().expect("emulator");
+    let org = emu.create_org(1).await.expect("organisation");
+    let factory = emu.factory().await.expect("factory");
+    let kms = factory.home().kms();
+    let key = kms.create_key().send().await.expect("key");
+    let arn = key
+        .key_metadata()
+        .map(|m| m.arn().unwrap_or_default().to_string())
+        .expect("key ARN");
+    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-doctor-kms-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = write_config(&dir, "eventbridge");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("[trail]\n", &format!("[trail]\nkms_key_id = \"{arn}\"\n")),
+    )
+    .expect("config");
+
+    let before = hub(&emu, &config, &["doctor"]);
+    let f = findings(&before.json, "kms-key");
+    assert_eq!(f.len(), 1, "{:#}", before.json);
+    assert_eq!(
+        f[0]["status"], "missing",
+        "the default key policy: {:#}",
+        f[0]
+    );
+    assert!(
+        f[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("CloudTrailEncryptsOrganizationTrailLogs")),
+        "{:#}",
+        f[0]
+    );
+
+    // Add what `hub policy --for kms-key` prints to the key's own statements.
+    let out = Command::new(bin("hub"))
+        .args(["policy", "--for", "kms-key", "--management-account"])
+        .arg(&org.management)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("hub policy");
+    assert!(out.status.success());
+    let add: Value = serde_json::from_slice(&out.stdout).expect("policy");
+    let current = kms
+        .get_key_policy()
+        .key_id(&arn)
+        .policy_name("default")
+        .send()
+        .await
+        .expect("key policy");
+    let mut policy: Value =
+        serde_json::from_str(current.policy().unwrap_or_default()).expect("policy JSON");
+    if let (Some(s), Some(a)) = (
+        policy["Statement"].as_array_mut(),
+        add["Statement"].as_array(),
+    ) {
+        s.extend(a.iter().cloned());
+    }
+    kms.put_key_policy()
+        .key_id(&arn)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .expect("put key policy");
+    let after = hub(&emu, &config, &["doctor"]);
+    assert_eq!(
+        findings(&after.json, "kms-key")[0]["status"],
+        "ok",
+        "{:#}",
+        after.json
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
