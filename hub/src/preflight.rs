@@ -174,51 +174,64 @@ pub fn quota_findings(rules: &[RuleDeploy], bus_policy_chars: usize) -> Vec<Find
         .flat_map(|r| r.filters.iter())
         .filter(|f| shared::pattern::Pattern::parse(f).is_ok_and(|p| p.uses_regex()))
         .count();
-    let mut out = Vec::new();
-    let fix = "deploy fewer rules (monitoring.pack / monitoring.disable), or merge rules";
-    out.push(if filters <= MAX_FILTERS_PER_LOG_GROUP {
-        Finding::ok(
+    vec![
+        quota(
             "quota:metric-filters",
-            format!(
-                "{filters} metric filter{} per log group (at most {MAX_FILTERS_PER_LOG_GROUP})",
-                if filters == 1 { "" } else { "s" }
+            filters,
+            MAX_FILTERS_PER_LOG_GROUP,
+            (
+                "metric filter",
+                "metric filters",
+                "per log group",
+                "CloudWatch Logs'",
             ),
-        )
+            "deploy fewer rules (monitoring.pack / monitoring.disable), or merge rules",
+        ),
+        quota(
+            "quota:regex-filters",
+            regex,
+            MAX_REGEX_FILTERS_PER_LOG_GROUP,
+            (
+                "filter with regular expressions",
+                "filters with regular expressions",
+                "per log group",
+                "CloudWatch Logs'",
+            ),
+            "rewrite %regex% conditions as wildcards (\"Delete*\") or disable rules that use them",
+        ),
+        quota(
+            "quota:bus-policy",
+            bus_policy_chars,
+            MAX_BUS_POLICY_CHARS,
+            (
+                "character",
+                "characters",
+                "in the central bus policy",
+                "EventBridge's",
+            ),
+            "report this: orgwatch's bus policy has one statement",
+        ),
+    ]
+}
+
+/// One count against its limit; `what` is (singular, plural, where, whose limit).
+fn quota(
+    check: &'static str,
+    count: usize,
+    max: usize,
+    (one, many, place, whose): (&str, &str, &str, &str),
+    fix: &str,
+) -> Finding {
+    let noun = if count == 1 { one } else { many };
+    if count <= max {
+        Finding::ok(check, format!("{count} {noun} {place} (at most {max})"))
     } else {
         Finding::missing(
-            "quota:metric-filters",
-            format!("{filters} metric filters per log group exceed CloudWatch Logs' {MAX_FILTERS_PER_LOG_GROUP}"),
+            check,
+            format!("{count} {noun} {place} exceed {whose} {max}"),
             fix,
         )
-    });
-    out.push(if regex <= MAX_REGEX_FILTERS_PER_LOG_GROUP {
-        Finding::ok(
-            "quota:regex-filters",
-            format!(
-                "{regex} filter{} with regular expressions per log group (at most {MAX_REGEX_FILTERS_PER_LOG_GROUP})",
-                if regex == 1 { "" } else { "s" }
-            ),
-        )
-    } else {
-        Finding::missing(
-            "quota:regex-filters",
-            format!("{regex} filters with regular expressions per log group exceed CloudWatch Logs' {MAX_REGEX_FILTERS_PER_LOG_GROUP}"),
-            "rewrite %regex% conditions as wildcards (\"Delete*\") or disable rules that use them",
-        )
-    });
-    out.push(if bus_policy_chars <= MAX_BUS_POLICY_CHARS {
-        Finding::ok(
-            "quota:bus-policy",
-            format!("central bus policy of {bus_policy_chars} characters (at most {MAX_BUS_POLICY_CHARS})"),
-        )
-    } else {
-        Finding::missing(
-            "quota:bus-policy",
-            format!("central bus policy of {bus_policy_chars} characters exceeds EventBridge's {MAX_BUS_POLICY_CHARS}"),
-            "report this: orgwatch's bus policy has one statement",
-        )
-    });
-    out
+    }
 }
 
 /// Whether the archive key's policy (`GetKeyPolicy`) has what `required` (the statements

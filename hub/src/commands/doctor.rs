@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use shared::aws::{AwsOptions, ClientFactory, Clients};
+use shared::aws::{ClientFactory, Clients};
 use shared::naming;
 
 use crate::cli::{GlobalArgs, Output};
@@ -33,21 +33,8 @@ pub async fn run(
     rules: Vec<RuleDeploy>,
     config: HubConfig,
 ) -> ExitStatus {
-    let options = AwsOptions {
-        region: global
-            .region
-            .clone()
-            .or_else(|| Some(config.home_region().to_string())),
-        member_role: config.hub.member_role.clone(),
-        external_id: config.hub.external_id.clone(),
-        ..AwsOptions::default()
-    };
-    let factory = match ClientFactory::new(options).await {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitStatus::Failure;
-        }
+    let Some(factory) = super::factory(global, &config).await else {
+        return ExitStatus::Failure;
     };
     let (findings, org_id) = match check(&factory, &config, &rules, only).await {
         Ok(v) => v,

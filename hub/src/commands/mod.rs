@@ -26,6 +26,31 @@ fn emit(text: serde_json::Result<String>) -> ExitStatus {
     }
 }
 
+/// The client factory of the commands that talk to AWS: the region from `--region`, else
+/// the configuration's home region, and the configured member role and external ID;
+/// `None` (said on stderr) when it cannot be built.
+pub async fn factory(
+    global: &crate::cli::GlobalArgs,
+    config: &crate::config::HubConfig,
+) -> Option<shared::aws::ClientFactory> {
+    let options = shared::aws::AwsOptions {
+        region: global
+            .region
+            .clone()
+            .or_else(|| Some(config.home_region().to_string())),
+        member_role: config.hub.member_role.clone(),
+        external_id: config.hub.external_id.clone(),
+        ..shared::aws::AwsOptions::default()
+    };
+    match shared::aws::ClientFactory::new(options).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
 /// The async runtime the AWS commands run on; `None` (said on stderr) when it cannot start.
 pub fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_multi_thread()

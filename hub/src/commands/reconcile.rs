@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
-use shared::aws::{AwsOptions, ClientFactory, Clients};
+use shared::aws::{ClientFactory, Clients};
 use shared::logging::LogFormat;
 
 use crate::apply::{self, ApplyOptions};
@@ -165,21 +165,8 @@ pub async fn run(
         tracing::warn!("{w}");
         warnings.push(w);
     }
-    let options = AwsOptions {
-        region: global
-            .region
-            .clone()
-            .or_else(|| Some(config.home_region().to_string())),
-        member_role: config.hub.member_role.clone(),
-        external_id: config.hub.external_id.clone(),
-        ..AwsOptions::default()
-    };
-    let factory = match ClientFactory::new(options).await {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitStatus::Failure;
-        }
+    let Some(factory) = super::factory(global, &config).await else {
+        return ExitStatus::Failure;
     };
     let home = factory.home();
     let setup = async {

@@ -778,33 +778,72 @@ fn grants_match_the_service_authorization_reference() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// A fresh directory with `e2e::hub`'s configuration for `delivery`, edited by `edit`.
+fn edited_config(
+    name: &str,
+    delivery: &str,
+    edit: impl FnOnce(String) -> String,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = super::hub::write_config(&dir, delivery);
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, edit(text)).expect("config");
+    (dir, config)
+}
+
 /// SSE-KMS: every trail (the organisation's and, in `trail` delivery, each account's) names
 /// the configured key, and a second enroll writes nothing.
 #[tokio::test]
 async fn an_sse_kms_archive_puts_the_key_on_every_trail() {
-    const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let emu = orgwatch_tests::Emulator::start().expect("emulator");
     let org = emu.create_org(2).await.expect("organisation");
-    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-kms-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let config = super::hub::write_config(&dir, "trail");
-    let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(
-        &config,
-        text.replace("[trail]\n", &format!("[trail]\nkms_key_id = \"{KEY}\"\n")),
-    )
-    .expect("config");
+    let factory = emu.factory().await.expect("factory");
+    // A key whose policy has what `hub policy --for kms-key` prints (enroll checks it first).
+    let kms = factory.home().kms();
+    let key = kms.create_key().send().await.expect("key");
+    let key = key
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .expect("key ARN")
+        .to_string();
+    let (dir, config) = edited_config("kms", "trail", |text| {
+        text.replace("[trail]\n", &format!("[trail]\nkms_key_id = \"{key}\"\n"))
+    });
+    let printed = std::process::Command::new(orgwatch_tests::bin("hub"))
+        .args(["policy", "--for", "kms-key", "--management-account"])
+        .arg(&org.management)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("hub policy");
+    assert!(printed.status.success());
+    let mut policy: Value = serde_json::from_slice(&printed.stdout).expect("key policy");
+    if let Some(s) = policy["Statement"].as_array_mut() {
+        s.push(
+            serde_json::json!({"Sid": "KeyAdministrators", "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:aws:iam::{}:root", org.management)},
+            "Action": "kms:*", "Resource": "*"}),
+        );
+    }
+    kms.put_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .expect("key policy");
+    let key = key.as_str();
     let first = super::hub::hub(&emu, &config, &["enroll"]);
     assert_eq!(first.code, 0, "{:#}\n{}", first.json, first.stderr);
-    let factory = emu.factory().await.expect("factory");
     let regions = ["us-east-1", "eu-west-1"];
     let world = read_world(
         &factory,
         &org,
         "acme-orgwatch-cloudtrail",
         &regions,
-        Some(KEY),
+        Some(key),
     )
     .await;
     assert_eq!(
@@ -818,7 +857,7 @@ async fn an_sse_kms_archive_puts_the_key_on_every_trail() {
         &org,
         "acme-orgwatch-cloudtrail",
         &regions,
-        Some(KEY),
+        Some(key),
     )
     .await;
     let again = super::hub::hub(&emu, &config, &["enroll"]);
@@ -915,16 +954,9 @@ async fn a_standalone_account_is_an_organisation_of_one() {
     let me = orgwatch_tests::MANAGEMENT_ACCOUNT.to_string();
     orgwatch_tests::deploy_member_stack(emu.url(), &me, &me, std::slice::from_ref(&me))
         .expect("member stack");
-    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-standalone-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let config = super::hub::write_config(&dir, "eventbridge");
-    let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(
-        &config,
-        text.replace("pack = [\"cis\", \"root-activity\"]", "pack = [\"seed\"]"),
-    )
-    .expect("config");
+    let (dir, config) = edited_config("standalone", "eventbridge", |text| {
+        text.replace("pack = [\"cis\", \"root-activity\"]", "pack = [\"seed\"]")
+    });
 
     let plan = super::hub::hub(&emu, &config, &["plan"]);
     assert_eq!(plan.code, 0, "{:#}\n{}", plan.json, plan.stderr);
@@ -989,19 +1021,12 @@ async fn a_separate_central_account_keeps_the_central_resources() {
     // The StackSet, updated with the central account: its forwarding roles point there.
     orgwatch_tests::deploy_member_stack(emu.url(), &org.management, &central, &accounts)
         .expect("member stack");
-    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-central-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let config = super::hub::write_config(&dir, "eventbridge");
-    let text = std::fs::read_to_string(&config).expect("config");
-    std::fs::write(
-        &config,
+    let (dir, config) = edited_config("central", "eventbridge", |text| {
         text.replace(
             "[hub]\n",
             &format!("[hub]\ncentral_account = \"{central}\"\n"),
-        ),
-    )
-    .expect("config");
+        )
+    });
     let first = super::hub::hub(&emu, &config, &["enroll"]);
     assert_eq!(first.code, 0, "{:#}\n{}", first.json, first.stderr);
     assert_eq!(first.json["central_account"], central.as_str());
