@@ -74,6 +74,33 @@ impl OrgFacts {
     }
 }
 
+/// A genuine CloudTrail event always has a `source` beginning `aws.`, and EventBridge
+/// refuses PutEvents from callers with such a source (EventBridge API reference,
+/// PutEvents: "aws.*" sources are reserved; user guide, "Events from AWS services"). Rules
+/// that select CloudTrail's detail-types but not the source would take an event anyone
+/// with events:PutEvents made up (a fake root sign-in of another account, into the log
+/// group and its metric filters, or onto the central bus): every orgwatch rule also
+/// requires the `aws.` prefix.
+pub fn source_is_aws() -> Value {
+    json!([{ "prefix": "aws." }])
+}
+
+/// The pattern of the rules that take every CloudTrail management event (member
+/// events-to-logs, central bus to queue).
+pub fn cloudtrail_pattern() -> Value {
+    json!({ "source": source_is_aws(), "detail-type": CLOUDTRAIL_DETAIL_TYPES })
+}
+
+/// `pattern` with the source restricted to AWS's (a pattern that names its own `source`
+/// keeps it: built-in and user rules are validated to select CloudTrail's events).
+pub fn only_from_aws(pattern: &Value) -> Value {
+    let mut p = pattern.clone();
+    if let Value::Object(m) = &mut p {
+        m.entry("source").or_insert_with(source_is_aws);
+    }
+    p
+}
+
 /// CloudTrail's service principal, for trusted access in the organisation.
 pub const CLOUDTRAIL_SERVICE_PRINCIPAL: &str = "cloudtrail.amazonaws.com";
 
@@ -204,7 +231,7 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
             ResourceKey::new(acct, r, Kind::BusRule, naming::CENTRAL_BUS_RULE),
             Spec::EventRule(EventRuleSpec {
                 bus: naming::CENTRAL_BUS.into(),
-                pattern: json!({ "detail-type": CLOUDTRAIL_DETAIL_TYPES }).to_string(),
+                pattern: cloudtrail_pattern().to_string(),
                 // A rule in state ENABLED matches every event "except for AWS management
                 // events delivered through CloudTrail" that are read-only; the state that
                 // includes them is valid on custom buses too (EventBridge API reference,
@@ -272,7 +299,7 @@ pub fn member(
                     ),
                     Spec::EventRule(EventRuleSpec {
                         bus: "default".into(),
-                        pattern: json!({ "detail-type": CLOUDTRAIL_DETAIL_TYPES }).to_string(),
+                        pattern: cloudtrail_pattern().to_string(),
                         state: ALL_MANAGEMENT_EVENTS.into(),
                         target_id: naming::LOG_TARGET_ID.into(),
                         target_arn: log_group_arn.clone(),
@@ -369,7 +396,7 @@ pub fn member(
                 ),
                 Spec::EventRule(EventRuleSpec {
                     bus: "default".into(),
-                    pattern: pattern.to_string(),
+                    pattern: only_from_aws(pattern).to_string(),
                     state: ALL_MANAGEMENT_EVENTS.into(),
                     target_id: naming::BUS_TARGET_ID.into(),
                     target_arn: bus_arn.clone(),

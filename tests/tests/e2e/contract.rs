@@ -113,6 +113,11 @@ pub(crate) const REQUIREMENTS: &[Requirement] = &[
         check: cloudtrail_rules_receive_read_only_events,
     },
     Requirement {
+        id: "cloudtrail-rules-take-only-aws-sources",
+        doc: "EventBridge API reference, PutEvents (sources beginning aws. are reserved for AWS: a caller cannot send them), user guide, 'Events from AWS services' (CloudTrail events have source aws.<service>)",
+        check: cloudtrail_rules_take_only_aws_sources,
+    },
+    Requirement {
         id: "topic-lets-the-organisation-list-subscribers",
         doc: "Security Hub user guide, CloudWatch.1-14 (the alarm's topic must have a subscriber, read with sns:ListSubscriptionsByTopic from the member account); SNS developer guide, access policy actions",
         check: topic_lets_the_organisation_list_subscribers,
@@ -611,6 +616,32 @@ fn cloudtrail_rules_receive_read_only_events(w: &World) -> Vec<String> {
         .collect()
 }
 
+fn cloudtrail_rules_take_only_aws_sources(w: &World) -> Vec<String> {
+    let aws_only = |source: &Value| {
+        let alternatives = match source {
+            Value::Array(a) if !a.is_empty() => a.clone(),
+            _ => return false,
+        };
+        alternatives.iter().all(|s| match s {
+            Value::String(s) => s.starts_with("aws."),
+            other => other["prefix"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("aws.")),
+        })
+    };
+    w.rules
+        .iter()
+        .filter(|r| is_cloudtrail_pattern(&r.pattern))
+        .filter(|r| !aws_only(&r.pattern["source"]))
+        .map(|r| {
+            format!(
+                "{} {} rule {} on bus {} takes CloudTrail-shaped events from any source ({}): anyone with events:PutEvents can forge them",
+                r.account, r.region, r.name, r.bus, r.pattern["source"]
+            )
+        })
+        .collect()
+}
+
 fn topic_lets_the_organisation_list_subscribers(w: &World) -> Vec<String> {
     w.topic_policies
         .iter()
@@ -934,6 +965,7 @@ fn the_first_versions_shapes_are_violations() {
         ("topic-lets-the-organisation-list-subscribers", 1),
         ("trails-use-the-configured-key", 1),
         ("cloudtrail-rules-receive-read-only-events", 0),
+        ("cloudtrail-rules-take-only-aws-sources", 1),
         ("bus-targets-have-a-role", 0),
     ] {
         let r = REQUIREMENTS
@@ -1153,5 +1185,118 @@ async fn a_hub_that_may_not_create_the_organisation_trail_writes_nothing() {
             buckets.buckets()
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Only AWS's own events reach the central queue: a CloudTrail-shaped event someone put
+/// with their own source (a fake root sign-in) is dropped by the member's forward rule and
+/// by the central bus rule, while the genuine one arrives.
+#[tokio::test]
+async fn forged_cloudtrail_events_never_reach_the_queue() {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+    let emu = orgwatch_tests::Emulator::start().expect("emulator");
+    let org = emu.create_org(1).await.expect("organisation");
+    let (dir, config) = edited_config("forged", "eventbridge", |text| text);
+    let first = super::hub::hub(&emu, &config, &["enroll"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let factory = emu.factory().await.expect("factory");
+    let member = org.members[0].clone();
+    let sign_in = |id: &str| {
+        serde_json::json!({
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "Root", "principalId": member, "arn": format!("arn:aws:iam::{member}:root"), "accountId": member},
+            "eventTime": "2024-05-16T02:14:55Z",
+            "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "203.0.113.9",
+            "userAgent": "Mozilla/5.0",
+            "responseElements": {"ConsoleLogin": "Success"},
+            "eventID": id,
+            "eventType": "AwsConsoleSignIn",
+            "recipientAccountId": member
+        })
+        .to_string()
+    };
+    let entry = |source: &str, id: &str, bus: Option<&str>| {
+        PutEventsRequestEntry::builder()
+            .source(source)
+            .detail_type("AWS Console Sign In via CloudTrail")
+            .detail(sign_in(id))
+            .set_event_bus_name(bus.map(str::to_string))
+            .build()
+    };
+    let events = factory
+        .for_account(&member)
+        .await
+        .expect("member")
+        .eventbridge();
+    let out = events
+        .put_events()
+        .entries(entry("com.attacker", "forged-on-default-bus", None))
+        .entries(entry("aws.signin", "genuine", None))
+        .send()
+        .await
+        .expect("put events");
+    assert_eq!(out.failed_entry_count(), 0);
+    // Straight onto the central bus. Emulator limit: moto 5.2.5 looks another account's
+    // bus ARN up in the caller's own account, so this one is put from the central account,
+    // whose bus rule filters it the same way.
+    let out = factory
+        .home()
+        .eventbridge()
+        .put_events()
+        .entries(entry(
+            "com.attacker",
+            "forged-on-central-bus",
+            Some(naming::CENTRAL_BUS),
+        ))
+        .send()
+        .await
+        .expect("put events");
+    assert_eq!(out.failed_entry_count(), 0);
+
+    let sqs = factory.home().sqs();
+    let url = sqs
+        .get_queue_url()
+        .queue_name("orgwatch-alerts")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .unwrap_or_default()
+        .to_string();
+    let mut bodies = Vec::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(8) {
+        let got = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .expect("receive");
+        bodies.extend(
+            got.messages()
+                .iter()
+                .filter_map(|m| m.body())
+                .map(str::to_string),
+        );
+        if bodies.iter().any(|b| b.contains("genuine")) {
+            // Give a forged event that would follow the same path the same chance.
+            if started.elapsed() > std::time::Duration::from_secs(4) {
+                break;
+            }
+        }
+    }
+    assert!(
+        bodies.iter().any(|b| b.contains("\"genuine\"")),
+        "the genuine sign-in arrives: {bodies:?}"
+    );
+    assert!(
+        !bodies.iter().any(|b| b.contains("forged")),
+        "no forged event arrives: {bodies:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
