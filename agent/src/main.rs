@@ -86,7 +86,12 @@ fn main() -> ExitCode {
             };
             runtime.block_on(run(&cli.global))
         }
-        Command::Validate => validate(&cli.global),
+        Command::Validate => {
+            // A printing command: a closed reader ends it quietly (`run` keeps SIGPIPE
+            // ignored and handles a closed stdout sink as a failing sink).
+            shared::pipe::end_quietly_on_closed_pipe();
+            validate(&cli.global)
+        }
     }
 }
 

@@ -23,6 +23,8 @@ use crate::commands::reconcile::Mode;
 use crate::exit::ExitStatus;
 
 fn main() -> ExitCode {
+    // Every hub command is a printing command (results on stdout).
+    shared::pipe::end_quietly_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -7,4 +7,5 @@ pub mod iam;
 pub mod logging;
 pub mod naming;
 pub mod pattern;
+pub mod pipe;
 pub mod rules;

@@ -13,6 +13,8 @@ mod e2e {
     pub mod foundation;
     pub mod hub;
     pub mod infra;
+    #[cfg(unix)]
+    pub mod pipes;
     #[cfg(target_os = "linux")]
     pub mod progress;
     pub mod rules;
