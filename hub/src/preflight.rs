@@ -302,6 +302,58 @@ pub fn kms_key_finding(
     }
 }
 
+/// The commercial regions enabled by default in every account (those launched before
+/// March 2019); every later one is opt-in and answers nothing until the account enables it
+/// (AWS Account Management reference guide, "Enable or disable AWS Regions in your
+/// account"). GovCloud and China regions are not opt-in.
+const ENABLED_BY_DEFAULT: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "sa-east-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+];
+
+/// True for a region an account must opt in to before anything in it answers.
+pub fn is_opt_in_region(region: &str) -> bool {
+    shared::naming::partition(region) == "aws" && !ENABLED_BY_DEFAULT.contains(&region)
+}
+
+/// An opt-in region's status in an account (`GetRegionOptStatus`: ENABLED,
+/// ENABLED_BY_DEFAULT, ENABLING, DISABLING, DISABLED).
+pub fn region_finding(account: &str, region: &str, status: &str) -> Finding {
+    let f = match status {
+        "ENABLED" | "ENABLED_BY_DEFAULT" => Finding::ok("region", format!("{region} is enabled")),
+        "ENABLING" => Finding::missing(
+            "region",
+            format!("{region} is being enabled (this can take minutes to hours)"),
+            "wait, then run hub doctor again",
+        ),
+        other => Finding::missing(
+            "region",
+            format!(
+                "{region} is an opt-in region and is {other} in this account: nothing there answers"
+            ),
+            format!(
+                "aws account enable-region --account-id {account} --region-name {region} (from the management account), or remove it from hub.regions"
+            ),
+        ),
+    };
+    f.at(account, Some(region))
+}
+
 /// True when nothing blocks (doctor: exit 0).
 pub fn ready(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.status == Status::Ok)
@@ -357,6 +409,30 @@ mod tests {
         assert!(!ready(std::slice::from_ref(&f)));
         let f = trusted_access_finding("111111111111", &[CLOUDTRAIL_SERVICE_PRINCIPAL.into()]);
         assert_eq!(f.status, Status::Ok);
+    }
+
+    #[test]
+    fn opt_in_regions_are_asked_and_must_be_enabled() {
+        assert!(!is_opt_in_region("us-east-1"));
+        assert!(!is_opt_in_region("eu-west-1"));
+        assert!(is_opt_in_region("af-south-1"));
+        assert!(is_opt_in_region("eu-south-2"));
+        assert!(!is_opt_in_region("us-gov-west-1"), "another partition");
+        assert!(!is_opt_in_region("cn-north-1"));
+        assert_eq!(
+            region_finding("1", "af-south-1", "ENABLED").status,
+            Status::Ok
+        );
+        let f = region_finding("111122223333", "af-south-1", "DISABLED");
+        assert_eq!(f.status, Status::Missing);
+        assert!(f.blocks_enroll());
+        assert!(f.fix.as_deref().is_some_and(|x| {
+            x.contains("enable-region --account-id 111122223333 --region-name af-south-1")
+        }));
+        assert_eq!(
+            region_finding("1", "af-south-1", "ENABLING").status,
+            Status::Missing
+        );
     }
 
     #[test]

@@ -68,11 +68,12 @@ pub enum Service {
     CloudWatchLogs,
     DynamoDb,
     Kms,
+    Account,
 }
 
 impl Service {
     /// Every service, in a stable order.
-    pub const ALL: [Service; 12] = [
+    pub const ALL: [Service; 13] = [
         Service::Organizations,
         Service::Sts,
         Service::CloudTrail,
@@ -85,6 +86,7 @@ impl Service {
         Service::CloudWatchLogs,
         Service::DynamoDb,
         Service::Kms,
+        Service::Account,
     ];
 
     /// The lowercase name used in logs and reports.
@@ -102,6 +104,7 @@ impl Service {
             Service::CloudWatchLogs => "logs",
             Service::DynamoDb => "dynamodb",
             Service::Kms => "kms",
+            Service::Account => "account",
         }
     }
 
@@ -247,6 +250,14 @@ pub const QUOTAS: &[QuotaRow] = &[
             burst: 5,
         },
         basis: "hub doctor reads the archive key's policy: GetKeyPolicy shares KMS's 30 TPS of key management requests",
+    },
+    QuotaRow {
+        service: Service::Account,
+        quota: ApiQuota {
+            per_second: 1,
+            burst: 2,
+        },
+        basis: "hub doctor asks each account for opt-in regions; the Account Management API is low-volume",
     },
 ];
 
@@ -937,6 +948,7 @@ impl Clients {
     client_fn!(logs, aws_sdk_cloudwatchlogs, Service::CloudWatchLogs);
     client_fn!(dynamodb, aws_sdk_dynamodb, Service::DynamoDb);
     client_fn!(kms, aws_sdk_kms, Service::Kms);
+    client_fn!(account_management, aws_sdk_account, Service::Account);
 
     /// S3 client; path-style addressing whenever an endpoint override is in force.
     pub fn s3(&self) -> aws_sdk_s3::Client {

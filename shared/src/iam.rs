@@ -627,6 +627,16 @@ pub const GRANTS: &[Grant] = &[
     },
     Grant {
         principal: Principal::Member,
+        sid: "RegionOptStatus",
+        calls: &[("Account", "GetRegionOptStatus")],
+        actions: &["account:GetRegionOptStatus"],
+        resources: &["arn:aws:account::*:account"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "hub doctor: is each opt-in region of hub.regions enabled in the account",
+    },
+    Grant {
+        principal: Principal::Member,
         sid: "ReadServiceRoles",
         calls: &[("IAM", "GetRole"), ("IAM", "GetRolePolicy")],
         actions: &["iam:GetRole", "iam:GetRolePolicy"],

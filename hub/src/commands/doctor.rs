@@ -310,6 +310,40 @@ async fn account_findings(
         }
     };
     let mut out = vec![Finding::ok("member-role", format!("{role} answers")).at(account, None)];
+    for region in config
+        .hub
+        .regions
+        .iter()
+        .filter(|r| preflight::is_opt_in_region(r))
+    {
+        // AWS Account Management API reference, GetRegionOptStatus (the caller's own
+        // account when AccountId is left out).
+        let f = match c
+            .account_management()
+            .get_region_opt_status()
+            .region_name(region)
+            .send()
+            .await
+        {
+            Ok(o) => preflight::region_finding(
+                account,
+                region,
+                o.region_opt_status()
+                    .map(|s| s.as_str())
+                    .unwrap_or("UNKNOWN"),
+            ),
+            Err(e) => Finding::failed(
+                "region",
+                format!(
+                    "cannot read whether {region} is enabled: {}",
+                    OpError::new("GetRegionOptStatus", e)
+                ),
+                "grant account:GetRegionOptStatus (hub policy --for member)",
+            )
+            .at(account, Some(region)),
+        };
+        out.push(f);
+    }
     let home = c.in_region(config.home_region());
     for (wanted, name) in [
         (needs_forward, naming::FORWARD_ROLE),
