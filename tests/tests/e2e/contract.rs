@@ -809,6 +809,61 @@ fn grants_match_the_service_authorization_reference() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// A second enroll writes nothing and status finds nothing to do.
+fn assert_converged(emu: &orgwatch_tests::Emulator, config: &std::path::Path) {
+    let again = super::hub::hub(emu, config, &["enroll"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.json["writes"], 0, "{:?}", super::hub::changes(&again));
+    assert_eq!(super::hub::hub(emu, config, &["status"]).code, 0);
+}
+
+/// Adds the statements of `hub policy --for kms-key` (for `config`'s trail) to `key`'s
+/// policy, as a key administrator would.
+pub(crate) async fn grant_cloudtrail_on_key(
+    factory: &shared::aws::ClientFactory,
+    key: &str,
+    config: &std::path::Path,
+    management: &str,
+) {
+    let printed = std::process::Command::new(orgwatch_tests::bin("hub"))
+        .args([
+            "policy",
+            "--for",
+            "kms-key",
+            "--management-account",
+            management,
+        ])
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("hub policy");
+    assert!(printed.status.success());
+    let add: Value = serde_json::from_slice(&printed.stdout).expect("key policy");
+    let kms = factory.home().kms();
+    let current = kms
+        .get_key_policy()
+        .key_id(key)
+        .policy_name("default")
+        .send()
+        .await
+        .expect("key policy");
+    let mut policy: Value =
+        serde_json::from_str(current.policy().unwrap_or_default()).expect("policy JSON");
+    if let (Some(s), Some(a)) = (
+        policy["Statement"].as_array_mut(),
+        add["Statement"].as_array(),
+    ) {
+        s.extend(a.iter().cloned());
+    }
+    kms.put_key_policy()
+        .key_id(key)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .expect("put key policy");
+}
+
 /// A fresh directory with `e2e::hub`'s configuration for `delivery`, edited by `edit`.
 fn edited_config(
     name: &str,
@@ -842,29 +897,7 @@ async fn an_sse_kms_archive_puts_the_key_on_every_trail() {
     let (dir, config) = edited_config("kms", "trail", |text| {
         text.replace("[trail]\n", &format!("[trail]\nkms_key_id = \"{key}\"\n"))
     });
-    let printed = std::process::Command::new(orgwatch_tests::bin("hub"))
-        .args(["policy", "--for", "kms-key", "--management-account"])
-        .arg(&org.management)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("hub policy");
-    assert!(printed.status.success());
-    let mut policy: Value = serde_json::from_slice(&printed.stdout).expect("key policy");
-    if let Some(s) = policy["Statement"].as_array_mut() {
-        s.push(
-            serde_json::json!({"Sid": "KeyAdministrators", "Effect": "Allow",
-            "Principal": {"AWS": format!("arn:aws:iam::{}:root", org.management)},
-            "Action": "kms:*", "Resource": "*"}),
-        );
-    }
-    kms.put_key_policy()
-        .key_id(&key)
-        .policy_name("default")
-        .policy(policy.to_string())
-        .send()
-        .await
-        .expect("key policy");
+    grant_cloudtrail_on_key(&factory, &key, &config, &org.management).await;
     let key = key.as_str();
     let first = super::hub::hub(&emu, &config, &["enroll"]);
     assert_eq!(first.code, 0, "{:#}\n{}", first.json, first.stderr);
@@ -891,9 +924,7 @@ async fn an_sse_kms_archive_puts_the_key_on_every_trail() {
         Some(key),
     )
     .await;
-    let again = super::hub::hub(&emu, &config, &["enroll"]);
-    assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_eq!(again.json["writes"], 0, "{:?}", super::hub::changes(&again));
+    assert_converged(&emu, &config);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1032,10 +1063,7 @@ async fn a_standalone_account_is_an_organisation_of_one() {
         "no organisation in any condition: {policy}"
     );
     assert_contracts(&factory, &org, "acme-orgwatch-cloudtrail", &regions, None).await;
-    let again = super::hub::hub(&emu, &config, &["enroll"]);
-    assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_eq!(again.json["writes"], 0, "{:?}", super::hub::changes(&again));
-    assert_eq!(super::hub::hub(&emu, &config, &["status"]).code, 0);
+    assert_converged(&emu, &config);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1117,10 +1145,7 @@ async fn a_separate_central_account_keeps_the_central_resources() {
             .all(|t| t.contains(&format!(":{central}:event-bus/orgwatch"))),
         "every member forwards to the central account's bus: {bus_targets:?}"
     );
-    let again = super::hub::hub(&emu, &config, &["enroll"]);
-    assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_eq!(again.json["writes"], 0, "{:?}", super::hub::changes(&again));
-    assert_eq!(super::hub::hub(&emu, &config, &["status"]).code, 0);
+    assert_converged(&emu, &config);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

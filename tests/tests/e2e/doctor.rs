@@ -157,37 +157,7 @@ async fn doctor_checks_the_archive_keys_policy() {
     );
 
     // Add what `hub policy --for kms-key` prints to the key's own statements.
-    let out = Command::new(bin("hub"))
-        .args(["policy", "--for", "kms-key", "--management-account"])
-        .arg(&org.management)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("hub policy");
-    assert!(out.status.success());
-    let add: Value = serde_json::from_slice(&out.stdout).expect("policy");
-    let current = kms
-        .get_key_policy()
-        .key_id(&arn)
-        .policy_name("default")
-        .send()
-        .await
-        .expect("key policy");
-    let mut policy: Value =
-        serde_json::from_str(current.policy().unwrap_or_default()).expect("policy JSON");
-    if let (Some(s), Some(a)) = (
-        policy["Statement"].as_array_mut(),
-        add["Statement"].as_array(),
-    ) {
-        s.extend(a.iter().cloned());
-    }
-    kms.put_key_policy()
-        .key_id(&arn)
-        .policy_name("default")
-        .policy(policy.to_string())
-        .send()
-        .await
-        .expect("put key policy");
+    super::contract::grant_cloudtrail_on_key(&factory, &arn, &config, &org.management).await;
     let after = hub(&emu, &config, &["doctor"]);
     assert_eq!(
         findings(&after.json, "kms-key")[0]["status"],
