@@ -6,7 +6,9 @@
 //! what the emulator does and does not do.
 //!
 //! The emulator is installed into `<workspace>/.venv` by `scripts/test` (pinned
-//! `moto[server]==5.2.5`); `ORGWATCH_MOTO_SERVER` may name another `moto_server` executable.
+//! `moto[server]==5.2.5`) and started through `scripts/lib/moto-server.py`, which closes the
+//! gaps it names where moto does not model AWS; `ORGWATCH_MOTO_SERVER` may name another
+//! `moto_server` executable.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -54,10 +56,16 @@ pub fn workspace_root() -> PathBuf {
     here.parent().map(PathBuf::from).unwrap_or(here)
 }
 
-fn moto_server_path() -> PathBuf {
+/// The emulator's command: `ORGWATCH_MOTO_SERVER` if set, else moto's server from `.venv`
+/// through `scripts/lib/moto-server.py`, which closes a gap where moto does not model AWS
+/// (it names each).
+fn moto_server_command() -> (PathBuf, Vec<PathBuf>) {
     match std::env::var_os("ORGWATCH_MOTO_SERVER") {
-        Some(p) => PathBuf::from(p),
-        None => workspace_root().join(".venv/bin/moto_server"),
+        Some(p) => (PathBuf::from(p), Vec::new()),
+        None => (
+            workspace_root().join(".venv/bin/python"),
+            vec![workspace_root().join("scripts/lib/moto-server.py")],
+        ),
     }
 }
 
@@ -107,7 +115,7 @@ impl Emulator {
     }
 
     fn try_start(options: &EmulatorOptions) -> Result<Emulator, HarnessError> {
-        let program = moto_server_path();
+        let (program, script) = moto_server_command();
         if !program.exists() {
             return Err(HarnessError::NotInstalled(program));
         }
@@ -117,7 +125,8 @@ impl Emulator {
         let log_file = std::fs::File::create(&log).map_err(HarnessError::Spawn)?;
         let log_err = log_file.try_clone().map_err(HarnessError::Spawn)?;
         let mut cmd = Command::new(&program);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        cmd.args(&script)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)

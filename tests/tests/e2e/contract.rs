@@ -1152,12 +1152,7 @@ async fn a_separate_central_account_keeps_the_central_resources() {
 /// The hub in a member account that is not CloudTrail's delegated administrator stops
 /// before any write and says how to register it.
 ///
-/// Emulator limit: moto 5.2.5 cannot register a CloudTrail delegated administrator
-/// (RegisterDelegatedAdministrator answers "unrecognized service principal" for
-/// cloudtrail.amazonaws.com), so the registered case cannot run here. It is covered by the
-/// preflight's unit tests (`preflight::who_may_create_the_organisation_trail`) and the
-/// desired state's (`desired::the_organisation_trail_is_the_management_accounts`): the
-/// bucket policy names the management account's prefix and trail ARN whoever runs the hub.
+/// (`the_hub_as_delegated_administrator` is the registered case.)
 #[tokio::test]
 async fn a_hub_that_may_not_create_the_organisation_trail_writes_nothing() {
     let emu = orgwatch_tests::Emulator::start().expect("emulator");
@@ -1323,5 +1318,118 @@ async fn forged_cloudtrail_events_never_reach_the_queue() {
         !bodies.iter().any(|b| b.contains("forged")),
         "no forged event arrives: {bodies:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The hub as a CloudTrail delegated administrator (a member account registered from the
+/// management account), with the central resources in its own account. The organisation
+/// trail belongs to the management account on AWS: the bucket policy names that account's
+/// prefix and trail ARN, and trusted access (which registering already needed) is only read.
+///
+/// Emulator defect: moto 5.2.5 creates a delegated administrator's organisation trail in
+/// the delegated administrator's own account (AWS: in the management account), so the
+/// trail's ARN is not checked here; the bucket policy is.
+#[tokio::test]
+async fn the_hub_as_delegated_administrator() {
+    let emu = orgwatch_tests::Emulator::start().expect("emulator");
+    let org = emu.create_org(2).await.expect("organisation");
+    let admin = org.members[0].clone();
+    let factory = emu.factory().await.expect("factory");
+    let orgs = factory.home().organizations();
+    // Registering a delegated administrator needs trusted access first (CloudTrail user
+    // guide, "Add a CloudTrail delegated administrator").
+    orgs.enable_aws_service_access()
+        .service_principal("cloudtrail.amazonaws.com")
+        .send()
+        .await
+        .expect("trusted access");
+    orgs.register_delegated_administrator()
+        .account_id(&admin)
+        .service_principal("cloudtrail.amazonaws.com")
+        .send()
+        .await
+        .expect("delegated administrator");
+    let mut accounts = vec![org.management.clone()];
+    accounts.extend(org.members.iter().cloned());
+    orgwatch_tests::deploy_member_stack(emu.url(), &admin, &admin, &accounts)
+        .expect("member stack");
+    let assumed = factory
+        .home()
+        .sts()
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{admin}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("security-team")
+        .send()
+        .await
+        .expect("assume");
+    let creds = assumed.credentials().expect("credentials");
+    let (dir, config) = edited_config("delegated", "eventbridge", |text| text);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(orgwatch_tests::bin("hub"))
+            .args(args)
+            .args(["--output", "json", "--config"])
+            .arg(&config)
+            .envs(emu.env())
+            .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+            .env("AWS_SESSION_TOKEN", creds.session_token())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run hub");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, doctor, err) = run(&["doctor"]);
+    assert_eq!(code, Some(0), "{doctor:#}\n{err}");
+    let caller = doctor["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["check"] == "caller"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(
+        caller["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("delegated administrator")),
+        "{caller:#}"
+    );
+    let (code, first, err) = run(&["enroll"]);
+    assert_eq!(code, Some(0), "{first:#}\n{err}");
+    assert_eq!(first["central_account"], admin.as_str());
+    let organisation: Vec<&Value> = first["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["scope"] == "organization")
+        .collect();
+    assert_eq!(organisation.len(), 1);
+    assert_eq!(organisation[0]["account_id"], org.management.as_str());
+    let regions = ["us-east-1", "eu-west-1"];
+    let world = read_world_in(
+        &factory,
+        &org,
+        &admin,
+        "acme-orgwatch-cloudtrail",
+        &regions,
+        None,
+    )
+    .await;
+    check_world(
+        &world,
+        &[(
+            "organisation-trail-belongs-to-management",
+            "moto creates a delegated administrator's organisation trail in its own account",
+        )],
+    );
+    let (code, again, err) = run(&["enroll"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(again["writes"], 0, "{again:#}");
+    let (code, _, err) = run(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
