@@ -141,6 +141,18 @@ pub enum DecodeError {
     NoAccount(&'static str),
     #[error("no region in the payload (looked at {0})")]
     NoRegion(&'static str),
+    /// A CloudTrail-shaped event that AWS did not send: its `source` is not an AWS
+    /// service's (EventBridge refuses `aws.*` sources from PutEvents callers, so every
+    /// genuine CloudTrail event has one), or its envelope's account is not the record's.
+    #[error("refused as forged: {0}")]
+    Forged(String),
+}
+
+impl DecodeError {
+    /// True for an event refused because AWS did not send it.
+    pub fn is_forged(&self) -> bool {
+        matches!(self, DecodeError::Forged(_))
+    }
 }
 
 /// Decodes one message body.
@@ -189,12 +201,39 @@ fn decode_value(value: Value) -> Result<Decoded, DecodeError> {
         if !is_cloudtrail_record(detail) {
             return Err(DecodeError::UnknownShape);
         }
+        check_sent_by_aws(&value, detail)?;
         return decode_record(detail, Some(&value)).map(Decoded::Event);
     }
     if is_cloudtrail_record(&value) {
         return decode_record(&value, None).map(Decoded::Event);
     }
     Err(DecodeError::UnknownShape)
+}
+
+/// An EventBridge event carrying a CloudTrail record is AWS's only when its source is an
+/// AWS service's (`aws.*`: EventBridge API reference, PutEvents, and user guide, "Events
+/// from AWS services") and its envelope account, when it has one, is the record's
+/// `recipientAccountId` (CloudTrail puts the event on the bus of the account it recorded).
+fn check_sent_by_aws(envelope: &Value, record: &Value) -> Result<(), DecodeError> {
+    match envelope.get("source").and_then(Value::as_str) {
+        Some(s) if s.starts_with("aws.") => {}
+        other => {
+            return Err(DecodeError::Forged(format!(
+                "source {} is not an AWS service's (aws.*), which every CloudTrail event has",
+                other.map_or("(none)".to_string(), |s| format!("{s:?}"))
+            )));
+        }
+    }
+    let account = envelope.get("account").and_then(Value::as_str);
+    let recipient = record.get("recipientAccountId").and_then(Value::as_str);
+    if let (Some(a), Some(r)) = (account, recipient)
+        && a != r
+    {
+        return Err(DecodeError::Forged(format!(
+            "the event came from account {a}, but its CloudTrail record is account {r}'s"
+        )));
+    }
+    Ok(())
 }
 
 fn is_cloudtrail_record(v: &Value) -> bool {
@@ -498,15 +537,16 @@ mod tests {
 
     #[test]
     fn account_comes_from_the_payload_in_order() {
-        // The envelope's account wins; then recipientAccountId; then ARNs.
+        // The envelope's account; then recipientAccountId; then ARNs. (An envelope whose
+        // account differs from the record's recipientAccountId is refused as forged.)
         let mut record = root_sign_in(A, "ev-1", "2024-05-01T12:00:00Z");
+        record
+            .as_object_mut()
+            .map(|o| o.remove("recipientAccountId"));
         let Decoded::Event(e) = ok(&eventbridge(&record, Some("999988887777")).to_string()) else {
             panic!()
         };
         assert_eq!(e.account, "999988887777");
-        record
-            .as_object_mut()
-            .map(|o| o.remove("recipientAccountId"));
         let Decoded::Event(e) = ok(&record.to_string()) else {
             panic!()
         };
@@ -530,6 +570,35 @@ mod tests {
             decode(&a.to_string()),
             Err(DecodeError::NoAccount("AWSAccountId, AlarmArn"))
         );
+    }
+
+    #[test]
+    fn events_aws_did_not_send_are_refused_as_forged() {
+        let record = root_sign_in(A, "ev-1", "2024-05-01T12:00:00Z");
+        // Genuine: an aws.* source and the record's own account.
+        assert!(matches!(
+            ok(&eventbridge(&record, Some(A)).to_string()),
+            Decoded::Event(_)
+        ));
+        // Someone's own source, relayed through a rule of theirs or put on the bus.
+        let mut fake = eventbridge(&record, Some(A));
+        fake["source"] = json!("com.attacker");
+        let err = decode(&fake.to_string()).unwrap_err();
+        assert!(err.is_forged(), "{err}");
+        assert!(
+            err.to_string()
+                .contains("\"com.attacker\" is not an AWS service's"),
+            "{err}"
+        );
+        fake.as_object_mut().map(|o| o.remove("source"));
+        assert!(decode(&fake.to_string()).unwrap_err().is_forged());
+        // Another account's root sign-in, sent from this account.
+        let err = decode(&eventbridge(&record, Some("999988887777")).to_string()).unwrap_err();
+        assert!(err.is_forged(), "{err}");
+        assert!(err.to_string().contains(&format!("account {A}'s")), "{err}");
+        // Bare records and alarms are not EventBridge events: nothing to compare.
+        assert!(matches!(ok(&record.to_string()), Decoded::Event(_)));
+        assert!(!DecodeError::UnknownShape.is_forged());
     }
 
     #[test]

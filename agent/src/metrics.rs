@@ -18,6 +18,8 @@ pub struct Metrics {
     pub received: AtomicU64,
     pub decoded: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Of those, CloudTrail-shaped events refused as not sent by AWS.
+    pub forged: AtomicU64,
     pub ignored: AtomicU64,
     pub alerts: AtomicU64,
     pub duplicates: AtomicU64,
@@ -101,6 +103,12 @@ impl Metrics {
             "messages_dead_lettered_total",
             "Undecodable messages handed to the dead-letter queue.",
             g(&self.dead_lettered),
+        );
+        counter(
+            &mut out,
+            "messages_forged_total",
+            "CloudTrail-shaped events refused as not sent by AWS (source not aws.*, or another account's record); dead-lettered with the reason.",
+            g(&self.forged),
         );
         counter(
             &mut out,

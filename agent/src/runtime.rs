@@ -293,6 +293,9 @@ async fn handle<S: Source>(
         Ok(d) => d,
         Err(reason) => {
             Metrics::inc(&m.dead_lettered);
+            if reason.is_forged() {
+                Metrics::inc(&m.forged);
+            }
             tracing::warn!(message_id = %env.message_id, receive_count = env.receive_count, %reason, "undecodable message: to the dead-letter queue");
             if let Err(e) = source.dead_letter(env, reason.to_string()).await {
                 tracing::warn!(error = %e, "cannot release the message for redrive; it returns after its visibility timeout");
