@@ -809,6 +809,58 @@ fn grants_match_the_service_authorization_reference() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Credentials of a session in `account` (through its OrganizationAccountAccessRole), as
+/// the environment of a `hub` that runs there.
+async fn member_session(
+    factory: &shared::aws::ClientFactory,
+    account: &str,
+) -> Vec<(&'static str, String)> {
+    let assumed = factory
+        .home()
+        .sts()
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+        ))
+        .role_session_name("security-team")
+        .send()
+        .await
+        .expect("assume");
+    let creds = assumed.credentials().expect("credentials");
+    vec![
+        ("AWS_ACCESS_KEY_ID", creds.access_key_id().to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            creds.secret_access_key().to_string(),
+        ),
+        ("AWS_SESSION_TOKEN", creds.session_token().to_string()),
+    ]
+}
+
+/// Runs `hub ARGS --output json --config CONFIG` with `session`'s credentials: exit code,
+/// JSON report (null when none) and stderr.
+fn hub_as_member(
+    emu: &orgwatch_tests::Emulator,
+    config: &std::path::Path,
+    session: &[(&'static str, String)],
+    args: &[&str],
+) -> (Option<i32>, Value, String) {
+    let out = std::process::Command::new(orgwatch_tests::bin("hub"))
+        .args(args)
+        .args(["--output", "json", "--config"])
+        .arg(config)
+        .envs(emu.env())
+        .envs(session.iter().cloned())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run hub");
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A second enroll writes nothing and status finds nothing to do.
 fn assert_converged(emu: &orgwatch_tests::Emulator, config: &std::path::Path) {
     let again = super::hub::hub(emu, config, &["enroll"]);
@@ -1159,34 +1211,10 @@ async fn a_hub_that_may_not_create_the_organisation_trail_writes_nothing() {
     let org = emu.create_org(2).await.expect("organisation");
     let member = org.members[0].clone();
     let factory = emu.factory().await.expect("factory");
-    let assumed = factory
-        .home()
-        .sts()
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{member}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("security-team")
-        .send()
-        .await
-        .expect("assume");
-    let creds = assumed.credentials().expect("credentials");
-    let dir = std::env::temp_dir().join(format!("orgwatch-e2e-notadmin-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let config = super::hub::write_config(&dir, "eventbridge");
-    let out = std::process::Command::new(orgwatch_tests::bin("hub"))
-        .args(["enroll", "--output", "json", "--config"])
-        .arg(&config)
-        .envs(emu.env())
-        .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
-        .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
-        .env("AWS_SESSION_TOKEN", creds.session_token())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run hub");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let session = member_session(&factory, &member).await;
+    let (dir, config) = edited_config("notadmin", "eventbridge", |text| text);
+    let (code, _, stderr) = hub_as_member(&emu, &config, &session, &["enroll"]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("preflight caller")
             && stderr.contains(&format!(
@@ -1353,38 +1381,9 @@ async fn the_hub_as_delegated_administrator() {
     accounts.extend(org.members.iter().cloned());
     orgwatch_tests::deploy_member_stack(emu.url(), &admin, &admin, &accounts)
         .expect("member stack");
-    let assumed = factory
-        .home()
-        .sts()
-        .assume_role()
-        .role_arn(format!(
-            "arn:aws:iam::{admin}:role/OrganizationAccountAccessRole"
-        ))
-        .role_session_name("security-team")
-        .send()
-        .await
-        .expect("assume");
-    let creds = assumed.credentials().expect("credentials");
+    let session = member_session(&factory, &admin).await;
     let (dir, config) = edited_config("delegated", "eventbridge", |text| text);
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(orgwatch_tests::bin("hub"))
-            .args(args)
-            .args(["--output", "json", "--config"])
-            .arg(&config)
-            .envs(emu.env())
-            .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
-            .env("AWS_SESSION_TOKEN", creds.session_token())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run hub");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        (
-            out.status.code(),
-            serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| hub_as_member(&emu, &config, &session, args);
     let (code, doctor, err) = run(&["doctor"]);
     assert_eq!(code, Some(0), "{doctor:#}\n{err}");
     let caller = doctor["findings"]
