@@ -70,7 +70,12 @@ pub struct Unmanaged {
 }
 
 impl Outcome {
-    fn failed(account: &str, region: &str, scope: &'static str, error: String) -> Outcome {
+    pub(crate) fn failed(
+        account: &str,
+        region: &str,
+        scope: &'static str,
+        error: String,
+    ) -> Outcome {
         Outcome {
             account_id: account.to_string(),
             region: region.to_string(),
@@ -215,12 +220,18 @@ pub async fn run(
         management_account: org.management_account.clone(),
         central_account: config.hub.central_account.clone().unwrap_or(me),
     };
-    let rules = Arc::new(rules);
-    let config = Arc::new(config);
-    let apply_options = ApplyOptions {
-        delete_archive: args.delete_archive,
-        adopt: args.adopt,
+    let ctx = Ctx {
+        factory: factory.clone(),
+        config: Arc::new(config),
+        facts: facts.clone(),
+        rules: Arc::new(rules),
+        options: ApplyOptions {
+            delete_archive: args.delete_archive,
+            adopt: args.adopt,
+        },
     };
+    let config = ctx.config.clone();
+    let rules = ctx.rules.clone();
     let mut results = Vec::new();
     for a in &unknown {
         results.push(Outcome::failed(
@@ -241,103 +252,13 @@ pub async fn run(
         accounts.len() + 1,
         (accounts.len() + 1) * config.hub.regions.len() + 1,
     );
-    reporter.phase("central resources");
-
-    // Central resources first: members' alarms and rules point at them.
+    // A pipeline enrolling single accounts only checks the central resources.
     let central_mode = match mode {
-        // A pipeline enrolling single accounts only checks the central resources.
-        Mode::Enroll if !args.account.is_empty() => Mode::Status,
-        Mode::Offboard if !args.account.is_empty() => Mode::Status,
+        Mode::Enroll | Mode::Offboard if !args.account.is_empty() => Mode::Status,
         m => m,
     };
-    let central_clients = factory.for_account(&facts.central_account).await;
-    if let Err(e) = &central_clients {
-        let out = Outcome::failed(&facts.central_account, "-", "central", e.to_string());
-        reporter.outcome(&out);
-        results.push(out);
-    }
-    for region in &config.hub.regions {
-        if let Ok(c) = &central_clients {
-            let out = central(
-                &c.in_region(region),
-                &config,
-                &facts,
-                region,
-                central_mode,
-                &apply_options,
-            )
-            .await;
-            reporter.outcome(&out);
-            results.push(out);
-        }
-        if region == config.home_region() {
-            // The organisation trail writes into the central bucket: after it. It is the
-            // hub's own to manage (management account or CloudTrail delegated
-            // administrator), never the central account's.
-            let out = organisation(
-                &home.in_region(region),
-                &config,
-                &facts,
-                central_mode,
-                &apply_options,
-            )
-            .await;
-            reporter.outcome(&out);
-            results.push(out);
-        }
-    }
-    reporter.account_done(&facts.central_account, "member accounts");
-
     let concurrency = args.concurrency.unwrap_or(config.hub.concurrency).max(1);
-    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = tokio::task::JoinSet::new();
-    for account in accounts {
-        let (factory, config, facts, rules, gate, apply_options) = (
-            factory.clone(),
-            config.clone(),
-            facts.clone(),
-            rules.clone(),
-            gate.clone(),
-            apply_options.clone(),
-        );
-        tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await;
-            member_account(
-                &factory,
-                &config,
-                &facts,
-                &rules,
-                &account,
-                mode,
-                &apply_options,
-            )
-            .await
-        });
-    }
-    let mut member_results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(outs) => {
-                for o in &outs {
-                    reporter.outcome(o);
-                }
-                if let Some(first) = outs.first() {
-                    reporter.account_done(&first.account_id, "member accounts");
-                }
-                member_results.extend(outs);
-            }
-            Err(e) => {
-                let out =
-                    Outcome::failed("-", "-", "member", format!("internal: task failed: {e}"));
-                reporter.outcome(&out);
-                reporter.account_done("-", "member accounts");
-                member_results.push(out);
-            }
-        }
-    }
-    reporter.finish();
-    member_results.sort_by(|a, b| (&a.account_id, &a.region).cmp(&(&b.account_id, &b.region)));
-    results.extend(member_results);
+    results.extend(everything(&ctx, mode, central_mode, accounts, concurrency, &reporter).await);
 
     let report = Report {
         schema_version: 1,
@@ -388,6 +309,107 @@ pub async fn run(
     } else {
         ExitStatus::Success
     }
+}
+
+/// What a reconcile needs besides the scope: clients, the declared state and the options.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub factory: ClientFactory,
+    pub config: Arc<HubConfig>,
+    pub facts: OrgFacts,
+    pub rules: Arc<Vec<RuleDeploy>>,
+    pub options: ApplyOptions,
+}
+
+/// Central resources (every region), the organisation outcome (home region), then each
+/// account in `accounts` (at most `concurrency` at once), in `mode` (`central_mode` for
+/// the central and organisation outcomes).
+pub(crate) async fn everything(
+    ctx: &Ctx,
+    mode: Mode,
+    central_mode: Mode,
+    accounts: Vec<String>,
+    concurrency: usize,
+    reporter: &Reporter,
+) -> Vec<Outcome> {
+    let mut results = Vec::new();
+    reporter.phase("central resources");
+    results.extend(central_everywhere(ctx, central_mode, reporter).await);
+    reporter.account_done(&ctx.facts.central_account, "member accounts");
+
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for account in accounts {
+        let (ctx, gate) = (ctx.clone(), gate.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            member_account(&ctx, &account, &ctx.config.hub.regions, mode).await
+        });
+    }
+    let mut member_results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(outs) => {
+                for o in &outs {
+                    reporter.outcome(o);
+                }
+                if let Some(first) = outs.first() {
+                    reporter.account_done(&first.account_id, "member accounts");
+                }
+                member_results.extend(outs);
+            }
+            Err(e) => {
+                let out =
+                    Outcome::failed("-", "-", "member", format!("internal: task failed: {e}"));
+                reporter.outcome(&out);
+                reporter.account_done("-", "member accounts");
+                member_results.push(out);
+            }
+        }
+    }
+    reporter.finish();
+    member_results.sort_by(|a, b| (&a.account_id, &a.region).cmp(&(&b.account_id, &b.region)));
+    results.extend(member_results);
+    results
+}
+
+/// The central resources of every region and, in the home region, the organisation
+/// outcome. Central resources first: members' alarms and rules point at them.
+pub(crate) async fn central_everywhere(ctx: &Ctx, mode: Mode, reporter: &Reporter) -> Vec<Outcome> {
+    let (config, facts) = (&ctx.config, &ctx.facts);
+    let mut results = Vec::new();
+    let central_clients = ctx.factory.for_account(&facts.central_account).await;
+    if let Err(e) = &central_clients {
+        let out = Outcome::failed(&facts.central_account, "-", "central", e.to_string());
+        reporter.outcome(&out);
+        results.push(out);
+    }
+    let home = ctx.factory.home();
+    for region in &config.hub.regions {
+        if let Ok(c) = &central_clients {
+            let out = central(
+                &c.in_region(region),
+                config,
+                facts,
+                region,
+                mode,
+                &ctx.options,
+            )
+            .await;
+            reporter.outcome(&out);
+            results.push(out);
+        }
+        if region == config.home_region() {
+            // The organisation trail writes into the central bucket: after it. It is the
+            // hub's own to manage (management account or CloudTrail delegated
+            // administrator), never the central account's.
+            let out =
+                organisation(&home.in_region(region), config, facts, mode, &ctx.options).await;
+            reporter.outcome(&out);
+            results.push(out);
+        }
+    }
+    results
 }
 
 /// What one account and region came to: the plan (as carried out, for enroll/offboard),
@@ -554,7 +576,7 @@ fn central_names(config: &HubConfig, facts: &OrgFacts) -> CentralNames {
 /// CloudTrail trusted access and the organisation trail, with the hub's own credentials
 /// (`c`, home region). Offboarding removes the trail; trusted access stays
 /// ([`Kind::never_deleted`]).
-async fn organisation(
+pub(crate) async fn organisation(
     c: &Clients,
     config: &HubConfig,
     facts: &OrgFacts,
@@ -580,7 +602,7 @@ async fn organisation(
     outcome_of(owner, home, "organization", mode, done)
 }
 
-async fn central(
+pub(crate) async fn central(
     c: &Clients,
     config: &HubConfig,
     facts: &OrgFacts,
@@ -615,21 +637,20 @@ async fn central(
     outcome_of(account, region, "central", mode, done)
 }
 
-async fn member_account(
-    factory: &ClientFactory,
-    config: &HubConfig,
-    facts: &OrgFacts,
-    rules: &[RuleDeploy],
+/// The member resources of `account` in `regions`.
+pub(crate) async fn member_account(
+    ctx: &Ctx,
     account: &str,
+    regions: &[String],
     mode: Mode,
-    options: &ApplyOptions,
 ) -> Vec<Outcome> {
-    let c = match factory.for_account(account).await {
+    let (config, facts) = (&ctx.config, &ctx.facts);
+    let c = match ctx.factory.for_account(account).await {
         Ok(c) => c,
         Err(e) => return vec![Outcome::failed(account, "-", "member", e.to_string())],
     };
     let mut outs = Vec::new();
-    for region in &config.hub.regions {
+    for region in regions {
         let rc = c.in_region(region);
         let observed = match observe::member(&rc, account, region, config.home_region()).await {
             Ok(o) => o,
@@ -641,9 +662,9 @@ async fn member_account(
         let desired = if mode == Mode::Offboard {
             BTreeMap::new()
         } else {
-            desired::member(config, facts, rules, account, region)
+            desired::member(config, facts, &ctx.rules, account, region)
         };
-        let done = reconcile(&rc, &desired, observed, mode, options).await;
+        let done = reconcile(&rc, &desired, observed, mode, &ctx.options).await;
         outs.push(outcome_of(account, region, "member", mode, done));
     }
     outs
@@ -652,7 +673,7 @@ async fn member_account(
 /// Progress on stderr. On a terminal (and neither `--quiet` nor JSON logs): a bar over
 /// accounts with the failure count and the current phase. Otherwise one log line per
 /// account and region as it finishes. Results never go here: they are printed on stdout.
-struct Reporter {
+pub(crate) struct Reporter {
     bar: Option<indicatif::ProgressBar>,
     /// Outcomes expected (account x region), for the log lines.
     total: usize,
