@@ -7,9 +7,11 @@
 //! # Where rules come from
 //!
 //! * The built-in rules, one TOML file per rule under `shared/rules/`, embedded at build
-//!   time: CIS AWS Foundations Benchmark "Monitoring" 4.1-4.15 (`cis-4.1` ... `cis-4.15`),
-//!   `root-activity`, the root-usage rule of the single-account recipe, and the recipe's
-//!   own rules where no CIS rule says the same (`seed-*`).
+//!   time ([`BUILTIN_FILES`]): CIS AWS Foundations Benchmark "Monitoring" 4.1-4.15
+//!   (`cis-4.1` ... `cis-4.15`), `root-activity`, the root-usage rule of the single-account
+//!   recipe, `orgwatch-tamper` (anyone but the hub deleting, disabling or changing what
+//!   orgwatch set up in an account), and the recipe's own rules where no CIS rule says the
+//!   same (`seed-*`).
 //! * `[[rule]]` tables in the hub's configuration file, with the same fields.
 //!
 //! # Packs
@@ -19,7 +21,7 @@
 //!
 //! | entry               | selects                                                         |
 //! |---------------------|-----------------------------------------------------------------|
-//! | [`PACK_ALL`] (default) | every built-in rule but the seed pack's own: CIS 4.1-4.15 and `root-activity` |
+//! | [`PACK_ALL`] (default) | every built-in rule but the seed pack's own: CIS 4.1-4.15, `root-activity` and `orgwatch-tamper` |
 //! | [`PACK_CIS`]        | every `cis-*` rule                                              |
 //! | [`PACK_SEED`]       | the nine alarms of the single-account recipe orgwatch grew from ([`SEED_RULES`]) |
 //!
@@ -27,8 +29,11 @@
 //! `root-activity`, console sign-in without MFA `cis-4.2`, and so on); only two of its alarms
 //! are rules of their own, `seed-api-without-mfa` and `seed-kms-decrypt-failures`. Those two
 //! are left out of `"all"` on purpose: in an organisation every role session lacks MFA, so
-//! "API calls without MFA" fires all day, and adding rules to `"all"` would silently change
-//! what every existing configuration deploys. They are selected by `"seed"` or by id only.
+//! "API calls without MFA" fires all day. They are selected by `"seed"` or by id only.
+//!
+//! A rule added to `"all"` is deployed by every configuration that selects it (the default)
+//! on its next enroll; `orgwatch-tamper` joined `"all"` that way, and
+//! `disable = ["orgwatch-tamper"]` under `[monitoring]` leaves it out.
 //!
 //! # Rule fields
 //!
@@ -123,6 +128,10 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
     ("cis-4.14.toml", include_str!("../../rules/cis-4.14.toml")),
     ("cis-4.15.toml", include_str!("../../rules/cis-4.15.toml")),
     (
+        "orgwatch-tamper.toml",
+        include_str!("../../rules/orgwatch-tamper.toml"),
+    ),
+    (
         "seed-api-without-mfa.toml",
         include_str!("../../rules/seed-api-without-mfa.toml"),
     ),
@@ -136,7 +145,7 @@ pub const BUILTIN_FILES: &[(&str, &str)] = &[
 pub const BUILTIN_DIR: &str = "shared/rules";
 
 /// `pack` entry selecting every built-in rule except the seed pack's own ([`SEED_ONLY_PREFIX`]):
-/// CIS 4.1-4.15 and `root-activity`. The default.
+/// CIS 4.1-4.15, `root-activity` and `orgwatch-tamper`. The default.
 pub const PACK_ALL: &str = "all";
 /// `pack` entry selecting every `cis-*` built-in rule.
 pub const PACK_CIS: &str = "cis";

@@ -61,11 +61,12 @@ fn fixture<'a>(rule: &'a Rule, name_part: &str) -> &'a Fixture {
 // The built-in pack.
 
 #[test]
-fn builtin_pack_has_cis_4_1_to_4_15_and_root_activity() {
+fn builtin_pack_has_cis_4_1_to_4_15_root_activity_and_orgwatch_tamper() {
     let pack = builtin();
     let ids: Vec<&str> = pack.rules().iter().map(|r| r.id.as_str()).collect();
     let mut want = vec!["root-activity".to_string()];
     want.extend((1..=15).map(|n| format!("cis-4.{n}")));
+    want.push("orgwatch-tamper".to_string());
     assert_eq!(ids, want);
     assert!(pack.rules().iter().all(|r| r.origin.is_builtin()));
     assert!(
@@ -384,6 +385,19 @@ fn forwarding_patterns_agree_with_the_fixtures() {
             continue;
         };
         forwarded += 1;
+        // As the hub sends it (hub/src/desired.rs `only_from_aws`: compact, with the `aws.`
+        // source prefix added): EventBridge takes at most 4,096 characters (API reference,
+        // PutRule, EventPattern).
+        let mut sent = pattern.clone();
+        if let Json::Object(m) = &mut sent {
+            m.entry("source").or_insert(json!([{"prefix": "aws."}]));
+        }
+        let chars = sent.to_string().chars().count();
+        assert!(
+            chars <= 4096,
+            "{}: forwarding pattern of {chars} characters",
+            rule.id
+        );
         for f in &rule.fixtures {
             let gap = NOT_FORWARDED.contains(&(rule.id.as_str(), f.name.as_str()));
             if gap {
@@ -402,13 +416,14 @@ fn forwarding_patterns_agree_with_the_fixtures() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(forwarded >= 5);
+    assert!(forwarded >= 6);
 }
 
 /// EventBridge event-pattern matching, for the operators the built-in rules use and a few
-/// more, as EventBridge documents them: each array is a list of alternatives; a field other
-/// than `{"exists": false}` matches only when the event has it; an array in the event
-/// matches when any element does.
+/// more, as EventBridge documents them ("Comparison operators for use in event patterns in
+/// Amazon EventBridge"): each array is a list of alternatives; `$or` (at any level) takes
+/// objects, any of which may match; a field other than `{"exists": false}` matches only
+/// when the event has it; an array in the event matches when any element does.
 fn eventbridge_match(pattern: &Json, event: &Json) -> Result<bool, String> {
     let Json::Object(fields) = pattern else {
         return Err(format!("not an object: {pattern}"));
@@ -479,13 +494,202 @@ fn eventbridge_leaf(want: &Json, value: Option<&Json>) -> Result<bool, String> {
         "equals-ignore-case" => text
             .zip(arg.as_str())
             .is_some_and(|(t, p)| t.eq_ignore_ascii_case(p)),
+        "wildcard" => {
+            let pattern = arg.as_str().ok_or("wildcard takes a string")?;
+            // Checked even when the value is not a string: EventBridge rejects the pattern.
+            let wildcard = Wildcard::parse(pattern)?;
+            text.is_some_and(|t| wildcard.matches(t))
+        }
         "anything-but" => match arg {
             Json::Array(list) => !list.contains(value),
+            // `{"anything-but": {"wildcard": [...]}}`: none of the wildcards matches.
+            Json::Object(inner)
+                if inner.len() == 1 && inner.get("wildcard").is_some_and(Json::is_array) =>
+            {
+                let mut any = false;
+                for pattern in inner["wildcard"].as_array().into_iter().flatten() {
+                    let pattern = pattern.as_str().ok_or("wildcard takes strings")?;
+                    let wildcard = Wildcard::parse(pattern)?;
+                    any |= text.is_some_and(|t| wildcard.matches(t));
+                }
+                !any
+            }
             Json::Object(_) => !eventbridge_leaf(arg, Some(value))?,
             scalar => scalar != value,
         },
         other => return Err(format!("operator {other:?} is not supported here")),
     })
+}
+
+/// An EventBridge `wildcard` value, as the operators page documents it: `*` matches any run
+/// of characters (none included) and may appear any number of times, but not twice in a
+/// row; `\*` is a literal star and `\\` a literal backslash; a backslash before anything
+/// else is invalid. EventBridge rejects invalid values when the rule is created, so they are
+/// errors here, never a silent mismatch.
+#[derive(Debug)]
+struct Wildcard(Vec<WildcardPart>);
+
+#[derive(Debug, PartialEq)]
+enum WildcardPart {
+    Star,
+    Char(char),
+}
+
+impl Wildcard {
+    fn parse(pattern: &str) -> Result<Wildcard, String> {
+        let mut parts = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(e @ ('*' | '\\')) => parts.push(WildcardPart::Char(e)),
+                    Some(e) => {
+                        return Err(format!("wildcard {pattern:?}: invalid escape \\{e}"));
+                    }
+                    None => return Err(format!("wildcard {pattern:?}: trailing backslash")),
+                },
+                '*' if parts.last() == Some(&WildcardPart::Star) => {
+                    return Err(format!("wildcard {pattern:?}: consecutive wildcards"));
+                }
+                '*' => parts.push(WildcardPart::Star),
+                c => parts.push(WildcardPart::Char(c)),
+            }
+        }
+        Ok(Wildcard(parts))
+    }
+
+    /// Whether the whole of `text` matches (the usual two-pointer glob match: on a mismatch,
+    /// let the last star take one more character).
+    fn matches(&self, text: &str) -> bool {
+        let parts = &self.0;
+        let text: Vec<char> = text.chars().collect();
+        let (mut p, mut t) = (0, 0);
+        let mut last_star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match parts.get(p) {
+                Some(WildcardPart::Char(c)) if *c == text[t] => {
+                    p += 1;
+                    t += 1;
+                }
+                Some(WildcardPart::Star) => {
+                    last_star = Some((p, t));
+                    p += 1;
+                }
+                _ => match last_star {
+                    Some((star, taken)) => {
+                        last_star = Some((star, taken + 1));
+                        p = star + 1;
+                        t = taken + 1;
+                    }
+                    None => return false,
+                },
+            }
+        }
+        parts[p..].iter().all(|part| *part == WildcardPart::Star)
+    }
+}
+
+#[test]
+fn eventbridge_wildcards_match_as_documented() {
+    let m = |pattern: &str, text: &str| {
+        Wildcard::parse(pattern)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .matches(text)
+    };
+    // The operators page's examples.
+    assert!(m("*.png", "image.png") && m("*.png", ".png"));
+    assert!(!m("*.png", "image.png.txt") && !m("*.png", "image.PNG"));
+    assert!(m("*/lib/*", "/usr/lib/libc.so") && !m("*/lib/*", "/usr/bin/ls"));
+    assert!(m("Simple*Service", "SimpleQueueService") && m("Simple*Service", "SimpleService"));
+    assert!(!m("Simple*Service", "SimpleServices") && !m("Simple*Service", "xSimpleService"));
+    // `*` takes any run, none included; the rest must match the whole value.
+    assert!(m("*", "") && m("*", "anything") && m("", "") && !m("", "x"));
+    assert!(m("a*b*c", "abc") && m("a*b*c", "a-b-b-c") && !m("a*b*c", "a-b-c-d"));
+    assert!(m("*ab*ab", "xabyabab") && !m("*ab*ab", "xabyaba"));
+    assert!(m("orgwatch-*", "orgwatch-") && m("orgwatch-*", "orgwatch-cis-4.3"));
+    assert!(!m("orgwatch-*", "my-orgwatch-x") && !m("orgwatch-*", "orgwatch"));
+    // Escapes: `\*` is a literal star, `\\` a literal backslash.
+    assert!(m(r"a\*b", "a*b") && !m(r"a\*b", "axb") && !m(r"a\*b", "ab"));
+    assert!(m(r"a\\b", r"a\b") && !m(r"a\\b", "ab"));
+    assert!(m(r"\**", "*x") && !m(r"\**", "x*"));
+    // Patterns EventBridge rejects.
+    for bad in ["a**b", "**", r"a\b", r"a\", r"\"] {
+        assert!(Wildcard::parse(bad).is_err(), "{bad:?}");
+    }
+    // The hub's sessions: any partition and account, exactly that role and session name.
+    let hub = format!(
+        "arn:*:sts::*:assumed-role/{}/{}",
+        naming::DEFAULT_MEMBER_ROLE,
+        naming::HUB_SESSION_NAME
+    );
+    for arn in [
+        "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub",
+        "arn:aws-us-gov:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub",
+    ] {
+        assert!(m(&hub, arn), "{arn}");
+    }
+    for arn in [
+        "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/carol",
+        "arn:aws:sts::222233334444:assumed-role/ops-automation/orgwatch-hub",
+        "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub2",
+        "arn:aws:iam::222233334444:role/OrganizationAccountAccessRole",
+    ] {
+        assert!(!m(&hub, arn), "{arn}");
+    }
+
+    // As operators, on values of every kind.
+    let leaf = |want: Json, value: Option<Json>| eventbridge_leaf(&want, value.as_ref());
+    let w = json!({"wildcard": "orgwatch-*"});
+    assert_eq!(leaf(w.clone(), Some(json!("orgwatch-cis-4.3"))), Ok(true));
+    assert_eq!(leaf(w.clone(), Some(json!("billing-alarm"))), Ok(false));
+    assert_eq!(
+        leaf(w.clone(), Some(json!(["billing", "orgwatch-x"]))),
+        Ok(true)
+    );
+    assert_eq!(leaf(w.clone(), Some(json!(7))), Ok(false));
+    assert_eq!(leaf(w, None), Ok(false));
+    assert!(leaf(json!({"wildcard": "a**"}), Some(json!("a"))).is_err());
+    assert!(leaf(json!({"wildcard": 1}), Some(json!("a"))).is_err());
+    let not_lib = json!({"anything-but": {"wildcard": "*/lib/*"}});
+    assert_eq!(leaf(not_lib.clone(), Some(json!("/usr/lib/x"))), Ok(false));
+    assert_eq!(leaf(not_lib.clone(), Some(json!("/usr/bin/x"))), Ok(true));
+    // Like every operator but `exists`, anything-but needs the field.
+    assert_eq!(leaf(not_lib, None), Ok(false));
+    let neither = json!({"anything-but": {"wildcard": ["*/lib/*", "*/bin/*"]}});
+    assert_eq!(leaf(neither.clone(), Some(json!("/usr/bin/x"))), Ok(false));
+    assert_eq!(leaf(neither, Some(json!("/usr/share/x"))), Ok(true));
+    assert!(
+        leaf(
+            json!({"anything-but": {"wildcard": ["a**"]}}),
+            Some(json!("b"))
+        )
+        .is_err()
+    );
+
+    // `$or` nested below the top level, as the forwarding patterns use it.
+    let pattern = json!({"detail": {"userIdentity": {"$or": [
+        {"type": [{"anything-but": "AssumedRole"}]},
+        {"arn": [{"anything-but": {"wildcard": hub}}]},
+    ]}}});
+    let who = |identity: Json| {
+        eventbridge_match(&pattern, &json!({"detail": {"userIdentity": identity}}))
+    };
+    let session = |name: &str| json!({"type": "AssumedRole", "arn": format!("arn:aws:sts::222233334444:assumed-role/{name}")});
+    assert_eq!(
+        who(session("OrganizationAccountAccessRole/orgwatch-hub")),
+        Ok(false)
+    );
+    assert_eq!(
+        who(session("OrganizationAccountAccessRole/carol")),
+        Ok(true)
+    );
+    assert_eq!(who(session("ops-automation/orgwatch-hub")), Ok(true));
+    assert_eq!(
+        who(
+            json!({"type": "IAMUser", "arn": "arn:aws:iam::222233334444:user/:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub"})
+        ),
+        Ok(true)
+    );
 }
 
 #[test]
@@ -524,6 +728,327 @@ fn cis_4_15_lists_every_organizations_write_event() {
         assert!(rule.pattern.matches_message(&event), "{name}");
         let other = event.replace("organizations.amazonaws.com", "iam.amazonaws.com");
         assert!(!rule.pattern.matches_message(&other), "{name} from IAM");
+    }
+}
+
+/// orgwatch-tamper, in all three forms (trail pattern, EventBridge-delivery filter,
+/// forwarding pattern), on every call that deletes, disables or changes one of the resources
+/// `naming` gives orgwatch in a member account: each counts when a person makes it, none when
+/// the hub's own session does, none on a resource of another name, and no read counts.
+#[test]
+fn orgwatch_tamper_sees_every_change_to_orgwatch_resources_but_the_hubs() {
+    let pack = builtin();
+    let rule = pack.get("orgwatch-tamper").expect("orgwatch-tamper");
+    assert_eq!(rule.severity, Severity::Critical);
+    assert!(rule.forward);
+    let forward = rule
+        .eventbridge_pattern
+        .as_ref()
+        .expect("forwarding pattern");
+    let filters: Vec<Pattern> = rule
+        .eventbridge_filters()
+        .expect("filters")
+        .iter()
+        .map(|f| Pattern::parse(f).expect("parses"))
+        .collect();
+    assert_eq!(filters.len(), 1);
+
+    let hub_session = format!(
+        "assumed-role/{}/{}",
+        naming::DEFAULT_MEMBER_ROLE,
+        naming::HUB_SESSION_NAME
+    );
+    let hub_arn = format!("arn:*:sts::*:{hub_session}");
+    assert!(rule.pattern.as_str().contains(&hub_arn));
+    assert!(forward.to_string().contains(&hub_arn));
+
+    let account = "222233334444";
+    let trail_arn = naming::arn::trail("eu-west-1", account, naming::MEMBER_TRAIL);
+    let log_group = naming::LOG_GROUP;
+    let alarm = naming::alarm_name("cis-4.3");
+    let filter = naming::metric_filter_name("cis-4.3", 0);
+    let forward_rule = naming::forward_rule_name("root-activity");
+    // The member stack's inline policy of the member role (infra/cloudformation/member-role.yaml).
+    let member_policy = "orgwatch-member";
+    let roles = [
+        naming::TRAIL_LOGS_ROLE,
+        naming::FORWARD_ROLE,
+        naming::AGENT_MEMBER_ROLE,
+    ];
+    let mut changes: Vec<(&str, &str, Json)> = vec![
+        (
+            "monitoring",
+            "DeleteAlarms",
+            json!({"alarmNames": ["billing-alarm", alarm]}),
+        ),
+        (
+            "monitoring",
+            "DisableAlarmActions",
+            json!({"alarmNames": [alarm]}),
+        ),
+        (
+            "monitoring",
+            "PutMetricAlarm",
+            json!({"alarmName": alarm, "threshold": 100000}),
+        ),
+        (
+            "monitoring",
+            "SetAlarmState",
+            json!({"alarmName": alarm, "stateValue": "OK", "stateReason": "x"}),
+        ),
+        (
+            "logs",
+            "DeleteMetricFilter",
+            json!({"logGroupName": log_group, "filterName": filter}),
+        ),
+        (
+            "logs",
+            "PutMetricFilter",
+            json!({"logGroupName": log_group, "filterName": filter, "filterPattern": "{ $.x = 1 }"}),
+        ),
+        ("logs", "DeleteLogGroup", json!({"logGroupName": log_group})),
+        (
+            "logs",
+            "PutRetentionPolicy",
+            json!({"logGroupName": log_group, "retentionInDays": 1}),
+        ),
+        (
+            "logs",
+            "DeleteRetentionPolicy",
+            json!({"logGroupName": log_group}),
+        ),
+        (
+            "logs",
+            "DeleteSubscriptionFilter",
+            json!({"logGroupName": log_group, "filterName": "x"}),
+        ),
+        (
+            "logs",
+            "DeleteLogStream",
+            json!({"logGroupName": log_group, "logStreamName": "s"}),
+        ),
+        (
+            "logs",
+            "AssociateKmsKey",
+            json!({"logGroupName": log_group, "kmsKeyId": "arn:aws:kms:eu-west-1:222233334444:key/1"}),
+        ),
+        (
+            "logs",
+            "DisassociateKmsKey",
+            json!({"logGroupName": log_group}),
+        ),
+        (
+            "logs",
+            "DeleteResourcePolicy",
+            json!({"policyName": naming::LOG_RESOURCE_POLICY}),
+        ),
+        (
+            "logs",
+            "PutResourcePolicy",
+            json!({"policyName": naming::LOG_RESOURCE_POLICY, "policyDocument": "{}"}),
+        ),
+        (
+            "events",
+            "DeleteRule",
+            json!({"name": naming::EVENTS_TO_LOGS_RULE}),
+        ),
+        ("events", "DisableRule", json!({"name": forward_rule})),
+        (
+            "events",
+            "PutRule",
+            json!({"name": forward_rule, "eventPattern": "{}"}),
+        ),
+        (
+            "events",
+            "RemoveTargets",
+            json!({"rule": forward_rule, "ids": [naming::BUS_TARGET_ID]}),
+        ),
+        (
+            "events",
+            "PutTargets",
+            json!({"rule": naming::EVENTS_TO_LOGS_RULE, "targets": []}),
+        ),
+        (
+            "events",
+            "DeleteRule",
+            json!({"name": naming::CENTRAL_BUS_RULE, "eventBusName": naming::CENTRAL_BUS}),
+        ),
+        (
+            "cloudtrail",
+            "StopLogging",
+            json!({"name": naming::MEMBER_TRAIL}),
+        ),
+        ("cloudtrail", "StopLogging", json!({"name": trail_arn})),
+        ("cloudtrail", "DeleteTrail", json!({"name": trail_arn})),
+        (
+            "cloudtrail",
+            "UpdateTrail",
+            json!({"name": naming::MEMBER_TRAIL, "s3BucketName": "elsewhere"}),
+        ),
+        (
+            "cloudtrail",
+            "PutEventSelectors",
+            json!({"trailName": naming::MEMBER_TRAIL, "eventSelectors": []}),
+        ),
+        (
+            "cloudtrail",
+            "PutInsightSelectors",
+            json!({"trailName": trail_arn, "insightSelectors": []}),
+        ),
+        (
+            "iam",
+            "PutRolePolicy",
+            json!({"roleName": "OrgWatchMember", "policyName": member_policy, "policyDocument": "{}"}),
+        ),
+        (
+            "iam",
+            "DeleteRolePolicy",
+            json!({"roleName": naming::DEFAULT_MEMBER_ROLE, "policyName": member_policy}),
+        ),
+    ];
+    for role in roles {
+        for (name, extra) in [
+            ("DeleteRole", json!({})),
+            ("DeleteRolePolicy", json!({"policyName": role})),
+            (
+                "PutRolePolicy",
+                json!({"policyName": "x", "policyDocument": "{}"}),
+            ),
+            ("UpdateAssumeRolePolicy", json!({"policyDocument": "{}"})),
+            (
+                "AttachRolePolicy",
+                json!({"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}),
+            ),
+            (
+                "DetachRolePolicy",
+                json!({"policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
+            ),
+            ("DeleteRolePermissionsBoundary", json!({})),
+            (
+                "PutRolePermissionsBoundary",
+                json!({"permissionsBoundary": "arn:aws:iam::aws:policy/ReadOnlyAccess"}),
+            ),
+            ("UpdateRole", json!({"maxSessionDuration": 43200})),
+        ] {
+            let mut params = extra;
+            params["roleName"] = json!(role);
+            changes.push(("iam", name, params));
+        }
+    }
+    let reads: Vec<(&str, &str, Json)> = vec![
+        (
+            "monitoring",
+            "DescribeAlarms",
+            json!({"alarmNames": [alarm]}),
+        ),
+        (
+            "monitoring",
+            "DescribeAlarmHistory",
+            json!({"alarmName": alarm}),
+        ),
+        (
+            "logs",
+            "DescribeMetricFilters",
+            json!({"logGroupName": log_group}),
+        ),
+        (
+            "logs",
+            "CreateLogStream",
+            json!({"logGroupName": log_group, "logStreamName": "s"}),
+        ),
+        ("events", "DescribeRule", json!({"name": forward_rule})),
+        ("events", "ListTargetsByRule", json!({"rule": forward_rule})),
+        ("events", "EnableRule", json!({"name": forward_rule})),
+        ("cloudtrail", "GetTrailStatus", json!({"name": trail_arn})),
+        (
+            "cloudtrail",
+            "StartLogging",
+            json!({"name": naming::MEMBER_TRAIL}),
+        ),
+        (
+            "cloudtrail",
+            "GetEventSelectors",
+            json!({"trailName": naming::MEMBER_TRAIL}),
+        ),
+        ("iam", "GetRole", json!({"roleName": naming::FORWARD_ROLE})),
+        (
+            "iam",
+            "GetRolePolicy",
+            json!({"roleName": naming::FORWARD_ROLE, "policyName": naming::FORWARD_ROLE}),
+        ),
+    ];
+
+    let record = |source: &str, name: &str, params: &Json, identity: Json| {
+        json!({
+            "eventVersion": "1.09",
+            "userIdentity": identity,
+            "eventTime": "2024-06-03T08:00:00Z",
+            "eventSource": format!("{source}.amazonaws.com"),
+            "eventName": name,
+            "awsRegion": "eu-west-1",
+            "sourceIPAddress": "198.51.100.42",
+            "requestParameters": params,
+            "eventID": "00000000-0000-4000-8000-000000000000",
+            "readOnly": name.starts_with("Describe") || name.starts_with("Get") || name.starts_with("List"),
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": account,
+            "eventCategory": "Management",
+        })
+    };
+    let session = |role_and_session: &str| {
+        json!({
+            "type": "AssumedRole",
+            "principalId": "AROAVRK3KXMPLEEXAMPLE:x",
+            "arn": format!("arn:aws:sts::{account}:assumed-role/{role_and_session}"),
+            "accountId": account,
+        })
+    };
+    let person = session("AWSReservedSSO_AdministratorAccess_5f2a0c7e9b1d3a48/alice@example.com");
+    let hub = session(&format!(
+        "{}/{}",
+        naming::DEFAULT_MEMBER_ROLE,
+        naming::HUB_SESSION_NAME
+    ));
+    // The three forms agree on every record; the answer is the trail pattern's.
+    let matches = |record: &Json| -> bool {
+        let trail = rule.pattern.matches_message(&record.to_string());
+        let wrapped = envelope(record);
+        let text = wrapped.to_string();
+        let delivered = filters.iter().any(|p| p.matches_message(&text));
+        let forwarded = eventbridge_match(forward, &wrapped).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (trail, trail),
+            (delivered, forwarded),
+            "forms disagree on {record}"
+        );
+        trail
+    };
+    for (source, name, params) in &changes {
+        let by_person = record(source, name, params, person.clone());
+        assert!(matches(&by_person), "{name} {params} by a person");
+        // As a data event it would not be a management call.
+        let mut data = by_person.clone();
+        data["managementEvent"] = json!(false);
+        data["eventCategory"] = json!("Data");
+        assert!(!matches(&data), "{name} {params} as a data event");
+        assert!(
+            !matches(&record(source, name, params, hub.clone())),
+            "{name} {params} by the hub"
+        );
+        // The same call on resources that are not orgwatch's.
+        let other: Json =
+            serde_json::from_str(&params.to_string().replace("orgwatch", "acme")).expect("json");
+        assert!(
+            !matches(&record(source, name, &other, person.clone())),
+            "{name} {other}"
+        );
+    }
+    for (source, name, params) in &reads {
+        assert!(
+            !matches(&record(source, name, params, person.clone())),
+            "{name} {params}"
+        );
     }
 }
 
@@ -646,13 +1171,13 @@ fn pack_selection_disable_and_user_rules() {
     let cis = ids(&["cis"], &[], "");
     assert_eq!(cis.len(), 15);
     assert!(!cis.contains(&"root-activity".to_string()));
-    assert_eq!(ids(&["all"], &[], "").len(), 16);
+    assert_eq!(ids(&["all"], &[], "").len(), 17);
     assert_eq!(
         ids(&["root-activity", "cis-4.3"], &[], ""),
         vec!["root-activity", "cis-4.3"]
     );
     let some = ids(&["all"], &["cis-4.1", "cis-4.6"], USER_RULE);
-    assert_eq!(some.len(), 15);
+    assert_eq!(some.len(), 16);
     assert!(!some.contains(&"cis-4.1".to_string()));
     assert_eq!(some.last().map(String::as_str), Some("iam-user-created"));
     assert!(ids(&[], &[], "").is_empty());
@@ -691,15 +1216,15 @@ fn seed_pack_is_the_nine_alarms_of_the_recipe() {
     got.sort_unstable();
     assert_eq!(listed, got);
 
-    // "all" (the default) is unchanged: CIS and root-activity, no seed-* rule.
+    // "all" (the default): CIS, root-activity and orgwatch-tamper, no seed-* rule.
     let all = selected(&["all"], &[]);
-    assert_eq!(all.len(), 16);
+    assert_eq!(all.len(), 17);
     assert!(
         all.iter().all(|id| !id.starts_with(SEED_ONLY_PREFIX)),
         "{all:?}"
     );
     // Seed-only rules come in by "seed" or by id, and combine with the others.
-    assert_eq!(selected(&["all", "seed"], &[]).len(), 18);
+    assert_eq!(selected(&["all", "seed"], &[]).len(), 19);
     assert_eq!(
         selected(&["cis", "seed-kms-decrypt-failures"], &[])
             .last()
@@ -720,6 +1245,7 @@ fn seed_pack_is_the_nine_alarms_of_the_recipe() {
     assert_eq!(packs_of("cis-4.2"), vec![PACK_CIS, PACK_SEED, PACK_ALL]);
     assert_eq!(packs_of("cis-4.3"), vec![PACK_CIS, PACK_ALL]);
     assert_eq!(packs_of("root-activity"), vec![PACK_SEED, PACK_ALL]);
+    assert_eq!(packs_of("orgwatch-tamper"), vec![PACK_ALL]);
 }
 
 #[test]

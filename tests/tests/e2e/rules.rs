@@ -245,9 +245,9 @@ fn rules_list_show_and_verify() {
         .iter()
         .filter_map(|r| r["id"].as_str())
         .collect();
-    assert_eq!(ids.len(), 16);
+    assert_eq!(ids.len(), 17);
     assert_eq!(ids[0], "root-activity");
-    assert!(ids.contains(&"cis-4.15"));
+    assert!(ids.contains(&"cis-4.15") && ids.contains(&"orgwatch-tamper"));
     assert!(ids.iter().all(|id| !id.starts_with("seed-")), "{ids:?}");
     assert_eq!(doc["rules"][0]["covers"], json!(["cis-4.3"]));
     assert_eq!(doc["rules"][0]["packs"], json!(["seed", "all"]));
@@ -330,7 +330,7 @@ fn rules_list_show_and_verify() {
 
     let verify = hub(&dir.0, &["rules", "verify"]);
     assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
-    assert!(verify.stdout.starts_with("16 rules, "), "{}", verify.stdout);
+    assert!(verify.stdout.starts_with("17 rules, "), "{}", verify.stdout);
     assert!(
         verify.stdout.trim_end().ends_with("all pass"),
         "{}",
