@@ -255,7 +255,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let ops_signal = ops.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        shared::ops::wait_for_signal().await;
         ops_signal
             .ready
             .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -276,22 +276,4 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     factory.calls().append_call_log("agent");
     tracing::info!("stopped");
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

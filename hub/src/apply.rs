@@ -70,9 +70,12 @@ pub async fn apply(c: &Clients, change: &Change, options: &ApplyOptions) -> Resu
                     metric_filter(c, name, s, update).await
                 }
                 (Kind::Alarm, Spec::Alarm(s)) => alarm(c, name, s).await,
-                (Kind::EventsRule | Kind::ForwardRule | Kind::BusRule, Spec::EventRule(s)) => {
-                    event_rule(c, name, s).await
-                }
+                (
+                    Kind::EventsRule | Kind::ForwardRule | Kind::BusRule | Kind::OrgEventsRule,
+                    Spec::EventRule(s),
+                ) => event_rule(c, name, s).await,
+                (Kind::LeaseTable, Spec::Table(s)) => table(c, name, s, update).await,
+                (Kind::Scp, Spec::Scp(s)) => scp(c, name, s, change).await,
                 (Kind::Bus, Spec::Policy(s)) => bus(c, name, s, update).await,
                 (Kind::Topic, Spec::Policy(s)) => topic(c, name, s, update).await,
                 (Kind::Queue | Kind::DeadLetterQueue, Spec::Queue(s)) => {
@@ -150,7 +153,7 @@ async fn adopt(c: &Clients, change: &Change) -> Result<(), OpError> {
                     .send()
             )?;
         }
-        Kind::EventsRule | Kind::ForwardRule | Kind::BusRule | Kind::Bus => {
+        Kind::EventsRule | Kind::ForwardRule | Kind::BusRule | Kind::OrgEventsRule | Kind::Bus => {
             let arn = match (&change.observed, key.kind) {
                 (_, Kind::Bus) => naming::arn::bus(region, account, name),
                 (Some(Spec::EventRule(r)), _) => naming::arn::rule(region, account, &r.bus, name),
@@ -234,6 +237,38 @@ async fn adopt(c: &Clients, change: &Change) -> Result<(), OpError> {
                     .add_tags()
                     .resource_id(naming::arn::trail(region, account, name))
                     .tags_list(tag)
+                    .send()
+            )?;
+        }
+        Kind::Scp => {
+            if let Some(id) = observe::scp_id(c).await? {
+                let tag = aws_sdk_organizations::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| OpError::build("TagResource", e))?;
+                call!(
+                    "TagResource",
+                    c.organizations()
+                        .tag_resource()
+                        .resource_id(id)
+                        .tags(tag)
+                        .send()
+                )?;
+            }
+        }
+        Kind::LeaseTable => {
+            let tag = aws_sdk_dynamodb::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| OpError::build("TagResource", e))?;
+            call!(
+                "TagResource",
+                c.dynamodb()
+                    .tag_resource()
+                    .resource_arn(naming::arn::table(region, account, name))
+                    .tags(tag)
                     .send()
             )?;
         }
@@ -395,6 +430,130 @@ async fn event_rule(c: &Clients, name: &str, s: &EventRuleSpec) -> Result<(), Op
         });
     }
     Ok(())
+}
+
+/// The guardrail SCP: created (tagged) or its content updated, then attached to exactly the
+/// declared targets. Attaching needs SCPs enabled on the root (Organizations API
+/// reference, AttachPolicy: `PolicyTypeNotEnabledException`), which the hub does not do by
+/// itself: enabling them attaches `FullAWSAccess` to every root, OU and account first, an
+/// organisation-wide change for its owner to make.
+async fn scp(c: &Clients, name: &str, s: &ScpSpec, change: &Change) -> Result<(), OpError> {
+    use aws_sdk_organizations::types::PolicyType;
+    let orgs = c.organizations();
+    let (id, observed) = match &change.observed {
+        Some(Spec::Scp(o)) => (observe::scp_id(c).await?, Some(o)),
+        _ => (None, None),
+    };
+    let id = match id {
+        Some(id) => {
+            if observed.is_some_and(|o| o.content != s.content) {
+                call!(
+                    "UpdatePolicy",
+                    orgs.update_policy()
+                        .policy_id(&id)
+                        .content(&s.content)
+                        .send()
+                )?;
+            }
+            id
+        }
+        None => {
+            let tags = managed_tags!(aws_sdk_organizations::types::Tag, "CreatePolicy")?;
+            let out = call!(
+                "CreatePolicy",
+                orgs.create_policy()
+                    .name(name)
+                    .description("orgwatch: deny changes to orgwatch's member resources")
+                    .r#type(PolicyType::ServiceControlPolicy)
+                    .content(&s.content)
+                    .set_tags(Some(tags))
+                    .send()
+            )?;
+            out.policy()
+                .and_then(|p| p.policy_summary())
+                .and_then(|p| p.id())
+                .map(str::to_string)
+                .ok_or_else(|| OpError::build("CreatePolicy", "no policy id in the answer"))?
+        }
+    };
+    let attached: Vec<String> = observed.map(|o| o.targets.clone()).unwrap_or_default();
+    for t in s.targets.iter().filter(|t| !attached.contains(t)) {
+        let r = call!(
+            "AttachPolicy",
+            orgs.attach_policy().policy_id(&id).target_id(t).send()
+        );
+        match r {
+            Ok(_) => {}
+            Err(e) if e.is(&["DuplicatePolicyAttachmentException"]) => {}
+            Err(e) if e.is(&["PolicyTypeNotEnabledException"]) => {
+                return Err(OpError {
+                    message: format!(
+                        "service control policies are not enabled on the root: run `aws organizations enable-policy-type --root-id <r-...> --policy-type SERVICE_CONTROL_POLICY` (it attaches FullAWSAccess everywhere first), then hub enroll again ({})",
+                        e.message
+                    ),
+                    ..e
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for t in attached.iter().filter(|t| !s.targets.contains(t)) {
+        ignore(
+            call!(
+                "DetachPolicy",
+                orgs.detach_policy().policy_id(&id).target_id(t).send()
+            )
+            .map(|_| ()),
+            &["PolicyNotAttachedException"],
+        )?;
+    }
+    Ok(())
+}
+
+/// The lease table of `hub watch`: on-demand, one string partition key, tagged. Its key
+/// cannot change in place (DynamoDB API reference, UpdateTable: key schema is not
+/// updatable), so an update only sets the billing mode.
+async fn table(c: &Clients, name: &str, s: &TableSpec, update: bool) -> Result<(), OpError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let ddb = c.dynamodb();
+    let billing = BillingMode::from(s.billing_mode.as_str());
+    if update {
+        call!(
+            "UpdateTable",
+            ddb.update_table()
+                .table_name(name)
+                .billing_mode(billing)
+                .send()
+        )?;
+        return Ok(());
+    }
+    let tags = managed_tags!(aws_sdk_dynamodb::types::Tag, "CreateTable")?;
+    let key = KeySchemaElement::builder()
+        .attribute_name(&s.partition_key)
+        .key_type(KeyType::Hash)
+        .build()
+        .map_err(|e| OpError::build("CreateTable", e))?;
+    let attribute = AttributeDefinition::builder()
+        .attribute_name(&s.partition_key)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| OpError::build("CreateTable", e))?;
+    ignore(
+        call!(
+            "CreateTable",
+            ddb.create_table()
+                .table_name(name)
+                .key_schema(key)
+                .attribute_definitions(attribute)
+                .billing_mode(billing)
+                .set_tags(Some(tags))
+                .send()
+        )
+        .map(|_| ()),
+        &["ResourceInUseException"],
+    )
 }
 
 async fn bus(c: &Clients, name: &str, s: &PolicySpec, update: bool) -> Result<(), OpError> {
@@ -840,7 +999,7 @@ async fn delete(c: &Clients, change: &Change, options: &ApplyOptions) -> Result<
             c.cloudwatch().delete_alarms().alarm_names(name).send()
         )
         .map(|_| ()),
-        Kind::EventsRule | Kind::ForwardRule | Kind::BusRule => {
+        Kind::EventsRule | Kind::ForwardRule | Kind::BusRule | Kind::OrgEventsRule => {
             let bus = match &change.observed {
                 Some(Spec::EventRule(r)) => r.bus.clone(),
                 _ => "default".to_string(),
@@ -874,6 +1033,39 @@ async fn delete(c: &Clients, change: &Change, options: &ApplyOptions) -> Result<
             )
             .map(|_| ())
         }
+        Kind::Scp => match observe::scp_id(c).await? {
+            Some(id) => {
+                let observed = match &change.observed {
+                    Some(Spec::Scp(s)) => s.targets.clone(),
+                    _ => Vec::new(),
+                };
+                for t in observed {
+                    ignore(
+                        call!(
+                            "DetachPolicy",
+                            c.organizations()
+                                .detach_policy()
+                                .policy_id(&id)
+                                .target_id(t)
+                                .send()
+                        )
+                        .map(|_| ()),
+                        &["PolicyNotAttachedException"],
+                    )?;
+                }
+                call!(
+                    "DeletePolicy",
+                    c.organizations().delete_policy().policy_id(id).send()
+                )
+                .map(|_| ())
+            }
+            None => Ok(()),
+        },
+        Kind::LeaseTable => call!(
+            "DeleteTable",
+            c.dynamodb().delete_table().table_name(name).send()
+        )
+        .map(|_| ()),
         Kind::Bus => call!(
             "DeleteEventBus",
             c.eventbridge().delete_event_bus().name(name).send()

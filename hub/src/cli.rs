@@ -85,6 +85,11 @@ pub enum Command {
     /// access, quotas, each account's member role and member stack) and say how to fix
     /// what is missing. Reads only; exit 0 when ready, 1 otherwise.
     Doctor(DoctorArgs),
+    /// Keep the organisation as declared, event by event: enroll accounts as they join,
+    /// offboard those that leave, repair what someone changed (from the control queue
+    /// `hub enroll` deploys), with a periodic resync as the safety net. Runs until SIGTERM;
+    /// `/healthz` and `/metrics` on --listen.
+    Watch(WatchArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -97,9 +102,11 @@ pub enum Command {
 pub struct PolicyArgs {
     /// Whose policy: hub, agent, member (the hub's role in members), agent-member (the
     /// agent's read-only role in members), central (the member role's extra policy in
-    /// hub.central_account when that is not the hub's own), or kms-key (the key policy statements CloudTrail
-    /// and the log readers need when trail.kms_key_id is set).
-    #[arg(long = "for", value_name = "WHO", value_parser = ["hub", "agent", "member", "agent-member", "central", "kms-key"])]
+    /// hub.central_account when that is not the hub's own), kms-key (the key policy statements CloudTrail
+    /// and the log readers need when trail.kms_key_id is set), or scp (the service control policy,
+    /// minified, that denies every principal of member accounts but the member role and the
+    /// StackSets execution roles deleting, disabling or changing orgwatch's resources).
+    #[arg(long = "for", value_name = "WHO", value_parser = ["hub", "agent", "member", "agent-member", "central", "kms-key", "scp"])]
     pub principal: String,
     /// The agent's DynamoDB dedupe table (default: any table named orgwatch-*).
     #[arg(long, value_name = "TABLE")]
@@ -157,6 +164,59 @@ pub struct ReconcileArgs {
     pub adopt: bool,
 }
 
+/// Options of `watch`. Durations are written `90s`, `5m`, `6h`, `1d` (or seconds).
+#[derive(Clone, Debug, Args)]
+pub struct WatchArgs {
+    /// Address of `/healthz` and `/metrics`.
+    #[arg(long, default_value = "127.0.0.1:9108")]
+    pub listen: std::net::SocketAddr,
+    /// Full reconcile of every account and the central resources, at start and then this
+    /// often: what a lost event can cost at most.
+    #[arg(long, default_value = "6h", value_parser = duration)]
+    pub resync: std::time::Duration,
+    /// The organisation's accounts are compared with the enrolled ones this often
+    /// (`ListAccounts`): joins and leaves recorded where no rule sees them.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pub membership: std::time::Duration,
+    /// Events arriving within this window after the first are handled as one burst (one
+    /// reconcile per account).
+    #[arg(long, default_value = "3s", value_parser = duration)]
+    pub coalesce: std::time::Duration,
+    /// Long-poll wait of each receive.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub poll: std::time::Duration,
+    /// Lifetime of the lease; a standby replica takes over at most this long after the
+    /// active one dies.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub lease_ttl: std::time::Duration,
+    /// Visibility timeout of received events, extended while their reconcile runs: how
+    /// soon a crashed replica's events come back.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub visibility: std::time::Duration,
+    /// Skip the resync at start (the first one runs after --resync).
+    #[arg(long)]
+    pub no_initial_resync: bool,
+}
+
+/// `90s`, `5m`, `6h`, `1d`, `250ms`, or a number of seconds.
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 90s, 5m, 6h)"))?;
+    let secs = |k: u64| std::time::Duration::from_secs(n.saturating_mul(k));
+    match unit {
+        "" | "s" => Ok(secs(1)),
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "m" => Ok(secs(60)),
+        "h" => Ok(secs(3600)),
+        "d" => Ok(secs(86_400)),
+        other => Err(format!("unknown unit {other:?} in {s:?} (ms, s, m, h, d)")),
+    }
+}
+
 /// Options of `doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -181,4 +241,20 @@ pub struct ReplayArgs {
     /// Files fetched and evaluated at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("90s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(duration("5m"), Ok(std::time::Duration::from_secs(300)));
+        assert_eq!(duration("6h"), Ok(std::time::Duration::from_secs(21_600)));
+        assert_eq!(duration("250ms"), Ok(std::time::Duration::from_millis(250)));
+        assert_eq!(duration("7"), Ok(std::time::Duration::from_secs(7)));
+        assert!(duration("soon").is_err());
+        assert!(duration("5w").is_err());
+    }
 }

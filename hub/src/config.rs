@@ -16,6 +16,10 @@ pub struct HubConfig {
     pub monitoring: MonitoringSection,
     #[serde(default)]
     pub alerts: AlertsSection,
+    #[serde(default)]
+    pub watch: WatchSection,
+    #[serde(default)]
+    pub guardrail: GuardrailSection,
     /// User rules, same fields as the built-in pack's rules. Parsed here only so that
     /// `deny_unknown_fields` accepts them: `commands::pack::load` reads them again from the
     /// file's text with `UserRules::from_toml`, which keeps their line and column.
@@ -125,6 +129,64 @@ impl Default for AlertsSection {
             max_receive_count: default_max_receive(),
         }
     }
+}
+
+/// `[watch]`: the control path `hub enroll` deploys for `hub watch` (organisation events
+/// and tamper events into a control queue, and the lease table of its replicas).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSection {
+    /// Deploy the control path (default true). Without it `hub watch` can only resync.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The control queue (central account, home region); its dead-letter queue is
+    /// `<queue>-dlq`.
+    #[serde(default = "default_control_queue")]
+    pub queue: String,
+    /// Receives of one control event before `hub watch` moves it to the dead-letter queue
+    /// with the reason (and the queue's redrive policy, one later, if it cannot).
+    #[serde(default = "default_control_receives")]
+    pub max_receive_count: u32,
+    /// DynamoDB table holding the lease that lets one `hub watch` replica act at a time.
+    #[serde(default = "default_lease_table")]
+    pub lease_table: String,
+}
+
+impl Default for WatchSection {
+    fn default() -> Self {
+        WatchSection {
+            enabled: true,
+            queue: default_control_queue(),
+            max_receive_count: default_control_receives(),
+            lease_table: default_lease_table(),
+        }
+    }
+}
+
+/// `[guardrail]`: the service control policy that denies changes to orgwatch's member
+/// resources (`hub policy --for scp`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailSection {
+    /// `hub enroll` creates the SCP and attaches it (the management account's hub only).
+    #[serde(default)]
+    pub scp: bool,
+    /// Where to attach it: the root (`r-...`, the default) or OUs (`ou-...`).
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_control_queue() -> String {
+    naming::DEFAULT_CONTROL_QUEUE.to_string()
+}
+fn default_control_receives() -> u32 {
+    5
+}
+fn default_lease_table() -> String {
+    naming::DEFAULT_LEASE_TABLE.to_string()
 }
 
 fn default_member_role() -> String {
@@ -307,6 +369,56 @@ impl HubConfig {
             err(
                 "max_receive_count",
                 "alerts.max_receive_count must be 1..=1000".into(),
+            );
+        }
+        for t in &self.guardrail.targets {
+            if !(t.starts_with("r-") || t.starts_with("ou-")) {
+                err(
+                    "targets",
+                    format!("guardrail.targets: {t:?} is not a root or OU id (r-... / ou-...)"),
+                );
+            }
+        }
+        // DLQ names add "-dlq" (4 characters) within SQS's 80.
+        if !is_resource_name(&self.watch.queue, 76) {
+            err(
+                "queue",
+                format!(
+                    "watch.queue: {:?} must be 1-76 letters, digits, hyphens or underscores (its dead-letter queue adds -dlq)",
+                    self.watch.queue
+                ),
+            );
+        }
+        if self.watch.queue == self.alerts.queue {
+            err(
+                "queue",
+                format!(
+                    "watch.queue: {:?} is also alerts.queue: the control queue is hub watch's, the alerts queue the agent's",
+                    self.watch.queue
+                ),
+            );
+        }
+        if !(2..=1000).contains(&self.watch.max_receive_count) {
+            err(
+                "max_receive_count",
+                "watch.max_receive_count must be 2..=1000".into(),
+            );
+        }
+        // DynamoDB table names: 3-255 of letters, digits, _ - . (DynamoDB developer guide,
+        // "Supported data types and naming rules").
+        if !(3..=255).contains(&self.watch.lease_table.len())
+            || !self
+                .watch
+                .lease_table
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        {
+            err(
+                "lease_table",
+                format!(
+                    "watch.lease_table: {:?} is not a DynamoDB table name (3-255 letters, digits, _ - .)",
+                    self.watch.lease_table
+                ),
             );
         }
         if errors.is_empty() {

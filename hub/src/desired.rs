@@ -41,6 +41,11 @@ pub struct OrgFacts {
     /// (CloudTrail user guide, "Organization trails" and "Delegated administrator").
     pub management_account: String,
     pub central_account: String,
+    /// The account the hub runs in (the management account or a delegated
+    /// administrator).
+    pub hub_account: String,
+    /// The organisation's root (`r-...`), when it was asked for (`[guardrail] scp`).
+    pub root_id: Option<String>,
 }
 
 /// The detail-types under which CloudTrail management events reach EventBridge that the
@@ -408,6 +413,247 @@ pub fn member(
     out
 }
 
+/// The region AWS Organizations delivers its events to EventBridge in: Organizations is a
+/// global service whose endpoint is in us-east-1 (us-gov-west-1, cn-northwest-1 in the
+/// other partitions), and CloudTrail delivers a global service's events to EventBridge
+/// there only, in the management account (Organizations user guide, "Amazon EventBridge
+/// and AWS Organizations" / "Tutorial: Monitor important changes to your organization with
+/// EventBridge": the rule must be created in US East (N. Virginia); EventBridge events
+/// reference, "AWS Organizations events": `source` aws.organizations, `eventSource`
+/// organizations.amazonaws.com).
+pub fn organizations_events_region(partition: &str) -> &'static str {
+    match partition {
+        "aws-us-gov" => "us-gov-west-1",
+        "aws-cn" => "cn-northwest-1",
+        _ => "us-east-1",
+    }
+}
+
+/// The Organizations events that change which accounts `hub watch` covers. Account
+/// creation completes asynchronously: the `CreateAccount` call is followed by the service
+/// event `CreateAccountResult` with `serviceEventDetails.createAccountStatus` (Organizations
+/// API reference, CreateAccount: "check the CloudTrail log for the CreateAccountResult
+/// event"); an invited account joins on `AcceptHandshake`.
+pub const ORGANIZATION_EVENT_NAMES: [&str; 8] = [
+    "CreateAccountResult",
+    "CreateGovCloudAccount",
+    "InviteAccountToOrganization",
+    "AcceptHandshake",
+    "MoveAccount",
+    "RemoveAccountFromOrganization",
+    "CloseAccount",
+    "LeaveOrganization",
+];
+
+/// Event pattern of the management account's organisation-events rule. CloudTrail
+/// delivers API calls as "AWS API Call via CloudTrail" and the asynchronous
+/// `CreateAccountResult` as "AWS Service Event via CloudTrail" (EventBridge user guide,
+/// "AWS service events delivered via AWS CloudTrail").
+pub fn organization_events_pattern() -> Value {
+    json!({
+        "source": ["aws.organizations"],
+        "detail-type": ["AWS API Call via CloudTrail", "AWS Service Event via CloudTrail"],
+        "detail": {
+            "eventSource": ["organizations.amazonaws.com"],
+            "eventName": ORGANIZATION_EVENT_NAMES,
+        }
+    })
+}
+
+/// The control path of `hub watch` (`[watch] enabled`): in the central account's home
+/// region the control bus, the control queue and its dead-letter queue, the rule between
+/// them and the lease table; in every region a rule on the central bus sending the
+/// `orgwatch-tamper` rule's forwarded events on to the control bus (they also reach the
+/// alerts queue through the central bus rule); in the management account (organisation
+/// level, see [`Kind::organisation_level`]) the rule sending Organizations' account events
+/// to the control bus. Cross-account and cross-Region bus targets name the sending
+/// account's forwarding role (EventBridge API reference, PutTargets `RoleArn`; user guide,
+/// "Sending and receiving events between AWS accounts" and "between AWS Regions").
+pub fn control(
+    config: &HubConfig,
+    org: &OrgFacts,
+    rules: &[RuleDeploy],
+) -> BTreeMap<ResourceKey, Spec> {
+    let mut out = BTreeMap::new();
+    if !config.watch.enabled {
+        return out;
+    }
+    let acct = org.central_account.as_str();
+    let home = config.home_region();
+    let queue = &config.watch.queue;
+    let dlq = naming::dead_letter_queue(queue);
+    let queue_arn = arn::queue(home, acct, queue);
+    let control_bus_arn = arn::bus(home, acct, naming::CONTROL_BUS);
+    let to_queue_arn = arn::rule(home, acct, naming::CONTROL_BUS, naming::CONTROL_BUS_RULE);
+    out.insert(
+        ResourceKey::new(acct, home, Kind::DeadLetterQueue, dlq.clone()),
+        Spec::Queue(QueueSpec {
+            policy: String::new(),
+            redrive: String::new(),
+            sse: true,
+            retention_secs: 1_209_600,
+        }),
+    );
+    out.insert(
+        ResourceKey::new(acct, home, Kind::Queue, queue.clone()),
+        Spec::Queue(QueueSpec {
+            policy: control_queue_policy(&queue_arn, &to_queue_arn).to_string(),
+            redrive: json!({
+                "deadLetterTargetArn": arn::queue(home, acct, &dlq),
+                // One more than hub watch's own limit: the watch dead-letters with the
+                // reason first; the redrive policy only catches a watch that died trying.
+                "maxReceiveCount": config.watch.max_receive_count + 1,
+            })
+            .to_string(),
+            sse: true,
+            retention_secs: 1_209_600,
+        }),
+    );
+    out.insert(
+        ResourceKey::new(acct, home, Kind::Bus, naming::CONTROL_BUS),
+        Spec::Policy(PolicySpec {
+            policy: control_bus_policy(&control_bus_arn, naming::partition(home), org).to_string(),
+        }),
+    );
+    out.insert(
+        ResourceKey::new(acct, home, Kind::BusRule, naming::CONTROL_BUS_RULE),
+        Spec::EventRule(EventRuleSpec {
+            bus: naming::CONTROL_BUS.into(),
+            pattern: json!({ "source": source_is_aws() }).to_string(),
+            state: ALL_MANAGEMENT_EVENTS.into(),
+            target_id: naming::CONTROL_TARGET_ID.into(),
+            target_arn: queue_arn,
+            target_role_arn: None,
+        }),
+    );
+    out.insert(
+        ResourceKey::new(
+            acct,
+            home,
+            Kind::LeaseTable,
+            config.watch.lease_table.clone(),
+        ),
+        Spec::Table(TableSpec {
+            partition_key: LEASE_KEY.into(),
+            billing_mode: "PAY_PER_REQUEST".into(),
+        }),
+    );
+    let tamper = rules
+        .iter()
+        .find(|r| r.id == naming::TAMPER_RULE)
+        .and_then(|r| r.forward_pattern.as_ref());
+    if let Some(pattern) = tamper {
+        for region in &config.hub.regions {
+            out.insert(
+                ResourceKey::new(acct, region, Kind::BusRule, naming::TAMPER_TO_CONTROL_RULE),
+                Spec::EventRule(EventRuleSpec {
+                    bus: naming::CENTRAL_BUS.into(),
+                    pattern: only_from_aws(pattern).to_string(),
+                    state: ALL_MANAGEMENT_EVENTS.into(),
+                    target_id: naming::CONTROL_TARGET_ID.into(),
+                    target_arn: control_bus_arn.clone(),
+                    target_role_arn: Some(arn::role(region, acct, naming::FORWARD_ROLE)),
+                }),
+            );
+        }
+    }
+    // Only the management account receives the organisation's events; a hub running in a
+    // delegated administrator cannot create rules there (then new accounts are enrolled at
+    // the next resync; `hub plan` says so).
+    if org.org_id.is_some() && org.hub_account == org.management_account {
+        let mgmt = org.management_account.as_str();
+        let region = organizations_events_region(naming::partition(home));
+        out.insert(
+            ResourceKey::new(
+                mgmt,
+                region,
+                Kind::OrgEventsRule,
+                naming::ORGANIZATION_EVENTS_RULE,
+            ),
+            Spec::EventRule(EventRuleSpec {
+                bus: "default".into(),
+                pattern: organization_events_pattern().to_string(),
+                state: ALL_MANAGEMENT_EVENTS.into(),
+                target_id: naming::CONTROL_TARGET_ID.into(),
+                target_arn: control_bus_arn,
+                target_role_arn: Some(arn::role(region, mgmt, naming::FORWARD_ROLE)),
+            }),
+        );
+    }
+    out
+}
+
+/// The guardrail SCP (`[guardrail] scp = true`), attached to `guardrail.targets` or the
+/// root. Only the management account manages an organisation's policies (Organizations
+/// API reference, CreatePolicy and AttachPolicy: "This operation can be called only from
+/// the organization's management account or by a member account that is a delegated
+/// administrator"; orgwatch keeps to the management account), so a hub elsewhere plans
+/// none.
+pub fn guardrail(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec> {
+    let mut out = BTreeMap::new();
+    if !config.guardrail.scp || org.org_id.is_none() || org.hub_account != org.management_account {
+        return out;
+    }
+    let names = shared::iam::Names {
+        partition: naming::partition(config.home_region()).to_string(),
+        member_role: config.hub.member_role.clone(),
+        ..shared::iam::Names::default()
+    };
+    let mut targets: Vec<String> = if config.guardrail.targets.is_empty() {
+        org.root_id.iter().cloned().collect()
+    } else {
+        config.guardrail.targets.clone()
+    };
+    targets.sort();
+    targets.dedup();
+    out.insert(
+        ResourceKey::new(
+            &org.management_account,
+            config.home_region(),
+            Kind::Scp,
+            shared::guardrail::SCP_NAME,
+        ),
+        Spec::Scp(ScpSpec {
+            content: shared::guardrail::scp(&names).to_string(),
+            targets,
+        }),
+    );
+    out
+}
+
+/// Partition key of the lease table.
+pub const LEASE_KEY: &str = "lease";
+
+/// Admits only the control bus's rule.
+pub fn control_queue_policy(queue_arn: &str, rule_arn: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ControlBusRule",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
+        }]
+    })
+}
+
+/// The control bus takes events from the management account's organisation-events rule
+/// (and, without a policy, from rules of its own account).
+pub fn control_bus_policy(bus_arn: &str, partition: &str, org: &OrgFacts) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "ManagementAccountPutEvents",
+            "Effect": "Allow",
+            "Principal": {"AWS": format!("arn:{partition}:iam::{}:root", org.management_account)},
+            "Action": "events:PutEvents",
+            "Resource": bus_arn
+        }]
+    })
+}
+
 /// Denies plain-HTTP access; lets CloudTrail check the ACL and write only this
 /// organisation's prefix, for the organisation trail and (`trail` delivery) orgwatch's
 /// account trails.
@@ -707,19 +953,21 @@ pub fn forward_role_trust() -> Value {
     })
 }
 
-/// What EventBridge may do with the forwarding role: put events on the central bus, in
-/// every region, and nothing else.
+/// What EventBridge may do with the forwarding role: put events on the central bus and
+/// the control bus of `hub watch`, in every region, and nothing else.
 pub fn forward_role_policy(region: &str, central_account: &str) -> Value {
+    let bus = |name: &str| {
+        format!(
+            "arn:{}:events:*:{central_account}:event-bus/{name}",
+            naming::partition(region)
+        )
+    };
     json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
             "Action": "events:PutEvents",
-            "Resource": format!(
-                "arn:{}:events:*:{central_account}:event-bus/{}",
-                naming::partition(region),
-                naming::CENTRAL_BUS
-            )
+            "Resource": [bus(naming::CENTRAL_BUS), bus(naming::CONTROL_BUS)]
         }]
     })
 }
@@ -757,6 +1005,8 @@ mod tests {
             org_id: Some("o-abc".into()),
             management_account: "111111111111".into(),
             central_account: "111111111111".into(),
+            hub_account: "111111111111".into(),
+            root_id: Some("r-abcd".into()),
         }
     }
 
@@ -929,6 +1179,8 @@ mod tests {
             org_id: Some("o-abc".into()),
             management_account: "111111111111".into(),
             central_account: "333333333333".into(),
+            hub_account: "111111111111".into(),
+            root_id: Some("r-abcd".into()),
         };
         let m = central(&c, &facts);
         let trail = ResourceKey::new("111111111111", "us-east-1", Kind::OrgTrail, "orgwatch");

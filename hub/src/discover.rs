@@ -61,6 +61,17 @@ pub async fn organization(c: &Clients, me: &str) -> Result<Organization, OpError
     })
 }
 
+/// The organisation's root id (`ListRoots`; an organisation has one).
+pub async fn root_id(c: &Clients) -> Result<Option<String>, OpError> {
+    let out = c
+        .organizations()
+        .list_roots()
+        .send()
+        .await
+        .map_err(|e| OpError::new("ListRoots", e))?;
+    Ok(out.roots().first().and_then(|r| r.id()).map(str::to_string))
+}
+
 /// Accounts under an OU or root, recursively.
 async fn accounts_under(c: &Clients, parent: &str) -> Result<BTreeSet<String>, OpError> {
     let orgs = c.organizations();

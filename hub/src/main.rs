@@ -13,6 +13,7 @@ mod model;
 mod observe;
 mod preflight;
 mod report;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,12 @@ fn main() -> ExitCode {
         Command::Offboard(args) => reconcile(&cli.global, args, Mode::Offboard),
         Command::Policy(args) => commands::policy::run(&cli.global, args),
         Command::Doctor(args) => doctor(&cli.global, &args.account),
+        Command::Watch(args) => match prepare(&cli.global, &[]) {
+            Ok((config, rules, runtime)) => {
+                runtime.block_on(watch::run(&cli.global, args, rules, config))
+            }
+            Err(status) => status,
+        },
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

@@ -12,13 +12,16 @@ use serde::Serialize;
 pub enum Kind {
     Bucket,
     TrustedAccess,
+    Scp,
     OrgTrail,
     Topic,
     DeadLetterQueue,
     Queue,
     Subscription,
+    LeaseTable,
     Bus,
     BusRule,
+    OrgEventsRule,
     LogGroup,
     LogPolicy,
     TrailRole,
@@ -35,13 +38,16 @@ impl Kind {
         match self {
             Kind::Bucket => "bucket",
             Kind::TrustedAccess => "trusted-access",
+            Kind::Scp => "scp",
             Kind::OrgTrail => "org-trail",
             Kind::Topic => "topic",
             Kind::DeadLetterQueue => "dead-letter-queue",
             Kind::Queue => "queue",
             Kind::Subscription => "subscription",
+            Kind::LeaseTable => "lease-table",
             Kind::Bus => "bus",
             Kind::BusRule => "bus-rule",
+            Kind::OrgEventsRule => "org-events-rule",
             Kind::LogGroup => "log-group",
             Kind::LogPolicy => "log-policy",
             Kind::TrailRole => "trail-role",
@@ -67,9 +73,14 @@ impl Kind {
 
     /// Kinds the hub manages with its own credentials, not the central account's: the
     /// organisation trail (only the management account or a CloudTrail delegated
-    /// administrator can create one) and CloudTrail trusted access.
+    /// administrator can create one), CloudTrail trusted access, and the rule that
+    /// forwards AWS Organizations' account events (which reach only the management
+    /// account's default bus).
     pub fn organisation_level(self) -> bool {
-        matches!(self, Kind::OrgTrail | Kind::TrustedAccess)
+        matches!(
+            self,
+            Kind::OrgTrail | Kind::TrustedAccess | Kind::OrgEventsRule | Kind::Scp
+        )
     }
 
     /// Kinds the hub creates but never deletes: the provided ones (not the hub's to
@@ -227,6 +238,22 @@ pub struct AlarmSpec {
     pub description: String,
 }
 
+/// A DynamoDB table (on-demand, one string partition key).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TableSpec {
+    pub partition_key: String,
+    pub billing_mode: String,
+}
+
+/// A service control policy and where it is attached.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScpSpec {
+    /// Canonical JSON.
+    pub content: String,
+    /// Root and OU ids it is attached to, sorted.
+    pub targets: Vec<String>,
+}
+
 /// An AWS service's trusted access in the organisation (`EnableAWSServiceAccess`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ServiceAccessSpec {
@@ -249,6 +276,8 @@ pub enum Spec {
     MetricFilter(MetricFilterSpec),
     Alarm(AlarmSpec),
     ServiceAccess(ServiceAccessSpec),
+    Table(TableSpec),
+    Scp(ScpSpec),
 }
 
 impl Spec {

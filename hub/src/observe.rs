@@ -517,6 +517,61 @@ pub async fn organisation(
             is_managed,
         );
     }
+    // The guardrail SCP, whether or not [guardrail] scp is set (unset: it is removed).
+    if names.in_organization
+        && names.hub_is_management
+        && let Some(id) = scp_id(c).await?
+    {
+        let orgs = c.organizations();
+        let described = call!(
+            "DescribePolicy",
+            orgs.describe_policy().policy_id(&id).send()
+        )?;
+        let content = described
+            .policy()
+            .and_then(|p| p.content())
+            .map(canonical_json)
+            .unwrap_or_default();
+        let mut targets = Vec::new();
+        let mut pages = orgs
+            .list_targets_for_policy()
+            .policy_id(&id)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| OpError::new("ListTargetsForPolicy", e))?;
+            targets.extend(
+                page.targets()
+                    .iter()
+                    .filter_map(|t| t.target_id())
+                    .map(str::to_string),
+            );
+        }
+        targets.sort();
+        let tags = call!(
+            "ListTagsForResource",
+            orgs.list_tags_for_resource().resource_id(&id).send()
+        )?;
+        out.insert(
+            ResourceKey::new(owner, home, Kind::Scp, shared::guardrail::SCP_NAME),
+            Spec::Scp(ScpSpec { content, targets }),
+            managed(tags.tags().iter().map(|t| (t.key(), t.value()))),
+        );
+    }
+    // The organisation-events rule of hub watch, on the management account's default bus
+    // where Organizations delivers (only the management account's hub manages it).
+    if names.in_organization && names.hub_is_management {
+        let region = crate::desired::organizations_events_region(naming::partition(home));
+        let wanted = |name: &str| name == naming::ORGANIZATION_EVENTS_RULE;
+        for (name, spec, is_managed) in event_rules(&c.in_region(region), "default", wanted).await?
+        {
+            out.insert(
+                ResourceKey::new(owner, region, Kind::OrgEventsRule, name),
+                Spec::EventRule(spec),
+                is_managed,
+            );
+        }
+    }
     Ok(out)
 }
 
@@ -580,10 +635,27 @@ pub async fn central(
         }
     }
     let dlq = naming::dead_letter_queue(&names.queue);
-    for (kind, name) in [
+    let mut queues = vec![
         (Kind::DeadLetterQueue, dlq),
         (Kind::Queue, names.queue.clone()),
-    ] {
+    ];
+    if region == home {
+        // The control queue of hub watch, whether or not [watch] is enabled: a disabled
+        // control path is removed.
+        queues.push((
+            Kind::DeadLetterQueue,
+            naming::dead_letter_queue(&names.control_queue),
+        ));
+        queues.push((Kind::Queue, names.control_queue.clone()));
+        if let Some((t, is_managed)) = lease_table(c, &names.lease_table).await? {
+            out.insert(
+                ResourceKey::new(account, region, Kind::LeaseTable, names.lease_table.clone()),
+                Spec::Table(t),
+                is_managed,
+            );
+        }
+    }
+    for (kind, name) in queues {
         if let Some((url, spec)) = queue(c, &name).await? {
             let tags = call!(
                 "ListQueueTags",
@@ -603,31 +675,41 @@ pub async fn central(
         }
     }
     let eb = c.eventbridge();
-    let bus = optional(
-        call!(
-            "DescribeEventBus",
-            eb.describe_event_bus().name(naming::CENTRAL_BUS).send()
-        ),
-        &["ResourceNotFoundException"],
-    )?;
-    if let Some(b) = bus {
+    let mut buses: Vec<(&str, &[&str])> = vec![(
+        naming::CENTRAL_BUS,
+        &[naming::CENTRAL_BUS_RULE, naming::TAMPER_TO_CONTROL_RULE],
+    )];
+    if region == home {
+        buses.push((naming::CONTROL_BUS, &[naming::CONTROL_BUS_RULE]));
+    }
+    for (bus_name, rules) in buses {
+        let bus = optional(
+            call!(
+                "DescribeEventBus",
+                eb.describe_event_bus().name(bus_name).send()
+            ),
+            &["ResourceNotFoundException"],
+        )?;
+        let Some(b) = bus else {
+            continue;
+        };
         let bus_arn = b
             .arn()
             .map(str::to_string)
-            .unwrap_or_else(|| arn::bus(region, account, naming::CENTRAL_BUS));
+            .unwrap_or_else(|| arn::bus(region, account, bus_name));
         let tags = call!(
             "ListTagsForResource",
             eb.list_tags_for_resource().resource_arn(bus_arn).send()
         )?;
         out.insert(
-            ResourceKey::new(account, region, Kind::Bus, naming::CENTRAL_BUS),
+            ResourceKey::new(account, region, Kind::Bus, bus_name),
             Spec::Policy(PolicySpec {
                 policy: b.policy().map(canonical_json).unwrap_or_default(),
             }),
             managed(tags.tags().iter().map(|t| (t.key(), t.value()))),
         );
-        let wanted = |name: &str| name == naming::CENTRAL_BUS_RULE;
-        for (name, spec, is_managed) in event_rules(c, naming::CENTRAL_BUS, wanted).await? {
+        let wanted = |name: &str| rules.contains(&name);
+        for (name, spec, is_managed) in event_rules(c, bus_name, wanted).await? {
             out.insert(
                 ResourceKey::new(account, region, Kind::BusRule, name),
                 Spec::EventRule(spec),
@@ -636,6 +718,71 @@ pub async fn central(
         }
     }
     Ok(out)
+}
+
+/// The id (`p-...`) of the guardrail SCP, if the organisation has one by its name.
+pub async fn scp_id(c: &Clients) -> Result<Option<String>, OpError> {
+    let mut pages = c
+        .organizations()
+        .list_policies()
+        .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| OpError::new("ListPolicies", e))?;
+        if let Some(p) = page
+            .policies()
+            .iter()
+            .find(|p| p.name() == Some(shared::guardrail::SCP_NAME))
+        {
+            return Ok(p.id().map(str::to_string));
+        }
+    }
+    Ok(None)
+}
+
+/// The lease table of hub watch, if it exists.
+async fn lease_table(c: &Clients, name: &str) -> Result<Option<(TableSpec, bool)>, OpError> {
+    let ddb = c.dynamodb();
+    let described = optional(
+        call!(
+            "DescribeTable",
+            ddb.describe_table().table_name(name).send()
+        ),
+        &["ResourceNotFoundException"],
+    )?;
+    let Some(t) = described.and_then(|d| d.table) else {
+        return Ok(None);
+    };
+    let partition_key = t
+        .key_schema()
+        .iter()
+        .find(|k| k.key_type().as_str() == "HASH")
+        .map(|k| k.attribute_name().to_string())
+        .unwrap_or_default();
+    let billing_mode = t
+        .billing_mode_summary()
+        .and_then(|b| b.billing_mode())
+        .map(|b| b.as_str().to_string())
+        // DescribeTable omits the summary for tables created as PROVISIONED.
+        .unwrap_or_else(|| "PROVISIONED".into());
+    let is_managed = match t.table_arn() {
+        Some(table_arn) => {
+            let tags = call!(
+                "ListTagsOfResource",
+                ddb.list_tags_of_resource().resource_arn(table_arn).send()
+            )?;
+            managed(tags.tags().iter().map(|t| (t.key(), t.value())))
+        }
+        None => false,
+    };
+    Ok(Some((
+        TableSpec {
+            partition_key,
+            billing_mode,
+        },
+        is_managed,
+    )))
 }
 
 /// Names of the central resources.
@@ -650,6 +797,12 @@ pub struct CentralNames {
     pub trail: String,
     pub topic: String,
     pub queue: String,
+    /// The control queue and lease table of hub watch.
+    pub control_queue: String,
+    pub lease_table: String,
+    /// The hub runs in the management account (and so manages the organisation-events
+    /// rule there).
+    pub hub_is_management: bool,
 }
 
 /// The topic's subscription to the queue, with its ARN.

@@ -165,6 +165,37 @@ pub fn trusted_access_finding(management: &str, enabled: &[String]) -> Finding {
     f.at(management, None)
 }
 
+/// `[guardrail] scp = true`: only the management account's hub manages the SCP (orgwatch
+/// does not act as a policy delegated administrator), and attaching it needs SCPs enabled
+/// on the root (AttachPolicy: PolicyTypeNotEnabledException). `scp_enabled` is the root's
+/// SERVICE_CONTROL_POLICY status as `ListRoots` reports it (`None`: standalone).
+pub fn guardrail_finding(me: &str, management: &str, scp_enabled: Option<bool>) -> Finding {
+    let f = match scp_enabled {
+        None => Finding::missing(
+            "guardrail",
+            "[guardrail] scp is set, but a standalone account has no organisation to attach an SCP in",
+            "remove [guardrail] scp, or create an organisation",
+        ),
+        Some(_) if me != management => Finding::missing(
+            "guardrail",
+            format!(
+                "[guardrail] scp is set, but the hub runs in {me}, not the management account {management}, which owns the organisation's policies"
+            ),
+            "run hub enroll with the management account's credentials, or attach the output of hub policy --for scp yourself",
+        ),
+        Some(false) => Finding::missing(
+            "guardrail",
+            "service control policies are not enabled on the organisation's root, so the guardrail SCP cannot be attached",
+            "aws organizations enable-policy-type --root-id <r-...> --policy-type SERVICE_CONTROL_POLICY (FullAWSAccess is attached everywhere first)",
+        ),
+        Some(true) => Finding::ok(
+            "guardrail",
+            "service control policies are enabled: hub enroll creates and attaches orgwatch-guardrail",
+        ),
+    };
+    f.at(management, None)
+}
+
 /// What the plan would deploy into each log group against CloudWatch Logs' and
 /// EventBridge's quotas.
 pub fn quota_findings(rules: &[RuleDeploy], bus_policy_chars: usize) -> Vec<Finding> {
@@ -378,6 +409,37 @@ mod tests {
             treat_missing_data: "notBreaching".into(),
             forward_pattern: None,
         }
+    }
+
+    #[test]
+    fn the_guardrail_needs_the_management_account_and_scps_enabled() {
+        let ready = |f: Finding| f.blocks_enroll();
+        assert!(!ready(guardrail_finding(
+            "111111111111",
+            "111111111111",
+            Some(true)
+        )));
+        assert!(ready(guardrail_finding(
+            "111111111111",
+            "111111111111",
+            Some(false)
+        )));
+        assert!(ready(guardrail_finding(
+            "222222222222",
+            "111111111111",
+            Some(true)
+        )));
+        assert!(ready(guardrail_finding(
+            "111111111111",
+            "111111111111",
+            None
+        )));
+        let f = guardrail_finding("111111111111", "111111111111", Some(false));
+        assert!(
+            f.fix
+                .as_deref()
+                .is_some_and(|x| x.contains("enable-policy-type"))
+        );
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub enum Needs {
     KmsKey,
     /// Only when the agent has sinks of type `sns` (their topic ARNs).
     SnsTopics,
+    /// Only when `hub enroll` manages the guardrail SCP (`[guardrail] scp = true`).
+    Guardrail,
 }
 
 /// One statement of a policy.
@@ -95,7 +97,7 @@ pub struct Grant {
     pub actions: &'static [&'static str],
     /// ARN patterns, written for the `aws` partition (`arn:aws:` becomes the configured
     /// partition's prefix); `{bucket}`, `{trail}`, `{topic}`, `{queue}`, `{member_role}`,
-    /// `{agent_member_role}`, `{table}`, `{kms_key}` are replaced from [`Names`], and
+    /// `{agent_member_role}`, `{table}`, `{control_queue}`, `{lease_table}`, `{kms_key}` are replaced from [`Names`], and
     /// `{sns_topic}` stands for each of the agent's SNS topics.
     pub resources: &'static [&'static str],
     pub conditions: &'static [Condition],
@@ -119,10 +121,16 @@ pub struct Names {
     pub agent_member_role: String,
     /// The agent's DynamoDB dedupe table.
     pub table: String,
+    /// The control queue of `hub watch` (`[watch] queue`).
+    pub control_queue: String,
+    /// The lease table of `hub watch` (`[watch] lease_table`).
+    pub lease_table: String,
     /// The archive's KMS key ARN, when SSE-KMS is configured.
     pub kms_key: Option<String>,
     /// Topic ARNs of the agent's `sns` sinks.
     pub sns_topics: Vec<String>,
+    /// `hub enroll` creates and attaches the guardrail SCP.
+    pub guardrail: bool,
 }
 
 impl Default for Names {
@@ -136,8 +144,11 @@ impl Default for Names {
             member_role: naming::DEFAULT_MEMBER_ROLE.into(),
             agent_member_role: naming::AGENT_MEMBER_ROLE.into(),
             table: "orgwatch-*".into(),
+            control_queue: naming::DEFAULT_CONTROL_QUEUE.into(),
+            lease_table: naming::DEFAULT_LEASE_TABLE.into(),
             kms_key: None,
             sns_topics: Vec::new(),
+            guardrail: false,
         }
     }
 }
@@ -232,6 +243,68 @@ pub const GRANTS: &[Grant] = &[
         }],
         needs: Needs::Always,
         why: "an organisation trail needs CloudTrail trusted access (CreateTrail: CloudTrailAccessNotEnabledException); the action has no resource type, the condition allows CloudTrail only",
+    },
+    Grant {
+        principal: Principal::Hub,
+        sid: "ReadGuardrail",
+        calls: &[
+            ("Organizations", "ListRoots"),
+            ("Organizations", "ListPolicies"),
+            ("Organizations", "DescribePolicy"),
+            ("Organizations", "ListTargetsForPolicy"),
+            ("Organizations", "ListTagsForResource"),
+        ],
+        actions: &[
+            "organizations:ListRoots",
+            "organizations:ListPolicies",
+            "organizations:DescribePolicy",
+            "organizations:ListTargetsForPolicy",
+            "organizations:ListTagsForResource",
+        ],
+        resources: &["*"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "whether the guardrail SCP exists and where it is attached (status reports it; an SCP left after [guardrail] scp is unset is removed)",
+    },
+    Grant {
+        principal: Principal::Hub,
+        sid: "Guardrail",
+        calls: &[
+            ("Organizations", "CreatePolicy"),
+            ("Organizations", "UpdatePolicy"),
+            ("Organizations", "DeletePolicy"),
+            ("Organizations", "AttachPolicy"),
+            ("Organizations", "DetachPolicy"),
+        ],
+        actions: &[
+            "organizations:CreatePolicy",
+            "organizations:UpdatePolicy",
+            "organizations:DeletePolicy",
+            "organizations:AttachPolicy",
+            "organizations:DetachPolicy",
+        ],
+        resources: &["*"],
+        conditions: &[Condition {
+            operator: "StringEquals",
+            key: "organizations:PolicyType",
+            values: &["SERVICE_CONTROL_POLICY"],
+        }],
+        needs: Needs::Guardrail,
+        why: "[guardrail] scp: create, update, attach, detach and delete the orgwatch SCP; the condition keeps it to service control policies",
+    },
+    Grant {
+        principal: Principal::Hub,
+        sid: "TagGuardrail",
+        calls: &[("Organizations", "TagResource")],
+        actions: &["organizations:TagResource"],
+        resources: &["*"],
+        conditions: &[Condition {
+            operator: "ForAllValues:StringEquals",
+            key: "aws:TagKeys",
+            values: &["orgwatch:managed"],
+        }],
+        needs: Needs::Guardrail,
+        why: "CreatePolicy with tags (and --adopt) tags the SCP orgwatch:managed; only that tag key",
     },
     Grant {
         principal: Principal::Hub,
@@ -423,10 +496,15 @@ pub const GRANTS: &[Grant] = &[
             "sqs:TagQueue",
             "sqs:ListQueueTags",
         ],
-        resources: &["arn:aws:sqs:*:*:{queue}", "arn:aws:sqs:*:*:{queue}-dlq"],
+        resources: &[
+            "arn:aws:sqs:*:*:{queue}",
+            "arn:aws:sqs:*:*:{queue}-dlq",
+            "arn:aws:sqs:*:*:{control_queue}",
+            "arn:aws:sqs:*:*:{control_queue}-dlq",
+        ],
         conditions: &[],
         needs: Needs::Always,
-        why: "the central queue and its dead-letter queue",
+        why: "the central queue, the control queue of hub watch, and their dead-letter queues",
     },
     Grant {
         principal: Principal::Central,
@@ -443,10 +521,13 @@ pub const GRANTS: &[Grant] = &[
             "events:TagResource",
             "events:ListTagsForResource",
         ],
-        resources: &["arn:aws:events:*:*:event-bus/orgwatch"],
+        resources: &[
+            "arn:aws:events:*:*:event-bus/orgwatch",
+            "arn:aws:events:*:*:event-bus/orgwatch-control",
+        ],
         conditions: &[],
         needs: Needs::Always,
-        why: "the central bus that accepts the organisation's forwarded events",
+        why: "the central bus that accepts the organisation's forwarded events, and the control bus of hub watch",
     },
     Grant {
         principal: Principal::Central,
@@ -466,24 +547,99 @@ pub const GRANTS: &[Grant] = &[
         sid: "EventRules",
         calls: RULE_CALLS,
         actions: RULE_ACTIONS,
-        resources: &["arn:aws:events:*:*:rule/orgwatch/orgwatch-*"],
+        resources: &[
+            "arn:aws:events:*:*:rule/orgwatch/orgwatch-*",
+            "arn:aws:events:*:*:rule/orgwatch-control/orgwatch-*",
+        ],
         conditions: &[],
         needs: Needs::Always,
-        why: "the rule from the central bus into the queue",
+        why: "the rules from the central bus into the queue and on to the control bus, and from the control bus into the control queue",
     },
     Grant {
         principal: Principal::Central,
         sid: "EventTargets",
         calls: TARGET_CALLS,
         actions: &["events:PutTargets"],
-        resources: &["arn:aws:events:*:*:rule/orgwatch/orgwatch-*"],
+        resources: &[
+            "arn:aws:events:*:*:rule/orgwatch/orgwatch-*",
+            "arn:aws:events:*:*:rule/orgwatch-control/orgwatch-*",
+        ],
         conditions: &[Condition {
             operator: "ArnLike",
             key: "events:TargetArn",
-            values: &["arn:aws:sqs:*:*:{queue}"],
+            values: &[
+                "arn:aws:sqs:*:*:{queue}",
+                "arn:aws:sqs:*:*:{control_queue}",
+                "arn:aws:events:*:*:event-bus/orgwatch-control",
+            ],
         }],
         needs: Needs::Always,
-        why: "the central rule's one target, the queue",
+        why: "the central rules' targets: the queue, the control bus, the control queue",
+    },
+    Grant {
+        principal: Principal::Central,
+        sid: "WatchLeaseTable",
+        calls: &[
+            ("DynamoDB", "CreateTable"),
+            ("DynamoDB", "DescribeTable"),
+            ("DynamoDB", "DeleteTable"),
+            ("DynamoDB", "UpdateTable"),
+            ("DynamoDB", "TagResource"),
+            ("DynamoDB", "ListTagsOfResource"),
+        ],
+        actions: &[
+            "dynamodb:CreateTable",
+            "dynamodb:DescribeTable",
+            "dynamodb:DeleteTable",
+            "dynamodb:UpdateTable",
+            "dynamodb:TagResource",
+            "dynamodb:ListTagsOfResource",
+        ],
+        resources: &["arn:aws:dynamodb:*:*:table/{lease_table}"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "the table of the hub watch lease",
+    },
+    Grant {
+        principal: Principal::Central,
+        sid: "WatchLease",
+        calls: &[
+            ("DynamoDB", "GetItem"),
+            ("DynamoDB", "PutItem"),
+            ("DynamoDB", "DeleteItem"),
+        ],
+        actions: &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+        ],
+        resources: &["arn:aws:dynamodb:*:*:table/{lease_table}"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "hub watch takes, renews and gives up its lease with conditional writes",
+    },
+    Grant {
+        principal: Principal::Central,
+        sid: "WatchControlQueue",
+        calls: &[
+            ("SQS", "ReceiveMessage"),
+            ("SQS", "DeleteMessage"),
+            ("SQS", "ChangeMessageVisibility"),
+            ("SQS", "SendMessage"),
+        ],
+        actions: &[
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage",
+        ],
+        resources: &[
+            "arn:aws:sqs:*:*:{control_queue}",
+            "arn:aws:sqs:*:*:{control_queue}-dlq",
+        ],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "hub watch consumes the control queue, backs failures off, and dead-letters what it gives up on with the reason",
     },
     Grant {
         principal: Principal::Central,
@@ -610,10 +766,11 @@ pub const GRANTS: &[Grant] = &[
             values: &[
                 "arn:aws:logs:*:*:log-group:/orgwatch/*",
                 "arn:aws:events:*:*:event-bus/orgwatch",
+                "arn:aws:events:*:*:event-bus/orgwatch-control",
             ],
         }],
         needs: Needs::Always,
-        why: "targets of the default-bus rules: the orgwatch log group and the central bus only",
+        why: "targets of the default-bus rules: the orgwatch log group, the central bus, and (the management account's organisation-events rule) the control bus only",
     },
     Grant {
         principal: Principal::Member,
@@ -834,7 +991,9 @@ fn fill(pattern: &str, names: &Names) -> Vec<String> {
         .replace("{queue}", &names.queue)
         .replace("{member_role}", &names.member_role)
         .replace("{agent_member_role}", &names.agent_member_role)
-        .replace("{table}", &names.table);
+        .replace("{table}", &names.table)
+        .replace("{control_queue}", &names.control_queue)
+        .replace("{lease_table}", &names.lease_table);
     if let Some(rest) = out.strip_prefix("arn:aws:") {
         out = format!("arn:{}:{rest}", names.partition);
     }
@@ -856,6 +1015,7 @@ fn needed(g: &Grant, names: &Names) -> bool {
         Needs::Always => true,
         Needs::KmsKey => names.kms_key.is_some(),
         Needs::SnsTopics => !names.sns_topics.is_empty(),
+        Needs::Guardrail => names.guardrail,
     }
 }
 
@@ -1060,6 +1220,7 @@ mod tests {
     fn conditions_are_rendered_with_the_names() {
         let names = Names {
             queue: "alerts".into(),
+            control_queue: "control".into(),
             ..Names::default()
         };
         let hub = policy(Principal::Hub, &names);
@@ -1069,7 +1230,11 @@ mod tests {
             .expect("targets statement");
         assert_eq!(
             targets["Condition"],
-            json!({"ArnLike": {"events:TargetArn": ["arn:aws:sqs:*:*:alerts"]}})
+            json!({"ArnLike": {"events:TargetArn": [
+                "arn:aws:sqs:*:*:alerts",
+                "arn:aws:sqs:*:*:control",
+                "arn:aws:events:*:*:event-bus/orgwatch-control"
+            ]}})
         );
     }
 }

@@ -3,9 +3,12 @@
 
 pub mod aws;
 pub mod config;
+pub mod guardrail;
 pub mod iam;
 pub mod logging;
 pub mod naming;
+pub mod ops;
 pub mod pattern;
 pub mod pipe;
 pub mod rules;
+pub mod time;

@@ -77,6 +77,28 @@ pub fn forward_rule_name(rule_id: &str) -> String {
     format!("{RULE_RESOURCE_PREFIX}forward-{rule_id}")
 }
 
+/// The control path of `hub watch` (central account, home region): the bus that receives
+/// the organisation's account events and the tamper events, the rule from it into the
+/// control queue, and that queue's default name (its dead-letter queue is
+/// [`dead_letter_queue`] of it).
+pub const CONTROL_BUS: &str = "orgwatch-control";
+/// Rule on [`CONTROL_BUS`] delivering every event to the control queue.
+pub const CONTROL_BUS_RULE: &str = "orgwatch-control-to-queue";
+/// Default name of the control queue `hub watch` consumes (`[watch] queue`).
+pub const DEFAULT_CONTROL_QUEUE: &str = "orgwatch-control";
+/// Rule on each region's [`CENTRAL_BUS`] sending tamper events on to [`CONTROL_BUS`].
+pub const TAMPER_TO_CONTROL_RULE: &str = "orgwatch-tamper-to-control";
+/// Rule on the management account's default bus in us-east-1 sending AWS Organizations'
+/// account events (created, invited, moved, removed, closed) to [`CONTROL_BUS`].
+pub const ORGANIZATION_EVENTS_RULE: &str = "orgwatch-organization-events";
+/// Target id of the rules whose target is [`CONTROL_BUS`] or the control queue.
+pub const CONTROL_TARGET_ID: &str = "orgwatch-control";
+/// The built-in rule that reports changes to orgwatch's own resources; `hub watch`
+/// repairs what it reports.
+pub const TAMPER_RULE: &str = "orgwatch-tamper";
+/// Default DynamoDB table of the `hub watch` lease (`[watch] lease_table`).
+pub const DEFAULT_LEASE_TABLE: &str = "orgwatch-watch";
+
 /// Name of the log resource policy that lets EventBridge write into [`LOG_GROUP`].
 pub const LOG_RESOURCE_POLICY: &str = "orgwatch-events-to-logs";
 /// Target id of the member rule that writes into [`LOG_GROUP`].
@@ -133,6 +155,12 @@ pub mod arn {
     }
     pub fn role(region: &str, account: &str, name: &str) -> String {
         super::role_arn(partition(region), account, name)
+    }
+    pub fn table(region: &str, account: &str, name: &str) -> String {
+        format!(
+            "arn:{}:dynamodb:{region}:{account}:table/{name}",
+            partition(region)
+        )
     }
     pub fn alarm(region: &str, account: &str, name: &str) -> String {
         format!(

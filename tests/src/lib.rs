@@ -19,6 +19,7 @@ use shared::aws::{AwsOptions, ClientFactory};
 
 pub mod cloudwatch;
 pub mod demo;
+pub mod watch;
 
 /// Credentials the emulator maps to its management account, 123456789012.
 pub const TEST_ACCESS_KEY: &str = "testing";

@@ -19,4 +19,5 @@ mod e2e {
     pub mod progress;
     pub mod rules;
     pub mod validators;
+    pub mod watch;
 }

@@ -207,6 +207,35 @@ pub async fn organisation_findings(
     if let Some(key) = &config.trail.kms_key_id {
         findings.push(kms_key(home, key, org, config).await.at(me, None));
     }
+    if config.guardrail.scp {
+        let enabled = match &org.id {
+            None => Ok(None),
+            Some(_) => home
+                .organizations()
+                .list_roots()
+                .send()
+                .await
+                .map(|out| {
+                    Some(out.roots().iter().any(|r| {
+                        r.policy_types().iter().any(|t| {
+                            t.r#type()
+                                .is_some_and(|t| t.as_str() == "SERVICE_CONTROL_POLICY")
+                                && t.status().is_some_and(|s| s.as_str() == "ENABLED")
+                        })
+                    }))
+                })
+                .map_err(|e| OpError::new("ListRoots", e)),
+        };
+        findings.push(match enabled {
+            Ok(enabled) => preflight::guardrail_finding(me, &org.management_account, enabled),
+            Err(e) => Finding::failed(
+                "guardrail",
+                format!("cannot read the organisation's root: {e}"),
+                "grant organizations:ListRoots (hub policy --for hub)",
+            )
+            .at(&org.management_account, None),
+        });
+    }
     let facts = OrgFacts {
         org_id: org.id.clone(),
         management_account: org.management_account.clone(),
@@ -215,6 +244,8 @@ pub async fn organisation_findings(
             .central_account
             .clone()
             .unwrap_or_else(|| me.to_string()),
+        hub_account: me.to_string(),
+        root_id: None,
     };
     let bus_policy = desired::bus_policy(
         &naming::arn::bus(

@@ -1,8 +1,12 @@
-//! `hub policy --for hub|agent|member|agent-member|kms-key`: the least-privilege policies
-//! of `shared::iam` (and the key policy statements of an SSE-KMS archive), scoped to the
-//! names of the configuration when there is one. The partition (`aws`, `aws-cn`,
-//! `aws-us-gov`) comes from `--region`, else the configuration's home region.
+//! `hub policy --for hub|agent|member|agent-member|central|kms-key|scp`: the
+//! least-privilege policies of `shared::iam` (and the key policy statements of an SSE-KMS
+//! archive, and the service control policy of `shared::guardrail`), scoped to the names of
+//! the configuration when there is one. The partition (`aws`, `aws-cn`, `aws-us-gov`) comes
+//! from `--region`, else the configuration's home region. Like the others, the SCP is the
+//! bare document whatever `--output` says; it is printed on one line, because AWS counts
+//! the characters of an SCP as submitted (at most `guardrail::SCP_MAX_CHARS`).
 
+use shared::guardrail;
 use shared::iam::{Names, Principal, policy};
 use shared::naming;
 
@@ -40,6 +44,9 @@ pub fn run(global: &GlobalArgs, args: &PolicyArgs) -> ExitStatus {
         names.queue = c.alerts.queue.clone();
         names.member_role = c.hub.member_role.clone();
         names.kms_key = c.trail.kms_key_id.clone();
+        names.control_queue = c.watch.queue.clone();
+        names.lease_table = c.watch.lease_table.clone();
+        names.guardrail = c.guardrail.scp;
     }
     if let Some(t) = &args.dedupe_table {
         names.table = t.clone();
@@ -48,9 +55,13 @@ pub fn run(global: &GlobalArgs, args: &PolicyArgs) -> ExitStatus {
     if args.principal == "kms-key" {
         return kms_key(config.as_ref(), args, &region, &names);
     }
+    if args.principal == "scp" {
+        // Minified: the console would strip the white space, the API and CLI keep it.
+        return super::print_json_line(&guardrail::scp(&names));
+    }
     let Some(principal) = Principal::parse(&args.principal) else {
         eprintln!(
-            "error: --for {:?}: expected hub, agent, member, agent-member, central or kms-key",
+            "error: --for {:?}: expected hub, agent, member, agent-member, central, kms-key or scp",
             args.principal
         );
         return ExitStatus::Usage;

@@ -215,10 +215,23 @@ pub async fn run(
             return ExitStatus::Failure;
         }
     }
+    // The guardrail SCP's default target.
+    let root_id = match (&org.id, config.guardrail.scp) {
+        (Some(_), true) => match discover::root_id(&home).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot read the organisation's root: {e}");
+                return ExitStatus::Failure;
+            }
+        },
+        _ => None,
+    };
     let facts = OrgFacts {
         org_id: org.id.clone(),
         management_account: org.management_account.clone(),
-        central_account: config.hub.central_account.clone().unwrap_or(me),
+        central_account: config.hub.central_account.clone().unwrap_or(me.clone()),
+        hub_account: me,
+        root_id,
     };
     let ctx = Ctx {
         factory: factory.clone(),
@@ -391,6 +404,7 @@ pub(crate) async fn central_everywhere(ctx: &Ctx, mode: Mode, reporter: &Reporte
                 &c.in_region(region),
                 config,
                 facts,
+                &ctx.rules,
                 region,
                 mode,
                 &ctx.options,
@@ -403,8 +417,15 @@ pub(crate) async fn central_everywhere(ctx: &Ctx, mode: Mode, reporter: &Reporte
             // The organisation trail writes into the central bucket: after it. It is the
             // hub's own to manage (management account or CloudTrail delegated
             // administrator), never the central account's.
-            let out =
-                organisation(&home.in_region(region), config, facts, mode, &ctx.options).await;
+            let out = organisation(
+                &home.in_region(region),
+                config,
+                facts,
+                &ctx.rules,
+                mode,
+                &ctx.options,
+            )
+            .await;
             reporter.outcome(&out);
             results.push(out);
         }
@@ -529,6 +550,15 @@ async fn reconcile(
     if failure.is_none() && matches!(mode, Mode::Enroll | Mode::Offboard) {
         for change in &plan.changes {
             tracing::debug!(key = %change.key, action = ?change.action, "apply");
+            // A resource of this outcome may live in another region (the organisation-events
+            // rule is in us-east-1 whatever the home region).
+            let regional;
+            let c = if change.key.region == c.region() {
+                c
+            } else {
+                regional = c.in_region(&change.key.region);
+                &regional
+            };
             if let Err(e) = apply::apply(c, change, options).await {
                 failure = Some(format!("{} {}: {e}", change.key.kind, change.key.name));
                 break;
@@ -570,6 +600,9 @@ fn central_names(config: &HubConfig, facts: &OrgFacts) -> CentralNames {
         trail: config.trail.name.clone(),
         topic: config.alerts.topic.clone(),
         queue: config.alerts.queue.clone(),
+        control_queue: config.watch.queue.clone(),
+        lease_table: config.watch.lease_table.clone(),
+        hub_is_management: facts.hub_account == facts.management_account,
     }
 }
 
@@ -580,6 +613,7 @@ pub(crate) async fn organisation(
     c: &Clients,
     config: &HubConfig,
     facts: &OrgFacts,
+    rules: &[RuleDeploy],
     mode: Mode,
     options: &ApplyOptions,
 ) -> Outcome {
@@ -595,6 +629,8 @@ pub(crate) async fn organisation(
     } else {
         desired::central(config, facts)
             .into_iter()
+            .chain(desired::control(config, facts, rules))
+            .chain(desired::guardrail(config, facts))
             .filter(|(k, _)| k.kind.organisation_level())
             .collect()
     };
@@ -606,6 +642,7 @@ pub(crate) async fn central(
     c: &Clients,
     config: &HubConfig,
     facts: &OrgFacts,
+    rules: &[RuleDeploy],
     region: &str,
     mode: Mode,
     options: &ApplyOptions,
@@ -618,6 +655,7 @@ pub(crate) async fn central(
     };
     let mut desired: BTreeMap<ResourceKey, Spec> = desired::central(config, facts)
         .into_iter()
+        .chain(desired::control(config, facts, rules))
         .filter(|(k, _)| k.region == region && !k.kind.organisation_level())
         .collect();
     if mode == Mode::Offboard {
@@ -675,6 +713,8 @@ pub(crate) async fn member_account(
 /// account and region as it finishes. Results never go here: they are printed on stdout.
 pub(crate) struct Reporter {
     bar: Option<indicatif::ProgressBar>,
+    /// One log line per outcome when there is no bar.
+    lines: bool,
     /// Outcomes expected (account x region), for the log lines.
     total: usize,
     done: AtomicUsize,
@@ -702,12 +742,24 @@ impl Reporter {
         });
         let r = Reporter {
             bar,
+            lines: true,
             total: outcomes,
             done: AtomicUsize::new(0),
             failures: AtomicUsize::new(0),
         };
         r.phase("starting");
         r
+    }
+
+    /// No bar and no lines per outcome: for `hub watch`, which logs its own.
+    pub(crate) fn silent() -> Reporter {
+        Reporter {
+            bar: None,
+            lines: false,
+            total: 0,
+            done: AtomicUsize::new(0),
+            failures: AtomicUsize::new(0),
+        }
     }
 
     fn message(&self, phase: &str) -> String {
@@ -729,7 +781,7 @@ impl Reporter {
         if o.status == "failed" {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
-        if self.bar.is_none() {
+        if self.bar.is_none() && self.lines {
             tracing::info!(account = %o.account_id, region = %o.region, scope = o.scope, status = o.status, created = o.created, updated = o.updated, deleted = o.deleted, error = o.error.as_deref().unwrap_or(""), "{}/{} done", n, self.total);
         }
     }

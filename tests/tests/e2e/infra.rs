@@ -194,7 +194,26 @@ fn deployment_files_are_hardened_and_the_pipeline_fails_on_errors() {
     ] {
         assert!(unit.contains(key), "the unit lacks {key:?}");
     }
+    let watch = std::fs::read_to_string(root.join("orgwatch-hub-watch.service")).expect("unit");
+    for key in [
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "CapabilityBoundingSet=\n",
+        "SystemCallFilter=@system-service",
+        "KillSignal=SIGTERM",
+        "ExecStart=/usr/local/bin/hub --config /etc/orgwatch/hub.toml --log-format json watch --listen 127.0.0.1:9108",
+    ] {
+        assert!(watch.contains(key), "the hub watch unit lacks {key:?}");
+    }
+    let (code, help, _) = hub(&["watch", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        help.contains("--listen") && help.contains("--resync"),
+        "{help}"
+    );
     let container = std::fs::read_to_string(root.join("Containerfile")).expect("Containerfile");
+    assert!(container.contains("EXPOSE 9464 9108"));
     assert!(container.matches("FROM ").count() >= 2, "multi-stage");
     assert!(container.contains("USER 65532"), "non-root");
     assert!(container.contains("--locked"));

@@ -35,7 +35,9 @@ fn generated_policies(dir: &std::path::Path) -> Vec<PathBuf> {
     .expect("write config");
     let example = workspace_root().join("infra/examples/hub.toml");
     let mut runs: Vec<(String, Vec<String>)> = Vec::new();
-    for who in ["hub", "agent", "member", "agent-member", "central"] {
+    // The guardrail SCP is an identity-style policy of Deny statements: parliament checks
+    // its actions and resource types (size and the absent Principal: shared::guardrail).
+    for who in ["hub", "agent", "member", "agent-member", "central", "scp"] {
         runs.push((who.into(), vec!["--for".into(), who.into()]));
         runs.push((
             format!("{who}-gov"),

@@ -1,0 +1,102 @@
+//! The operations endpoint of the long-running programs (`agent`, `hub watch`): a small
+//! HTTP/1 server that answers `GET <path>` from a handler (`/healthz`, `/readyz`,
+//! `/metrics`), so that each program only says what its paths mean.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// One answer of the endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain",
+            body: body.into(),
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn metrics(body: String) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body,
+        }
+    }
+
+    pub fn not_found() -> Reply {
+        Reply::text(404, "not found\n")
+    }
+}
+
+/// What the endpoint answers for a path.
+pub type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(reply.body)));
+    *resp.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(reply.content_type) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// Binds `addr` and serves until the process exits. Returns the bound address (port 0
+/// picks a free one).
+pub async fn serve(addr: SocketAddr, handler: Handler) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let resp = respond(handler(req.uri().path()));
+                        async move { Ok::<_, Infallible>(resp) }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+/// Returns on SIGTERM or SIGINT (Ctrl-C where Unix signals are not available): the start
+/// of a graceful drain.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
