@@ -58,6 +58,27 @@ pub const CLOUDTRAIL_DETAIL_TYPES: [&str; 3] = [
     "AWS Console Action via CloudTrail",
 ];
 impl OrgFacts {
+    /// The facts of `org` as the hub `me` sees it under `config` (the central account is
+    /// the hub's own unless `hub.central_account` names another).
+    pub fn new(
+        org: &crate::discover::Organization,
+        config: &HubConfig,
+        me: &str,
+        root_id: Option<String>,
+    ) -> OrgFacts {
+        OrgFacts {
+            org_id: org.id.clone(),
+            management_account: org.management_account.clone(),
+            central_account: config
+                .hub
+                .central_account
+                .clone()
+                .unwrap_or_else(|| me.to_string()),
+            hub_account: me.to_string(),
+            root_id,
+        }
+    }
+
     /// `{"StringEquals": {<org key>: org}}` in an organisation, `{"StringEquals":
     /// {<account key>: account}}` for a standalone account: the condition that admits the
     /// organisation's accounts (or the one account) and nobody else.
@@ -198,12 +219,7 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
         );
         out.insert(
             ResourceKey::new(acct, r, Kind::DeadLetterQueue, dlq),
-            Spec::Queue(QueueSpec {
-                policy: String::new(),
-                redrive: String::new(),
-                sse: true,
-                retention_secs: 1_209_600,
-            }),
+            dead_letter_queue_spec(),
         );
         out.insert(
             ResourceKey::new(acct, r, Kind::Queue, config.alerts.queue.clone()),
@@ -487,12 +503,7 @@ pub fn control(
     let to_queue_arn = arn::rule(home, acct, naming::CONTROL_BUS, naming::CONTROL_BUS_RULE);
     out.insert(
         ResourceKey::new(acct, home, Kind::DeadLetterQueue, dlq.clone()),
-        Spec::Queue(QueueSpec {
-            policy: String::new(),
-            redrive: String::new(),
-            sse: true,
-            retention_secs: 1_209_600,
-        }),
+        dead_letter_queue_spec(),
     );
     out.insert(
         ResourceKey::new(acct, home, Kind::Queue, queue.clone()),
@@ -619,6 +630,17 @@ pub fn guardrail(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Sp
         }),
     );
     out
+}
+
+/// A dead-letter queue: encrypted, messages kept 14 days (SQS's maximum), no policy of its
+/// own (only its source queue's redrive moves messages in).
+fn dead_letter_queue_spec() -> Spec {
+    Spec::Queue(QueueSpec {
+        policy: String::new(),
+        redrive: String::new(),
+        sse: true,
+        retention_secs: 1_209_600,
+    })
 }
 
 /// Partition key of the lease table.

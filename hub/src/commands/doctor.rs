@@ -236,17 +236,7 @@ pub async fn organisation_findings(
             .at(&org.management_account, None),
         });
     }
-    let facts = OrgFacts {
-        org_id: org.id.clone(),
-        management_account: org.management_account.clone(),
-        central_account: config
-            .hub
-            .central_account
-            .clone()
-            .unwrap_or_else(|| me.to_string()),
-        hub_account: me.to_string(),
-        root_id: None,
-    };
+    let facts = OrgFacts::new(org, config, me, None);
     let bus_policy = desired::bus_policy(
         &naming::arn::bus(
             config.home_region(),

@@ -226,13 +226,7 @@ pub async fn run(
         },
         _ => None,
     };
-    let facts = OrgFacts {
-        org_id: org.id.clone(),
-        management_account: org.management_account.clone(),
-        central_account: config.hub.central_account.clone().unwrap_or(me.clone()),
-        hub_account: me,
-        root_id,
-    };
+    let facts = OrgFacts::new(&org, &config, &me, root_id);
     let ctx = Ctx {
         factory: factory.clone(),
         config: Arc::new(config),

@@ -99,20 +99,11 @@ pub async fn run(
             return ExitStatus::Failure;
         }
     };
-    let facts = OrgFacts {
-        org_id: org.id.clone(),
-        management_account: org.management_account.clone(),
-        central_account: config
-            .hub
-            .central_account
-            .clone()
-            .unwrap_or_else(|| me.clone()),
-        hub_account: me.clone(),
-        root_id: match (&org.id, config.guardrail.scp) {
-            (Some(_), true) => discover::root_id(&home).await.ok().flatten(),
-            _ => None,
-        },
+    let root_id = match (&org.id, config.guardrail.scp) {
+        (Some(_), true) => discover::root_id(&home).await.ok().flatten(),
+        _ => None,
     };
+    let facts = OrgFacts::new(&org, &config, &me, root_id);
     let control = match factory.for_account(&facts.central_account).await {
         Ok(c) => c.in_region(config.home_region()),
         Err(e) => {

@@ -78,6 +78,16 @@ pub(crate) struct Requirement {
 
 pub(crate) const REQUIREMENTS: &[Requirement] = &[
     Requirement {
+        id: "organizations-events-where-aws-delivers",
+        doc: "Organizations user guide, 'Amazon EventBridge and AWS Organizations' / 'Tutorial: Monitor important changes to your organization with EventBridge' (Organizations events reach EventBridge in US East (N. Virginia), in the management account); EventBridge events reference, 'AWS Organizations events'",
+        check: organizations_events_where_aws_delivers,
+    },
+    Requirement {
+        id: "queue-targets-in-the-rules-region",
+        doc: "EventBridge user guide, 'Event bus targets' (a rule's targets other than event buses and API destinations are in the rule's Region)",
+        check: queue_targets_in_the_rules_region,
+    },
+    Requirement {
         id: "bus-targets-have-a-role",
         doc: "EventBridge API reference, PutTargets (RoleArn: required for an event bus in another account when the permission comes through an organization); user guide, 'Sending and receiving events between AWS accounts' and 'Sending events between event buses in the same account and Region'",
         check: bus_targets_have_a_role,
@@ -286,6 +296,7 @@ pub(crate) async fn read_world_in(
             let mut buses = vec!["default".to_string()];
             if account == central {
                 buses.push(naming::CENTRAL_BUS.to_string());
+                buses.push(naming::CONTROL_BUS.to_string());
                 if let Ok(t) = rc
                     .sns()
                     .get_topic_attributes()
@@ -449,6 +460,43 @@ fn is_cloudtrail_pattern(pattern: &Value) -> bool {
 }
 
 // ---- the requirements --------------------------------------------------------------------
+
+fn organizations_events_where_aws_delivers(w: &World) -> Vec<String> {
+    w.rules
+        .iter()
+        // The account-creation service event is the management account's alone (a
+        // delegated administrator's own Organizations calls are recorded in its account,
+        // so forwarding rules for them may be anywhere in us-east-1).
+        .filter(|r| {
+            r.pattern["detail"]["eventName"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|v| v == "CreateAccountResult"))
+        })
+        .filter(|r| r.account != w.management || r.region != "us-east-1" || r.bus != "default")
+        .map(|r| {
+            format!(
+                "{} {} rule {} on bus {} selects CreateAccountResult, which arrives only on the management account's ({}) default bus in us-east-1",
+                r.account, r.region, r.name, r.bus, w.management
+            )
+        })
+        .collect()
+}
+
+fn queue_targets_in_the_rules_region(w: &World) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &w.rules {
+        for (target, _) in &r.targets {
+            let parts: Vec<&str> = target.split(':').collect();
+            if parts.get(2) == Some(&"sqs") && parts.get(3) != Some(&r.region.as_str()) {
+                out.push(format!(
+                    "{} {} rule {} targets queue {target} in another region",
+                    r.account, r.region, r.name
+                ));
+            }
+        }
+    }
+    out
+}
 
 fn bus_targets_have_a_role(w: &World) -> Vec<String> {
     let mut out = Vec::new();
@@ -725,6 +773,50 @@ fn a_forward_target_without_a_role_is_a_violation() {
     assert!(v[0].contains("no RoleArn"));
     let v = cloudtrail_rules_receive_read_only_events(&w);
     assert_eq!(v.len(), 1, "ENABLED drops read-only events: {v:?}");
+}
+
+#[test]
+fn account_events_outside_the_management_us_east_1_and_remote_queues_are_violations() {
+    let rule = |account: &str, region: &str, target: &str| RuleFact {
+        account: account.into(),
+        region: region.into(),
+        bus: "default".into(),
+        name: "orgwatch-organization-events".into(),
+        arn: format!("arn:aws:events:{region}:{account}:rule/orgwatch-organization-events"),
+        state: "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS".into(),
+        pattern: serde_json::json!({
+            "source": ["aws.organizations"],
+            "detail": {"eventName": ["CreateAccountResult", "MoveAccount"]}
+        }),
+        targets: vec![(target.into(), None)],
+    };
+    let w = World {
+        management: "111111111111".into(),
+        rules: vec![
+            rule(
+                "111111111111",
+                "us-east-1",
+                "arn:aws:sqs:us-east-1:111111111111:orgwatch-control",
+            ),
+            rule(
+                "111111111111",
+                "eu-west-1",
+                "arn:aws:sqs:us-east-1:111111111111:orgwatch-control",
+            ),
+            rule(
+                "222222222222",
+                "us-east-1",
+                "arn:aws:sqs:us-east-1:111111111111:orgwatch-control",
+            ),
+        ],
+        ..World::default()
+    };
+    let v = organizations_events_where_aws_delivers(&w);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(v[0].contains("111111111111 eu-west-1") && v[1].contains("222222222222 us-east-1"));
+    let v = queue_targets_in_the_rules_region(&w);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("eu-west-1"));
 }
 
 /// Actions orgwatch uses that have no resource type in the Service Authorization Reference
