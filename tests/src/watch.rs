@@ -25,24 +25,25 @@ impl Watcher {
             .append(true)
             .open(log)
             .expect("watch log");
+        // Test defaults, each unless `extra` gives the flag itself.
+        let defaults = [
+            ("--listen", "127.0.0.1:0"),
+            ("--coalesce", "5s"),
+            ("--poll", "1s"),
+            ("--lease-ttl", "6s"),
+            ("--visibility", "15s"),
+            ("--membership", "1h"),
+        ];
+        let mut args: Vec<&str> = vec!["watch"];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
         let child = Command::new(bin("hub"))
             .args(["--log-format", "json", "--config"])
             .arg(config)
-            .args([
-                "watch",
-                "--listen",
-                "127.0.0.1:0",
-                "--coalesce",
-                "5s",
-                "--poll",
-                "1s",
-                "--lease-ttl",
-                "6s",
-                "--visibility",
-                "15s",
-                "--membership",
-                "1h",
-            ])
+            .args(args)
             .args(extra)
             .envs(emu.env())
             .stdin(Stdio::null())

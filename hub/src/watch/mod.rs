@@ -304,7 +304,15 @@ impl Watch {
         while Instant::now() < until && !*stop.borrow() {
             let left = until.saturating_duration_since(Instant::now());
             match self.receive(left.as_secs().min(20) as i32).await {
-                Ok(m) if m.is_empty() && left < Duration::from_secs(1) => break,
+                // Long polls wait whole seconds: the window's last fraction is slept, then
+                // what arrived in it is taken without waiting.
+                Ok(m) if m.is_empty() && left < Duration::from_secs(1) => {
+                    let _ = pause(left, stop).await;
+                    if let Ok(m) = self.receive(0).await {
+                        batch.extend(m);
+                    }
+                    break;
+                }
                 Ok(m) => batch.extend(m),
                 Err(e) => {
                     tracing::warn!(error = %e, "receive");
