@@ -97,6 +97,10 @@ pub struct RawSource {
     /// Region of the queue; default from the AWS chain.
     #[serde(default)]
     pub region: Option<String>,
+    /// Regions whose queue named `queue` is consumed (the hub creates a topic and a queue
+    /// per monitored region); default: `region` alone.
+    #[serde(default)]
+    pub regions: Option<Spanned<Vec<String>>>,
     /// Concurrent long-poll receivers (default 2).
     #[serde(default)]
     pub concurrency: Option<Spanned<u32>>,
@@ -356,6 +360,8 @@ impl Default for EnrichSpec {
 pub struct SourceSpec {
     pub queue: String,
     pub region: Option<String>,
+    /// The regions whose queue is read; empty: `region` (or the AWS chain's) alone.
+    pub regions: Vec<String>,
     pub concurrency: usize,
     pub long_poll: Duration,
     pub visibility: Duration,
@@ -693,6 +699,40 @@ pub fn validate(
             "source.queue: a queue name has at most 80 characters: letters, digits, '-', '_' (and .fifo)",
         );
     }
+    let regions: Vec<String> = match &raw.source.regions {
+        None => Vec::new(),
+        Some(list) => {
+            let at = list.span().start;
+            let mut seen = std::collections::BTreeSet::new();
+            for r in list.get_ref() {
+                let parts: Vec<&str> = r.split('-').collect();
+                let well_formed = parts.len() >= 3
+                    && parts.iter().all(|p| {
+                        !p.is_empty()
+                            && p.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    });
+                if !well_formed {
+                    c.err_at(at, format!("source.regions: {r:?} is not a region"));
+                } else if !seen.insert(r.clone()) {
+                    c.err_at(at, format!("source.regions: {r:?} is listed twice"));
+                }
+            }
+            if list.get_ref().is_empty() {
+                c.err_at(
+                    at,
+                    "source.regions: list at least one region, or leave it out",
+                );
+            }
+            if queue.contains("://") {
+                c.err_at(
+                    at,
+                    "source.regions: a queue URL names one queue in one region; give the queue's name to read it in several",
+                );
+            }
+            list.get_ref().clone()
+        }
+    };
     let concurrency = match &raw.source.concurrency {
         None => 2,
         Some(n) if *n.get_ref() == 0 || *n.get_ref() > 64 => {
@@ -1076,6 +1116,7 @@ pub fn validate(
             source: SourceSpec {
                 queue,
                 region: raw.source.region.clone(),
+                regions,
                 concurrency,
                 long_poll,
                 visibility,
@@ -1373,6 +1414,36 @@ sinks = ["security-webhook"]
         assert_eq!(errs.len(), 1);
         assert!(
             errs[0].starts_with("agent.toml:6:1: unknown field `colour`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn source_regions_name_regions_of_a_queue_name() {
+        let text = "[source]\nqueue = \"q\"\nregions = [\"us-east-1\", \"eu-west-1\"]\n";
+        let cfg = check(text, &[]).unwrap();
+        assert_eq!(cfg.source.regions, ["us-east-1", "eu-west-1"]);
+        assert!(
+            check("[source]\nqueue = \"q\"\n", &[])
+                .unwrap()
+                .source
+                .regions
+                .is_empty()
+        );
+        let errs = check(
+            "[source]\nqueue = \"https://sqs.us-east-1.amazonaws.com/111122223333/q\"\nregions = [\"us-east-1\"]\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(errs[0].contains("a queue URL names one queue"), "{errs:?}");
+        let errs = check(
+            "[source]\nqueue = \"q\"\nregions = [\"us-east-1\", \"us-east-1\", \"Mars\"]\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("agent.toml:3:11: source.regions"),
             "{errs:?}"
         );
     }

@@ -144,7 +144,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     use agent::config::StoreSpec;
     use agent::dedupe::{DynamoStore, FileStore, Store};
 
-    let cfg = match agent::config::load(&global.config) {
+    let mut cfg = match agent::config::load(&global.config) {
         Ok(c) => c,
         Err(errs) => {
             for e in errs {
@@ -187,20 +187,37 @@ async fn run(global: &GlobalArgs) -> ExitCode {
             }
         }
     };
-    let source = match agent::source::sqs::SqsSource::connect(
-        home.sqs(),
-        &cfg.source.queue,
-        cfg.source.long_poll,
-        cfg.source.visibility,
-    )
-    .await
-    {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot reach the queue");
-            return ExitCode::from(1);
-        }
+    // One queue per region of `[source] regions` (the hub creates one in every monitored
+    // region), or the one queue of `region` / the AWS chain.
+    let regions: Vec<String> = if cfg.source.regions.is_empty() {
+        vec![factory.region()]
+    } else {
+        cfg.source.regions.clone()
     };
+    let mut queues = Vec::new();
+    for region in &regions {
+        match agent::source::sqs::SqsSource::connect(
+            home.in_region(region).sqs(),
+            &cfg.source.queue,
+            cfg.source.long_poll,
+            cfg.source.visibility,
+        )
+        .await
+        {
+            Ok(s) => queues.push((region.clone(), s)),
+            Err(e) => {
+                tracing::error!(region = %region, error = %e, "cannot reach the queue");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let queue_urls: Vec<String> = queues
+        .iter()
+        .map(|(_, s)| s.queue_url().to_string())
+        .collect();
+    let source = Arc::new(agent::source::regional::Regional::new(queues));
+    // Every region keeps a receiver long-polling it.
+    cfg.source.concurrency = cfg.source.concurrency.max(regions.len());
     let catalog: Arc<dyn agent::classify::RuleCatalog> = match cfg.classify.pack() {
         Ok(pack) => Arc::new(agent::classify::PackCatalog::new(pack)),
         Err(e) => {
@@ -261,7 +278,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
             .store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = tx.send(true);
     });
-    tracing::info!(queue = %source.queue_url(), %listen, sinks = sinks.len(), "agent running");
+    tracing::info!(queue = %queue_urls.join(","), %listen, sinks = sinks.len(), "agent running");
     ops.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let pipeline = agent::runtime::Pipeline {
         config: cfg,

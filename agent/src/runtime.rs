@@ -560,6 +560,7 @@ mod tests {
             source: SourceSpec {
                 queue: "q".into(),
                 region: None,
+                regions: Vec::new(),
                 concurrency: 2,
                 long_poll: Duration::from_secs(1),
                 visibility: Duration::from_secs(30),

@@ -3,6 +3,7 @@
 //! `dead_letter` records why a message cannot be processed and hands it to the DLQ path.
 
 pub mod memory;
+pub mod regional;
 pub mod sqs;
 
 use std::future::Future;

@@ -178,6 +178,88 @@ fn secs(d: Duration) -> i32 {
     i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
 
+impl SqsSource {
+    /// DeleteMessageBatch over every chunk of ten; the tokens that were not deleted, each
+    /// with why.
+    async fn delete_batches(&self, tokens: &[String]) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        for chunk in tokens.chunks(10) {
+            let entries: Result<Vec<_>, _> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(t)
+                        .build()
+                })
+                .collect();
+            let out = match entries {
+                Ok(entries) => self
+                    .client
+                    .delete_message_batch()
+                    .queue_url(&self.queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| DisplayErrorContext(&e).to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match out {
+                Ok(out) => failed.extend(out.failed.iter().filter_map(|f| {
+                    let t = f.id.parse::<usize>().ok().and_then(|i| chunk.get(i))?;
+                    Some((
+                        t.clone(),
+                        format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+                    ))
+                })),
+                Err(why) => failed.extend(chunk.iter().map(|t| (t.clone(), why.clone()))),
+            }
+        }
+        failed
+    }
+
+    /// ChangeMessageVisibilityBatch over every chunk of ten; the tokens not renewed.
+    async fn extend_batches(&self, tokens: &[String], by: Duration) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        for chunk in tokens.chunks(10) {
+            let entries: Result<Vec<_>, _> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(t)
+                        .visibility_timeout(secs(by))
+                        .build()
+                })
+                .collect();
+            let out = match entries {
+                Ok(entries) => self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| DisplayErrorContext(&e).to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match out {
+                Ok(out) => failed.extend(out.failed.iter().filter_map(|f| {
+                    let t = f.id.parse::<usize>().ok().and_then(|i| chunk.get(i))?;
+                    Some((
+                        t.clone(),
+                        format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+                    ))
+                })),
+                Err(why) => failed.extend(chunk.iter().map(|t| (t.clone(), why.clone()))),
+            }
+        }
+        failed
+    }
+}
+
 impl Source for SqsSource {
     async fn receive(&self, max: usize) -> Result<Vec<Envelope>, SourceError> {
         let out = self
@@ -216,63 +298,43 @@ impl Source for SqsSource {
             .collect())
     }
 
+    /// Deletes every chunk of ten, whatever an earlier chunk answered, and retries each
+    /// failed entry once (SQS API reference, DeleteMessageBatch: "the result of the action
+    /// on each message is reported individually"; a batch can succeed with failed entries).
     async fn ack(&self, tokens: Vec<String>) -> Result<(), SourceError> {
-        for chunk in tokens.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(t)
-                        .build()
-                        .map_err(err)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .delete_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(err)?;
-            if let Some(f) = out.failed.first() {
-                return Err(SourceError(format!(
-                    "{} of {} deletes failed, e.g. {}: {}",
-                    out.failed.len(),
-                    chunk.len(),
-                    f.code,
-                    f.message.as_deref().unwrap_or("")
-                )));
-            }
+        let failed = self.delete_batches(&tokens).await;
+        if failed.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let retry: Vec<String> = failed.iter().map(|(t, _)| t.clone()).collect();
+        let still = self.delete_batches(&retry).await;
+        match still.first() {
+            None => Ok(()),
+            Some((_, why)) => Err(SourceError(format!(
+                "{} of {} deletes failed twice, e.g. {why}; those messages come back and the dedupe store suppresses the repeat",
+                still.len(),
+                tokens.len()
+            ))),
+        }
     }
 
+    /// Renews every chunk and retries failed entries once (ChangeMessageVisibilityBatch
+    /// reports each entry, like DeleteMessageBatch).
     async fn extend(&self, tokens: Vec<String>, by: Duration) -> Result<(), SourceError> {
-        for chunk in tokens.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(t)
-                        .visibility_timeout(secs(by))
-                        .build()
-                        .map_err(err)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            self.client
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(err)?;
+        let failed = self.extend_batches(&tokens, by).await;
+        if failed.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let retry: Vec<String> = failed.iter().map(|(t, _)| t.clone()).collect();
+        let still = self.extend_batches(&retry, by).await;
+        match still.first() {
+            None => Ok(()),
+            Some((_, why)) => Err(SourceError(format!(
+                "{} of {} visibility renewals failed twice, e.g. {why}",
+                still.len(),
+                tokens.len()
+            ))),
+        }
     }
 
     async fn dead_letter(&self, envelope: Envelope, reason: String) -> Result<(), SourceError> {

@@ -28,8 +28,13 @@ struct Central {
 }
 
 async fn central(emu: &Emulator, max_receives: u32) -> Central {
+    central_in(emu, "us-east-1", max_receives).await
+}
+
+/// [`central`] in `region` (the hub creates the topic and queue in every monitored region).
+async fn central_in(emu: &Emulator, region: &str, max_receives: u32) -> Central {
     let factory = emu.factory().await.expect("factory");
-    let home = factory.home();
+    let home = factory.home().in_region(region);
     let (sqs, sns) = (home.sqs(), home.sns());
     let dlq_url = sqs
         .create_queue()
@@ -309,9 +314,22 @@ fn write_config(
     group_wait: &str,
     retry_for: &str,
 ) -> PathBuf {
+    write_config_with(dir, a, b, group_wait, retry_for, "")
+}
+
+/// [`write_config`] with more `[source]` lines.
+fn write_config_with(
+    dir: &Path,
+    a: &Receiver,
+    b: &Receiver,
+    group_wait: &str,
+    retry_for: &str,
+    source: &str,
+) -> PathBuf {
     let text = format!(
         r#"[source]
 queue = "{QUEUE}"
+{source}
 long_poll = "1s"
 visibility = "30s"
 [dedupe]
@@ -943,4 +961,75 @@ async fn two_replicas_on_one_queue_with_the_dynamodb_store_deliver_exactly_once(
     assert_eq!(one.terminate(), Some(0), "{}", one.log());
     assert_eq!(two.terminate(), Some(0), "{}", two.log());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_regions_queue_is_read() {
+    let emu = Emulator::start().expect("emulator");
+    let east = central_in(&emu, "us-east-1", 5).await;
+    let west = central_in(&emu, "eu-west-1", 5).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("regions");
+    let config = write_config_with(
+        &dir,
+        &a,
+        &b,
+        "1s",
+        "10m",
+        r#"regions = ["us-east-1", "eu-west-1"]"#,
+    );
+    let _agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    let t = "2024-05-01T12:05:00.000+0000";
+    east.alarm("cis-4.1", &account(0), "ALARM", t).await;
+    west.alarm("cis-4.2", &account(1), "ALARM", t).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || alerts(&a).len() >= 2).await,
+        "hook-a got {:?}",
+        alerts(&a)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_each_once(&a, 2);
+    assert!(
+        wait_until(Duration::from_secs(10), || true).await
+            && east.queue_depth().await == (0, 0)
+            && west.queue_depth().await == (0, 0),
+        "each region's message was deleted from its own queue"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// DeleteMessageBatch answers per entry: a failed entry in one chunk of ten must not stop
+/// the deletes of the next chunks (the first version returned at the first failure, and
+/// later chunks came back as duplicates), and the failed entry is retried once, then said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_finish_every_chunk_whatever_one_entry_answers() {
+    use agent::source::Source;
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    for i in 0..15 {
+        c.send_raw(&format!("message {i}")).await;
+    }
+    let factory = emu.factory().await.expect("factory");
+    let source = agent::source::sqs::SqsSource::connect(
+        factory.home().sqs(),
+        QUEUE,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("source");
+    let mut tokens = Vec::new();
+    while tokens.len() < 15 {
+        let got = source.receive(10).await.expect("receive");
+        assert!(!got.is_empty(), "only {} received", tokens.len());
+        tokens.extend(got.into_iter().map(|e| e.token));
+    }
+    // One bad handle first: the first chunk has a failed entry.
+    tokens.insert(0, "not-a-receipt-handle".to_string());
+    let err = source.ack(tokens).await.expect_err("the bad handle is reported");
+    assert!(err.0.contains("1 of 16 deletes failed twice"), "{err}");
+    assert_eq!(c.queue_depth().await, (0, 0), "every good message was deleted");
 }
