@@ -20,6 +20,8 @@ pub struct Metrics {
     pub dead_lettered: AtomicU64,
     /// Of those, CloudTrail-shaped events refused as not sent by AWS.
     pub forged: AtomicU64,
+    /// Messages kept in flight and tried again after a sink did not take them.
+    pub retried: AtomicU64,
     pub ignored: AtomicU64,
     pub alerts: AtomicU64,
     pub duplicates: AtomicU64,
@@ -101,7 +103,7 @@ impl Metrics {
         counter(
             &mut out,
             "messages_dead_lettered_total",
-            "Undecodable messages handed to the dead-letter queue.",
+            "Messages handed to the dead-letter queue with their reason (undecodable, forged, or rejected by a sink).",
             g(&self.dead_lettered),
         );
         counter(
@@ -109,6 +111,12 @@ impl Metrics {
             "messages_forged_total",
             "CloudTrail-shaped events refused as not sent by AWS (source not aws.*, or another account's record); dead-lettered with the reason.",
             g(&self.forged),
+        );
+        counter(
+            &mut out,
+            "messages_retried_total",
+            "Messages kept in flight and tried again after a sink did not take them (an outage).",
+            g(&self.retried),
         );
         counter(
             &mut out,

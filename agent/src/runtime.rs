@@ -68,7 +68,13 @@ struct Enriched {
 struct InFlight {
     env: Envelope,
     outstanding: usize,
-    failed: bool,
+    /// A sink did not take it: (permanently, why).
+    failed: Option<(bool, String)>,
+    /// Deliveries tried again so far, and when it was first received.
+    retries: u32,
+    received: Instant,
+    /// Waiting to be tried again at this time (visibility still renewed meanwhile).
+    retry_at: Option<Instant>,
     /// Another replica holds some of its alerts: never acknowledged here.
     held: bool,
     extended: Instant,
@@ -77,7 +83,21 @@ struct InFlight {
 
 struct Completion {
     id: u64,
-    delivered: bool,
+    /// `None`: delivered; else (permanently, why).
+    failed: Option<(bool, String)>,
+}
+
+/// How long a message stays in flight at most: SQS allows 12 hours from its receive
+/// (SQS developer guide, "Visibility timeout": "the maximum is 12 hours"; the total time a
+/// message is in flight counts from its first receive), with a margin.
+const MAX_IN_FLIGHT: Duration = Duration::from_secs(11 * 3600 + 30 * 60);
+
+/// The wait before a failed delivery is tried again: the visibility timeout, doubled per
+/// retry, at most 15 minutes (the sink's own `retry_for` retries came before it).
+fn retry_delay(visibility: Duration, retries: u32) -> Duration {
+    visibility
+        .saturating_mul(1u32 << retries.min(10))
+        .min(Duration::from_secs(900))
 }
 
 /// Runs until `shutdown` turns true, then drains.
@@ -129,7 +149,7 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                 Some((env, permit)) => {
                     next_msg += 1;
                     let id = next_msg;
-                    handle(&p, &source, &mut grouper, &mut msgs, &mut acks, &enriched_tx, id, env, permit).await;
+                    handle(&p, &source, &mut grouper, &mut msgs, &mut acks, &enriched_tx, id, env, permit, Carry::fresh()).await;
                 }
                 None => receivers_done = true,
             },
@@ -141,20 +161,45 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
             }
             Some(c) = done_rx.recv() => {
                 let now = Instant::now();
-                for token in grouper.completed(c.id, c.delivered, now) {
+                for token in grouper.completed(c.id, c.failed.is_none(), now) {
                     let Some(m) = msgs.get_mut(&token) else { continue };
                     m.outstanding = m.outstanding.saturating_sub(1);
-                    m.failed |= !c.delivered;
-                    if m.outstanding == 0
-                        && let Some(m) = msgs.remove(&token)
-                    {
-                        p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        if m.held {
-                            tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns after its visibility timeout");
-                        } else if m.failed {
-                            tracing::warn!(message_id = %m.env.message_id, "a sink did not take the message; it returns to the queue after its visibility timeout");
-                        } else {
-                            acks.push(m.env.token);
+                    if let Some(f) = &c.failed {
+                        // A rejection outweighs a transient failure of the same message.
+                        if !m.failed.as_ref().is_some_and(|(permanent, _)| *permanent) {
+                            m.failed = Some(f.clone());
+                        }
+                    }
+                    if m.outstanding > 0 {
+                        continue;
+                    }
+                    match (m.held, m.failed.clone()) {
+                        (false, Some((false, why))) if draining.is_none() && m.received.elapsed() + retry_delay(cfg.source.visibility, m.retries) < MAX_IN_FLIGHT => {
+                            // Kept in flight (its visibility renewed) and tried again: the
+                            // queue's redrive policy counts receives, so a message let go
+                            // during an outage would reach the dead-letter queue without a
+                            // reason after maxReceiveCount visibility timeouts.
+                            let delay = retry_delay(cfg.source.visibility, m.retries);
+                            m.retries += 1;
+                            m.retry_at = Some(now + delay);
+                            Metrics::inc(&p.metrics.retried);
+                            tracing::warn!(message_id = %m.env.message_id, retries = m.retries, ?delay, reason = %why, "a sink did not take the message; it stays in flight and is tried again");
+                        }
+                        _ => {
+                            let Some(m) = msgs.remove(&token) else { continue };
+                            p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                            match m.failed {
+                                _ if m.held => tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns after its visibility timeout"),
+                                Some((true, why)) => {
+                                    Metrics::inc(&p.metrics.dead_lettered);
+                                    tracing::error!(message_id = %m.env.message_id, reason = %why, "a sink rejected the message: to the dead-letter queue");
+                                    if let Err(e) = source.dead_letter(m.env, format!("rejected by a sink: {why}")).await {
+                                        tracing::warn!(error = %e, "cannot dead-letter the message; it returns after its visibility timeout");
+                                    }
+                                }
+                                Some((false, why)) => tracing::warn!(message_id = %m.env.message_id, reason = %why, "a sink did not take the message; it returns to the queue after its visibility timeout"),
+                                None => acks.push(m.env.token),
+                            }
                         }
                     }
                 }
@@ -163,6 +208,22 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                 let now = Instant::now();
                 if draining.is_some() {
                     grouper.flush(now);
+                    // Waiting retries return to the queue after their visibility timeout.
+                    msgs.retain(|_, m| m.retry_at.is_none());
+                }
+                // Failed deliveries whose wait is over: through the pipeline again (the
+                // sinks that have it answer Delivered from the dedupe store).
+                let due: Vec<u64> = msgs
+                    .iter()
+                    .filter(|(_, m)| m.retry_at.is_some_and(|t| t <= now))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for old in due {
+                    let Some(m) = msgs.remove(&old) else { continue };
+                    p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    next_msg += 1;
+                    let carry = Carry { retries: m.retries, received: m.received };
+                    handle(&p, &source, &mut grouper, &mut msgs, &mut acks, &enriched_tx, next_msg, m.env, m._permit, carry).await;
                 }
                 for n in grouper.due(now) {
                     if let Some(tx) = sink_txs.get(n.sink)
@@ -287,6 +348,7 @@ async fn handle<S: Source>(
     id: u64,
     env: Envelope,
     permit: OwnedSemaphorePermit,
+    carry: Carry,
 ) {
     let m = &p.metrics;
     let decoded = match decode(&env.body) {
@@ -394,12 +456,30 @@ async fn handle<S: Source>(
         InFlight {
             env,
             outstanding,
-            failed: false,
+            failed: None,
+            retries: carry.retries,
+            received: carry.received,
+            retry_at: None,
             held,
             extended: now,
             _permit: permit,
         },
     );
+}
+
+/// What a message tried again keeps from its earlier attempts.
+struct Carry {
+    retries: u32,
+    received: Instant,
+}
+
+impl Carry {
+    fn fresh() -> Carry {
+        Carry {
+            retries: 0,
+            received: Instant::now(),
+        }
+    }
 }
 
 /// How long a claim on a delivery lasts: past the longest this agent may take to deliver
@@ -481,7 +561,7 @@ async fn sink_worker(
                 }
             })
             .await;
-        let delivered = match result {
+        let failed = match result {
             Final::Delivered { attempts } => {
                 if let Some(c) = counters {
                     c.delivered.fetch_add(1, Ordering::Relaxed);
@@ -495,23 +575,21 @@ async fn sink_worker(
                     tracing::error!(sink = %sink.name, error = %e, "delivered but not recorded: a redelivery may repeat it");
                 }
                 tracing::info!(sink = %sink.name, alerts = n.alerts.len(), attempts, repeat = n.repeat, "delivered");
-                true
+                None
             }
-            Final::Failed { attempts, reason } => {
+            Final::Failed {
+                attempts,
+                reason,
+                permanent,
+            } => {
                 if let Some(c) = counters {
                     c.failed.fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::error!(sink = %sink.name, alerts = n.alerts.len(), attempts, %reason, "delivery failed");
-                false
+                tracing::error!(sink = %sink.name, alerts = n.alerts.len(), attempts, %reason, permanent, "delivery failed");
+                Some((permanent, format!("{}: {reason}", sink.name)))
             }
         };
-        if done
-            .send(Completion {
-                id: n.id,
-                delivered,
-            })
-            .is_err()
-        {
+        if done.send(Completion { id: n.id, failed }).is_err() {
             return;
         }
     }
@@ -520,6 +598,16 @@ async fn sink_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_deliveries_wait_longer_each_time_up_to_fifteen_minutes() {
+        let v = Duration::from_secs(10);
+        assert_eq!(retry_delay(v, 0), v);
+        assert_eq!(retry_delay(v, 1), Duration::from_secs(20));
+        assert_eq!(retry_delay(v, 3), Duration::from_secs(80));
+        assert_eq!(retry_delay(v, 30), Duration::from_secs(900));
+        assert!(MAX_IN_FLIGHT < Duration::from_secs(12 * 3600));
+    }
     use crate::classify::test_catalog;
     use crate::config::{
         DedupeSpec, GroupLabel, GroupSpec, Rate, SinkKind, SinkSpec, SourceSpec, StoreSpec,

@@ -47,10 +47,12 @@ pub enum Final {
     Delivered {
         attempts: u32,
     },
-    /// Rejected, or still failing after `retry_for`.
+    /// Rejected (`permanent`: the destination refused it and always will), or still
+    /// failing after `retry_for` (the runtime tries again later).
     Failed {
         attempts: u32,
         reason: String,
+        permanent: bool,
     },
 }
 
@@ -167,7 +169,13 @@ impl Sink {
             attempts += 1;
             match self.deliver(n).await {
                 Outcome::Delivered => return Final::Delivered { attempts },
-                Outcome::Reject(reason) => return Final::Failed { attempts, reason },
+                Outcome::Reject(reason) => {
+                    return Final::Failed {
+                        attempts,
+                        reason,
+                        permanent: true,
+                    };
+                }
                 Outcome::Retry(reason) => {
                     on_retry(&reason);
                     let delay = backoff(attempts - 1);
@@ -175,6 +183,7 @@ impl Sink {
                         return Final::Failed {
                             attempts,
                             reason: format!("still failing after {attempts} attempts: {reason}"),
+                            permanent: false,
                         };
                     }
                     tracing::debug!(sink = %self.name, attempts, ?delay, %reason, "delivery failed; retrying");

@@ -1029,7 +1029,72 @@ async fn acks_finish_every_chunk_whatever_one_entry_answers() {
     }
     // One bad handle first: the first chunk has a failed entry.
     tokens.insert(0, "not-a-receipt-handle".to_string());
-    let err = source.ack(tokens).await.expect_err("the bad handle is reported");
+    let err = source
+        .ack(tokens)
+        .await
+        .expect_err("the bad handle is reported");
     assert!(err.0.contains("1 of 16 deletes failed twice"), "{err}");
-    assert_eq!(c.queue_depth().await, (0, 0), "every good message was deleted");
+    assert_eq!(
+        c.queue_depth().await,
+        (0, 0),
+        "every good message was deleted"
+    );
+}
+
+/// With `max_receive_count = 2`, a 10 s visibility and a sink giving up after 5 s, a
+/// webhook down for a minute would have every message received twice and dead-lettered by
+/// the redrive policy. The agent keeps them in flight and tries again: everything is
+/// delivered once the sink is back, and nothing reaches the dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_for_a_minute_loses_nothing_to_the_redrive_policy() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 2).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("redrive");
+    let config = write_config(&dir, &a, &b, "1s", "5s");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(r#"visibility = "30s""#, r#"visibility = "10s""#),
+    )
+    .expect("config");
+    let mut agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    a.set_status(503);
+    let t = "2024-05-01T12:05:00.000+0000";
+    let n = 3;
+    for i in 0..n {
+        c.alarm(&format!("cis-4.{}", 1 + i), &account(i), "ALARM", t)
+            .await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || alerts(&b).len() >= n).await,
+        "{}",
+        agent.log()
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(alerts(&a).is_empty());
+    assert!(
+        c.dlq_messages().await.is_empty(),
+        "dead-lettered during the outage:\n{}",
+        agent.log()
+    );
+    a.set_status(200);
+    assert!(
+        wait_until(Duration::from_secs(120), || alerts(&a).len() >= n).await,
+        "{}",
+        agent.log()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_each_once(&a, n);
+    assert_each_once(&b, n);
+    assert!(c.dlq_messages().await.is_empty(), "{}", agent.log());
+    assert!(
+        wait_until(Duration::from_secs(15), || true).await && c.queue_depth().await == (0, 0),
+        "every message was deleted"
+    );
+    assert!(agent.running());
+    let _ = std::fs::remove_dir_all(&dir);
 }
