@@ -101,6 +101,9 @@ pub struct RawSource {
     /// per monitored region); default: `region` alone.
     #[serde(default)]
     pub regions: Option<Spanned<Vec<String>>>,
+    /// Start even when the queue has no redrive policy (default false).
+    #[serde(default)]
+    pub allow_no_redrive: Option<bool>,
     /// Concurrent long-poll receivers (default 2).
     #[serde(default)]
     pub concurrency: Option<Spanned<u32>>,
@@ -362,6 +365,7 @@ pub struct SourceSpec {
     pub region: Option<String>,
     /// The regions whose queue is read; empty: `region` (or the AWS chain's) alone.
     pub regions: Vec<String>,
+    pub allow_no_redrive: bool,
     pub concurrency: usize,
     pub long_poll: Duration,
     pub visibility: Duration,
@@ -1117,6 +1121,7 @@ pub fn validate(
                 queue,
                 region: raw.source.region.clone(),
                 regions,
+                allow_no_redrive: raw.source.allow_no_redrive.unwrap_or(false),
                 concurrency,
                 long_poll,
                 visibility,

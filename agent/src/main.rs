@@ -190,7 +190,12 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     // One queue per region of `[source] regions` (the hub creates one in every monitored
     // region), or the one queue of `region` / the AWS chain.
     let regions: Vec<String> = if cfg.source.regions.is_empty() {
-        vec![factory.region()]
+        // A queue URL says its region in its host (sqs.<region>.amazonaws.com, or the
+        // legacy <region>.queue.amazonaws.com); otherwise `region` or the AWS chain's.
+        vec![
+            agent::source::sqs::region_of_url(&cfg.source.queue)
+                .unwrap_or_else(|| factory.region()),
+        ]
     } else {
         cfg.source.regions.clone()
     };
@@ -201,6 +206,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
             &cfg.source.queue,
             cfg.source.long_poll,
             cfg.source.visibility,
+            cfg.source.allow_no_redrive,
         )
         .await
         {

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub enriched: AtomicU64,
     pub enrich_failed: AtomicU64,
     pub in_flight: AtomicI64,
+    /// Receives that failed in a row (0 once one succeeds): not ready while above 0.
+    pub receive_failures: AtomicU64,
     /// Age of the last received message at receipt (now - SentTimestamp), milliseconds.
     pub queue_age_ms: AtomicI64,
     pub sinks: Vec<SinkCounters>,

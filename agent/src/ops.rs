@@ -19,7 +19,12 @@ pub struct OpsState {
 fn respond(state: &OpsState, path: &str) -> Reply {
     match path {
         "/healthz" => Reply::text(200, "ok\n"),
-        "/readyz" if state.ready.load(Ordering::Relaxed) => Reply::text(200, "ready\n"),
+        "/readyz"
+            if state.ready.load(Ordering::Relaxed)
+                && state.metrics.receive_failures.load(Ordering::Relaxed) == 0 =>
+        {
+            Reply::text(200, "ready\n")
+        }
         "/readyz" => Reply::text(503, "not ready\n"),
         "/metrics" => Reply::metrics(state.metrics.render()),
         _ => Reply::not_found(),
@@ -29,4 +34,20 @@ fn respond(state: &OpsState, path: &str) -> Reply {
 /// Binds `addr` and serves until the process exits. Returns the bound address.
 pub async fn serve(addr: SocketAddr, state: Arc<OpsState>) -> std::io::Result<SocketAddr> {
     shared::ops::serve(addr, Arc::new(move |path: &str| respond(&state, path))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_ready_while_receives_fail() {
+        let state = OpsState::default();
+        assert_eq!(respond(&state, "/readyz").status, 503);
+        state.ready.store(true, Ordering::Relaxed);
+        assert_eq!(respond(&state, "/readyz").status, 200);
+        state.metrics.receive_failures.store(3, Ordering::Relaxed);
+        assert_eq!(respond(&state, "/readyz").status, 503);
+        assert_eq!(respond(&state, "/healthz").status, 200);
+    }
 }

@@ -312,9 +312,14 @@ async fn receive_loop<S: Source>(
             _ = shutdown.changed() => return,
         };
         let envs = match received {
-            Ok(e) => e,
+            Ok(e) => {
+                metrics.receive_failures.store(0, Ordering::Relaxed);
+                e
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "receive failed; retrying in 1s");
+                // Not ready while the queue cannot be read (/readyz answers 503).
+                let n = metrics.receive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(error = %e, failures = n, "receive failed; retrying in 1s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -649,6 +654,7 @@ mod tests {
                 queue: "q".into(),
                 region: None,
                 regions: Vec::new(),
+                allow_no_redrive: false,
                 concurrency: 2,
                 long_poll: Duration::from_secs(1),
                 visibility: Duration::from_secs(30),

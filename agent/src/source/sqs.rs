@@ -42,6 +42,7 @@ impl SqsSource {
         queue: &str,
         long_poll: Duration,
         visibility: Duration,
+        allow_no_redrive: bool,
     ) -> Result<SqsSource, SourceError> {
         let queue_url = if queue.contains("://") {
             queue.to_string()
@@ -55,13 +56,21 @@ impl SqsSource {
                 .queue_url
                 .ok_or_else(|| SourceError(format!("queue {queue}: GetQueueUrl returned no URL")))?
         };
-        let dlq_url = match dead_letter_queue(&client, &queue_url).await {
-            Ok(url) => url,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the queue's redrive policy; undecodable messages reach the DLQ by redrive, with their reason only in this log");
-                None
-            }
-        };
+        // A queue that cannot be read is an error now, not a receive loop failing forever
+        // behind a "ready" endpoint; and without a redrive policy an undecodable message
+        // would come back at once, forever (SQS developer guide, "Using dead-letter
+        // queues": the redrive policy moves a message after maxReceiveCount receives).
+        let dlq_url = dead_letter_queue(&client, &queue_url).await.map_err(|e| {
+            SourceError(format!(
+                "queue {queue_url}: cannot read its attributes (sqs:GetQueueAttributes): {}",
+                e.0
+            ))
+        })?;
+        if dlq_url.is_none() && !allow_no_redrive {
+            return Err(SourceError(format!(
+                "queue {queue_url} has no redrive policy: a message no sink can take would come back forever; give it a dead-letter queue (hub enroll does), or set source.allow_no_redrive = true"
+            )));
+        }
         Ok(SqsSource {
             client,
             queue_url,
@@ -172,6 +181,21 @@ async fn dead_letter_queue(
         })?
         .queue_url;
     Ok(url)
+}
+
+/// The region in a queue URL's host: `https://sqs.<region>.amazonaws.com/...` (also
+/// `.amazonaws.com.cn`) or the legacy `https://<region>.queue.amazonaws.com/...`; `None`
+/// for a name or another host (an endpoint override).
+pub fn region_of_url(queue: &str) -> Option<String> {
+    let host = queue.split("://").nth(1)?.split('/').next()?;
+    let host = host.split(':').next()?;
+    let labels: Vec<&str> = host.split('.').collect();
+    let region = match labels.as_slice() {
+        ["sqs", region, "amazonaws", "com", ..] => region,
+        [region, "queue", "amazonaws", "com", ..] => region,
+        _ => return None,
+    };
+    (region.split('-').count() >= 3).then(|| region.to_string())
 }
 
 fn secs(d: Duration) -> i32 {
@@ -368,5 +392,29 @@ impl Source for SqsSource {
             .await
             .map_err(err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::region_of_url;
+
+    #[test]
+    fn a_queue_urls_region_is_in_its_host() {
+        assert_eq!(
+            region_of_url("https://sqs.eu-west-1.amazonaws.com/111122223333/orgwatch-alerts")
+                .as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_url("https://us-west-2.queue.amazonaws.com/111122223333/q").as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(
+            region_of_url("https://sqs.cn-north-1.amazonaws.com.cn/111122223333/q").as_deref(),
+            Some("cn-north-1")
+        );
+        assert_eq!(region_of_url("http://127.0.0.1:4566/111122223333/q"), None);
+        assert_eq!(region_of_url("orgwatch-alerts"), None);
     }
 }

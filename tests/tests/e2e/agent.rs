@@ -1018,6 +1018,7 @@ async fn acks_finish_every_chunk_whatever_one_entry_answers() {
         QUEUE,
         Duration::from_secs(1),
         Duration::from_secs(30),
+        false,
     )
     .await
     .expect("source");
@@ -1097,4 +1098,41 @@ async fn a_sink_down_for_a_minute_loses_nothing_to_the_redrive_policy() {
     );
     assert!(agent.running());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A queue without a redrive policy would return an undecodable message at once, forever:
+/// the agent refuses it at start with the fix, unless told otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_without_a_redrive_policy_is_refused_unless_allowed() {
+    let emu = Emulator::start().expect("emulator");
+    let factory = emu.factory().await.expect("factory");
+    let sqs = factory.home().sqs();
+    sqs.create_queue()
+        .queue_name("bare")
+        .send()
+        .await
+        .expect("queue");
+    let connect = |allow| {
+        agent::source::sqs::SqsSource::connect(
+            sqs.clone(),
+            "bare",
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+            allow,
+        )
+    };
+    let err = connect(false).await.err().expect("refused");
+    assert!(err.0.contains("no redrive policy"), "{err}");
+    assert!(connect(true).await.is_ok());
+    let err = agent::source::sqs::SqsSource::connect(
+        sqs.clone(),
+        "missing",
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+        true,
+    )
+    .await
+    .err()
+    .expect("no such queue");
+    assert!(err.0.contains("missing"), "{err}");
 }
