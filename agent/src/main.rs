@@ -60,6 +60,22 @@ enum Command {
     /// Check the configuration (syntax, keys, values, references, ${VAR}s) and exit 0 or 2.
     #[command(alias = "check")]
     Validate,
+    /// The dead-letter queue of every configured queue: what is there and why, and moving
+    /// it back after a fix.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Count the dead-lettered messages by reason (`orgwatch.reason`), per region.
+    List,
+    /// Move dead-lettered messages back to their queue (all, or those whose reason contains
+    /// --reason); the dedupe store keeps sinks that already had an incident from a repeat.
+    Redrive {
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +101,20 @@ fn main() -> ExitCode {
                 }
             };
             runtime.block_on(run(&cli.global))
+        }
+        Command::Dlq(cmd) => {
+            shared::pipe::end_quietly_on_closed_pipe();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the async runtime");
+                    return ExitCode::from(1);
+                }
+            };
+            runtime.block_on(dlq(&cli.global, &cmd))
         }
         Command::Validate => {
             // A printing command: a closed reader ends it quietly (`run` keeps SIGPIPE
@@ -132,6 +162,143 @@ fn validate(global: &GlobalArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
+    }
+}
+
+/// `agent dlq list|redrive`.
+async fn dlq(global: &GlobalArgs, cmd: &DlqCommand) -> ExitCode {
+    use agent::source::dlq;
+    let cfg = match agent::config::load(&global.config) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let factory = match shared::aws::ClientFactory::new(shared::aws::AwsOptions {
+        region: cfg.source.region.clone(),
+        session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
+        ..shared::aws::AwsOptions::default()
+    })
+    .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot configure AWS access: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut report = Vec::new();
+    let mut failed = false;
+    for region in queue_regions(&cfg, &factory) {
+        let client = factory.home().in_region(&region).sqs();
+        let source = match agent::source::sqs::SqsSource::connect(
+            client.clone(),
+            &cfg.source.queue,
+            cfg.source.long_poll,
+            cfg.source.visibility,
+            true,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {region}: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let Some(dlq_url) = source.dlq_url().map(str::to_string) else {
+            eprintln!(
+                "error: {region}: queue {} has no redrive policy, so no dead-letter queue",
+                source.queue_url()
+            );
+            failed = true;
+            continue;
+        };
+        let dead = match dlq::receive_all(&client, &dlq_url, 60).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {region}: {dlq_url}: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let reasons = dlq::by_reason(&dead);
+        let mut moved = 0usize;
+        match cmd {
+            DlqCommand::List => dlq::release(&client, &dlq_url, &dead).await,
+            DlqCommand::Redrive { reason } => {
+                let (take, keep): (Vec<_>, Vec<_>) = dead
+                    .into_iter()
+                    .partition(|d| reason.as_deref().is_none_or(|r| d.reason.contains(r)));
+                for d in &take {
+                    match dlq::redrive_one(&client, &dlq_url, source.queue_url(), d).await {
+                        Ok(()) => moved += 1,
+                        Err(e) => {
+                            eprintln!("error: {region}: {e}");
+                            failed = true;
+                        }
+                    }
+                }
+                dlq::release(&client, &dlq_url, &keep).await;
+            }
+        }
+        report.push(serde_json::json!({
+            "region": region,
+            "queue": source.queue_url(),
+            "dead_letter_queue": dlq_url,
+            "reasons": reasons,
+            "total": reasons.values().sum::<usize>(),
+            "redriven": moved,
+        }));
+    }
+    match global.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"schema_version": 1, "queues": report})
+        ),
+        Output::Table => {
+            for q in &report {
+                println!(
+                    "{}  {}  {} message(s){}",
+                    q["region"].as_str().unwrap_or_default(),
+                    q["dead_letter_queue"].as_str().unwrap_or_default(),
+                    q["total"],
+                    match cmd {
+                        DlqCommand::Redrive { .. } => format!(", {} moved back", q["redriven"]),
+                        DlqCommand::List => String::new(),
+                    }
+                );
+                if let Some(reasons) = q["reasons"].as_object() {
+                    for (reason, n) in reasons {
+                        println!("  {n:>6}  {reason}");
+                    }
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The regions whose queue is read: `[source] regions`, else the queue URL's, else
+/// `region` or the AWS chain's.
+fn queue_regions(cfg: &agent::config::Config, factory: &shared::aws::ClientFactory) -> Vec<String> {
+    if cfg.source.regions.is_empty() {
+        // A queue URL says its region in its host (sqs.<region>.amazonaws.com, or the
+        // legacy <region>.queue.amazonaws.com); otherwise `region` or the AWS chain's.
+        vec![
+            agent::source::sqs::region_of_url(&cfg.source.queue)
+                .unwrap_or_else(|| factory.region()),
+        ]
+    } else {
+        cfg.source.regions.clone()
     }
 }
 
@@ -189,16 +356,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     };
     // One queue per region of `[source] regions` (the hub creates one in every monitored
     // region), or the one queue of `region` / the AWS chain.
-    let regions: Vec<String> = if cfg.source.regions.is_empty() {
-        // A queue URL says its region in its host (sqs.<region>.amazonaws.com, or the
-        // legacy <region>.queue.amazonaws.com); otherwise `region` or the AWS chain's.
-        vec![
-            agent::source::sqs::region_of_url(&cfg.source.queue)
-                .unwrap_or_else(|| factory.region()),
-        ]
-    } else {
-        cfg.source.regions.clone()
-    };
+    let regions = queue_regions(&cfg, &factory);
     let mut queues = Vec::new();
     for region in &regions {
         match agent::source::sqs::SqsSource::connect(

@@ -2,6 +2,7 @@
 //! `ack` deletes many at once; `extend` renews visibility while a message is in flight;
 //! `dead_letter` records why a message cannot be processed and hands it to the DLQ path.
 
+pub mod dlq;
 pub mod memory;
 pub mod regional;
 pub mod sqs;

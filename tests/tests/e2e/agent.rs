@@ -1136,3 +1136,96 @@ async fn a_queue_without_a_redrive_policy_is_refused_unless_allowed() {
     .expect("no such queue");
     assert!(err.0.contains("missing"), "{err}");
 }
+
+fn agent_cli(emu: &Emulator, config: &Path, args: &[&str]) -> (i32, Value, String) {
+    let out = Command::new(bin("agent"))
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "--output",
+            "json",
+        ])
+        .args(args)
+        .envs(emu.env())
+        .env("WEBHOOK_SECRET", SECRET)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run agent");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// A sink that rejects (a 4xx) dead-letters the message with the reason; `agent dlq list`
+/// shows it; once the sink is fixed, `agent dlq redrive` moves it back and it is delivered,
+/// to that sink only (the other had it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_message_is_listed_and_redriven_after_the_fix() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("dlq");
+    let config = write_config(&dir, &a, &b, "1s", "5s");
+    let agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    a.set_status(403);
+    c.alarm(
+        "cis-4.3",
+        &account(7),
+        "ALARM",
+        "2024-05-01T12:05:00.000+0000",
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || alerts(&b).len() == 1).await,
+        "{}",
+        agent.log()
+    );
+    let mut listed = Value::Null;
+    for _ in 0..40 {
+        let (code, doc, err) = agent_cli(&emu, &config, &["dlq", "list"]);
+        assert_eq!(code, 0, "{err}");
+        if doc["queues"][0]["total"] == 1 {
+            listed = doc;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let reasons = listed["queues"][0]["reasons"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        reasons
+            .keys()
+            .any(|r| r.contains("rejected by a sink") && r.contains("hook-a")),
+        "{listed:#}\n{}",
+        agent.log()
+    );
+    // Listing moved nothing; a redrive by another reason moves nothing either.
+    let (code, doc, _) = agent_cli(
+        &emu,
+        &config,
+        &["dlq", "redrive", "--reason", "undecodable"],
+    );
+    assert_eq!((code, doc["queues"][0]["redriven"].as_u64()), (0, Some(0)));
+    a.set_status(200);
+    let (code, doc, err) = agent_cli(&emu, &config, &["dlq", "redrive", "--reason", "rejected"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(doc["queues"][0]["redriven"], 1, "{doc:#}");
+    assert!(
+        wait_until(Duration::from_secs(30), || alerts(&a).len() == 1).await,
+        "{}",
+        agent.log()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_each_once(&a, 1);
+    assert_each_once(&b, 1);
+    assert!(c.dlq_messages().await.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
