@@ -406,7 +406,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     let http = agent::sinks::http::HttpClient::new();
     let mut sinks = Vec::new();
     for spec in &cfg.sinks {
-        let sink = match agent::sinks::Sink::build(spec, &http, Some(home.sns())) {
+        let sink = match agent::sinks::Sink::build(spec, &http, Some(&home)) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot build a sink");

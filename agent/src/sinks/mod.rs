@@ -89,11 +89,13 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 impl Sink {
-    /// Builds a validated sink. `sns` gives the SNS client for `sns` sinks.
+    /// Builds a validated sink. `aws` gives the clients `sns` sinks publish with: in the
+    /// topic's own region (SNS API reference, Publish: a topic is addressed in its region's
+    /// endpoint; an ARN of another region fails there).
     pub fn build(
         spec: &SinkSpec,
         http: &http::HttpClient,
-        sns: Option<aws_sdk_sns::Client>,
+        aws: Option<&shared::aws::Clients>,
     ) -> Result<Sink, String> {
         let driver = match &spec.kind {
             SinkKind::Stdout => Driver::Stdout,
@@ -120,10 +122,19 @@ impl Sink {
                 http: http.clone(),
                 timeout: spec.timeout,
             }),
-            SinkKind::Sns { topic_arn } => Driver::Sns(sns::Sns {
-                client: sns.ok_or_else(|| format!("sink {}: no SNS client", spec.name))?,
-                topic_arn: topic_arn.clone(),
-            }),
+            SinkKind::Sns { topic_arn } => {
+                let aws = aws.ok_or_else(|| format!("sink {}: no AWS clients", spec.name))?;
+                let region = topic_arn
+                    .split(':')
+                    .nth(3)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| aws.region());
+                Driver::Sns(sns::Sns {
+                    client: aws.in_region(&region).sns(),
+                    topic_arn: topic_arn.clone(),
+                })
+            }
         };
         Ok(Sink {
             name: spec.name.clone(),

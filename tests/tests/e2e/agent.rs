@@ -1229,3 +1229,100 @@ async fn a_rejected_message_is_listed_and_redriven_after_the_fix() {
     assert!(c.dlq_messages().await.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An `sns` sink whose topic is in another region than the agent's: published through
+/// that region's endpoint (the first version used the agent's own region, where the topic
+/// does not exist, and failed its healthcheck at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sns_sink_publishes_to_a_topic_in_another_region() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let factory = emu.factory().await.expect("factory");
+    let west = factory.home().in_region("eu-west-1");
+    let topic = west
+        .sns()
+        .create_topic()
+        .name("secops")
+        .send()
+        .await
+        .expect("topic")
+        .topic_arn
+        .expect("topic arn");
+    let inbox = west
+        .sqs()
+        .create_queue()
+        .queue_name("secops-inbox")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("queue url");
+    west.sns()
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn(&west.sqs(), &inbox).await)
+        .send()
+        .await
+        .expect("subscribe");
+    let dir = temp_dir("sns-region");
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[source]
+queue = "{QUEUE}"
+long_poll = "1s"
+[dedupe]
+path = "{db}"
+[group]
+by = ["rule"]
+wait = "1s"
+interval = "1s"
+[enrich]
+enabled = false
+[[sink]]
+name = "secops"
+type = "sns"
+topic_arn = "{topic}"
+[[route]]
+match = {{}}
+sinks = ["secops"]
+[server]
+listen = "127.0.0.1:0"
+"#,
+            db = dir.join("agent.db").display()
+        ),
+    )
+    .expect("config");
+    let mut agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    c.alarm(
+        "cis-4.1",
+        &account(3),
+        "ALARM",
+        "2024-05-01T12:05:00.000+0000",
+    )
+    .await;
+    let mut got = Vec::new();
+    let started = Instant::now();
+    while got.is_empty() && started.elapsed() < Duration::from_secs(30) {
+        got = west
+            .sqs()
+            .receive_message()
+            .queue_url(&inbox)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+    }
+    assert!(agent.running(), "{}", agent.log());
+    assert_eq!(got.len(), 1, "{}", agent.log());
+    let envelope: Value =
+        serde_json::from_str(got[0].body().unwrap_or_default()).expect("SNS envelope");
+    let doc: Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or_default())
+        .expect("notification");
+    assert_eq!(doc["alerts"][0]["rule_id"], "cis-4.1", "{doc:#}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
