@@ -233,20 +233,40 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                         tracing::error!(id = e.0.id, "sink worker stopped");
                     }
                 }
-                // Renew visibility of what has been in flight for half the timeout.
+                // Renew visibility of what has been in flight for half the timeout, but
+                // never past SQS's 12 hours in flight (ChangeMessageVisibility fails
+                // beyond them): such a message is let go and comes back.
                 let vis = cfg.source.visibility;
-                let renew: Vec<String> = msgs
-                    .values_mut()
-                    .filter(|m| now.duration_since(m.extended) >= vis / 2)
-                    .map(|m| {
+                let expired: Vec<u64> = msgs
+                    .iter()
+                    .filter(|(_, m)| m.received.elapsed() + vis >= MAX_IN_FLIGHT)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in expired {
+                    if let Some(m) = msgs.remove(&id) {
+                        p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(message_id = %m.env.message_id, "in flight for nearly 12 hours: let go, it comes back to the queue");
+                    }
+                }
+                let renew: Vec<(u64, String)> = msgs
+                    .iter_mut()
+                    .filter(|(_, m)| now.duration_since(m.extended) >= vis / 2)
+                    .map(|(id, m)| {
                         m.extended = now;
-                        m.env.token.clone()
+                        (*id, m.env.token.clone())
                     })
                     .collect();
-                if !renew.is_empty()
-                    && let Err(e) = source.extend(renew, vis).await
-                {
-                    tracing::warn!(error = %e, "cannot renew visibility");
+                if !renew.is_empty() {
+                    let tokens = renew.iter().map(|(_, t)| t.clone()).collect();
+                    if let Err(e) = source.extend(tokens, vis).await {
+                        // Tried again at the next tick, well before the timeout ends.
+                        tracing::warn!(error = %e, "cannot renew visibility; retrying");
+                        for (id, _) in &renew {
+                            if let Some(m) = msgs.get_mut(id) {
+                                m.extended = now.checked_sub(vis).unwrap_or(m.extended);
+                            }
+                        }
+                    }
                 }
                 if last_prune.elapsed() >= Duration::from_secs(60) {
                     last_prune = Instant::now();
