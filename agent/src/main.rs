@@ -375,6 +375,23 @@ async fn run(global: &GlobalArgs) -> ExitCode {
             }
         }
     }
+    // With replicas (the shared store), a message whose incident another replica is
+    // delivering is held back until that claim ends, then received again: one receive for
+    // the first look and one after the claim, so a redrive policy must allow a third
+    // before it dead-letters a live alert.
+    if matches!(store, Store::Shared(_)) {
+        for (region, q) in &queues {
+            if let Some(n) = q.max_receives().filter(|n| *n < 3) {
+                tracing::error!(
+                    region = %region,
+                    queue = %q.queue_url(),
+                    max_receive_count = n,
+                    "with several replicas (dedupe.store = \"dynamodb\") the queue's redrive policy needs maxReceiveCount of at least 3: a message held back while another replica delivers its incident is received twice before it is done (set alerts.max_receive_count in hub.toml and run hub enroll)"
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
     let queue_urls: Vec<String> = queues
         .iter()
         .map(|(_, s)| s.queue_url().to_string())

@@ -189,7 +189,12 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                             let Some(m) = msgs.remove(&token) else { continue };
                             p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
                             match m.failed {
-                                _ if m.held => tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns after its visibility timeout"),
+                                _ if m.held => {
+                                    tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns when that claim ends");
+                                    if let Err(e) = source.extend(vec![m.env.token], claim_lease(&p).min(MAX_IN_FLIGHT)).await {
+                                        tracing::warn!(error = %e, "cannot hold the message back; it returns after its visibility timeout");
+                                    }
+                                }
                                 Some((true, why)) => {
                                     Metrics::inc(&p.metrics.dead_lettered);
                                     tracing::error!(message_id = %m.env.message_id, reason = %why, "a sink rejected the message: to the dead-letter queue");
@@ -447,7 +452,14 @@ async fn handle<S: Source>(
     }
     if outstanding == 0 && held {
         Metrics::inc(&m.held_elsewhere);
-        tracing::debug!(message_id = %env.message_id, "another replica is delivering it; the message returns after its visibility timeout");
+        // Invisible until the other replica's claim ends (delivered, released, or its
+        // lease over), not back every visibility timeout: each return is a receive the
+        // redrive policy counts.
+        let wait = lease.min(MAX_IN_FLIGHT);
+        tracing::debug!(message_id = %env.message_id, ?wait, "another replica is delivering it; the message returns when its claim ends");
+        if let Err(e) = source.extend(vec![env.token], wait).await {
+            tracing::warn!(error = %e, "cannot hold the message back; it returns after its visibility timeout");
+        }
         return;
     }
     if outstanding == 0 {
@@ -611,6 +623,14 @@ async fn sink_worker(
                     c.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 tracing::error!(sink = %sink.name, alerts = n.alerts.len(), attempts, %reason, permanent, "delivery failed");
+                let items: Vec<(Incident, AlertState)> = n
+                    .alerts
+                    .iter()
+                    .map(|a| (a.incident, a.alert.state))
+                    .collect();
+                if let Err(e) = store.release(&items, &sink.name).await {
+                    tracing::warn!(sink = %sink.name, error = %e, "cannot release the claims; they end with their lease");
+                }
                 Some((permanent, format!("{}: {reason}", sink.name)))
             }
         };

@@ -250,6 +250,36 @@ impl DynamoStore {
         }
     }
 
+    /// Gives up this replica's claim on a delivery that failed, so another replica (or
+    /// this one, on the message's next attempt) need not wait for the lease to end. Only
+    /// an undelivered claim of ours is released (a conditional update: DynamoDB developer
+    /// guide, "Condition expressions").
+    pub async fn release(
+        &self,
+        incident: &Incident,
+        state: AlertState,
+        sink: &str,
+    ) -> Result<(), StoreError> {
+        let pk = Self::delivery_pk(incident, state, sink);
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("#o = :me AND attribute_not_exists(delivered)")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await;
+        match released {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(()),
+            Err(e) => Err(aws("releasing a claim", e)),
+        }
+    }
+
     async fn is_delivered(&self, pk: &str) -> Result<bool, StoreError> {
         let item = self
             .client

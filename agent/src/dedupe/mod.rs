@@ -137,6 +137,24 @@ impl Store {
         }
     }
 
+    /// Releases this agent's claims on deliveries that failed (shared store; a local store
+    /// has no claims).
+    pub async fn release(
+        &self,
+        items: &[(Incident, AlertState)],
+        sink: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Local(_) => Ok(()),
+            Store::Shared(s) => {
+                for (incident, state) in items {
+                    s.release(incident, *state, sink).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// See [`DedupeStore::record_delivery`].
     pub async fn record_delivery(
         &self,

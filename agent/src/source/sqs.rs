@@ -24,6 +24,8 @@ pub struct SqsSource {
     queue_url: String,
     /// The dead-letter queue of the redrive policy, when there is one.
     dlq_url: Option<String>,
+    /// The redrive policy's maxReceiveCount.
+    max_receives: Option<u32>,
     long_poll: Duration,
     visibility: Duration,
 }
@@ -66,6 +68,10 @@ impl SqsSource {
                 e.0
             ))
         })?;
+        let (dlq_url, max_receives) = match dlq_url {
+            Some((u, n)) => (Some(u), Some(n)),
+            None => (None, None),
+        };
         if dlq_url.is_none() && !allow_no_redrive {
             return Err(SourceError(format!(
                 "queue {queue_url} has no redrive policy: a message no sink can take would come back forever; give it a dead-letter queue (hub enroll does), or set source.allow_no_redrive = true"
@@ -75,6 +81,7 @@ impl SqsSource {
             client,
             queue_url,
             dlq_url,
+            max_receives,
             long_poll,
             visibility,
         })
@@ -82,6 +89,11 @@ impl SqsSource {
 
     pub fn queue_url(&self) -> &str {
         &self.queue_url
+    }
+
+    /// The redrive policy's maxReceiveCount, when there is one.
+    pub fn max_receives(&self) -> Option<u32> {
+        self.max_receives
     }
 
     /// The dead-letter queue messages with reasons go to.
@@ -136,11 +148,12 @@ struct DeadLetter<'a> {
     reason: &'a str,
 }
 
-/// The URL of the queue's dead-letter queue, from its redrive policy.
+/// The URL of the queue's dead-letter queue and its maxReceiveCount, from its redrive
+/// policy.
 async fn dead_letter_queue(
     client: &aws_sdk_sqs::Client,
     queue_url: &str,
-) -> Result<Option<String>, SourceError> {
+) -> Result<Option<(String, u32)>, SourceError> {
     let out = client
         .get_queue_attributes()
         .queue_url(queue_url)
@@ -160,6 +173,14 @@ async fn dead_letter_queue(
     let Some(arn) = policy.get("deadLetterTargetArn").and_then(|v| v.as_str()) else {
         return Ok(None);
     };
+    // A number, or a number as text (both appear: SQS returns what was set).
+    let max_receives = match policy.get("maxReceiveCount") {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+    .and_then(|n| u32::try_from(n).ok())
+    .unwrap_or(1);
     // arn:aws:sqs:<region>:<account>:<name>
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let (Some(account), Some(name)) = (parts.get(4), parts.get(5)) else {
@@ -180,7 +201,7 @@ async fn dead_letter_queue(
             ))
         })?
         .queue_url;
-    Ok(url)
+    Ok(url.map(|u| (u, max_receives)))
 }
 
 /// The region in a queue URL's host: `https://sqs.<region>.amazonaws.com/...` (also

@@ -1326,3 +1326,41 @@ listen = "127.0.0.1:0"
     assert_eq!(doc["alerts"][0]["rule_id"], "cis-4.1", "{doc:#}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Replicas hold back a message whose incident another replica is delivering until that
+/// claim ends, so its queue must allow three receives before the redrive policy: an agent
+/// with the shared store refuses a queue that allows two, at start, saying what to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_refuse_a_redrive_policy_too_short_for_held_messages() {
+    let emu = Emulator::start().expect("emulator");
+    let _c = central(&emu, 2).await;
+    dedupe_table(&emu).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("short-redrive");
+    let config = write_config(&dir, &a, &b, "1s", "1m");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let db_line = format!("path = \"{}\"", dir.join("agent.db").display());
+    std::fs::write(
+        &config,
+        text.replace(
+            &db_line,
+            &format!("store = \"dynamodb\"\ntable = \"{TABLE}\""),
+        ),
+    )
+    .expect("config");
+    let mut agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    let started = Instant::now();
+    while agent.running() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!agent.running(), "{}", agent.log());
+    assert!(
+        agent.log().contains("needs maxReceiveCount of at least 3"),
+        "{}",
+        agent.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
