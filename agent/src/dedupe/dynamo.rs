@@ -133,6 +133,20 @@ impl DynamoStore {
         AttributeValue::N(secs.to_string())
     }
 
+    /// An incident record lives the retention, or [`super::OPEN_INCIDENT_EXTRA`] longer
+    /// while one of its incidents is open (delivered firing, not resolved).
+    fn incident_expires_at(&self, entries: &[Entry], now_ms: i64) -> AttributeValue {
+        let open = entries.iter().any(|e| e.firing != 0 && e.resolved == 0);
+        let extra = if open {
+            i64::try_from(super::OPEN_INCIDENT_EXTRA.as_secs()).unwrap_or(0)
+        } else {
+            0
+        };
+        let secs =
+            now_ms / 1000 + i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX / 4) + extra;
+        AttributeValue::N(secs.to_string())
+    }
+
     fn delivery_pk(incident: &Incident, state: AlertState, sink: &str) -> String {
         format!("dlv#{}#{}#{sink}", incident.fingerprint(), state.as_str())
     }
@@ -158,12 +172,25 @@ impl DynamoStore {
                 .await
                 .map_err(|e| aws("reading an incident", e))?
                 .item;
+            // TTL deletes expired items lazily, days later (DynamoDB developer guide, "Time
+            // to Live": items "are typically deleted within a few days"): an expired one is
+            // read as gone (its version still guards the write).
+            let expired = item
+                .as_ref()
+                .and_then(|i| i.get("expires_at"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+                .is_some_and(|secs| secs < now_ms / 1000);
             let (mut entries, version) = match &item {
                 Some(item) => (
-                    item.get("entries")
-                        .and_then(|v| v.as_b().ok())
-                        .map(|b| decode(b.as_ref()))
-                        .unwrap_or_default(),
+                    if expired {
+                        Vec::new()
+                    } else {
+                        item.get("entries")
+                            .and_then(|v| v.as_b().ok())
+                            .map(|b| decode(b.as_ref()))
+                            .unwrap_or_default()
+                    },
                     item.get("version")
                         .and_then(|v| v.as_n().ok())
                         .and_then(|n| n.parse::<u64>().ok()),
@@ -182,7 +209,7 @@ impl DynamoStore {
                     AttributeValue::B(aws_smithy_types::Blob::new(encode(&entries))),
                 )
                 .item("version", AttributeValue::N(next.to_string()))
-                .item("expires_at", self.expires_at(now_ms));
+                .item("expires_at", self.incident_expires_at(&entries, now_ms));
             put = match version {
                 Some(v) => put
                     .condition_expression("version = :v")

@@ -166,7 +166,7 @@ impl DedupeStore for FileStore {
                 let kept: Vec<_> = entries
                     .iter()
                     .copied()
-                    .filter(|e| e.touched_ms >= before_ms)
+                    .filter(|e| super::kept(e, before_ms))
                     .collect();
                 if kept.len() != entries.len() {
                     forgotten += entries.len() - kept.len();

@@ -127,7 +127,7 @@ impl DedupeStore for MemoryStore {
         let mut forgotten = 0;
         s.keys.retain(|_, entries| {
             let n = entries.len();
-            entries.retain(|e| e.touched_ms >= before_ms);
+            entries.retain(|e| super::kept(e, before_ms));
             forgotten += n - entries.len();
             !entries.is_empty()
         });

@@ -252,6 +252,21 @@ pub fn decode(bytes: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
+/// How much longer than the retention an open incident (delivered firing, not yet
+/// resolved) is kept. CloudWatch notifies only on a state change (CloudWatch user guide,
+/// "Alarm actions": actions run when the alarm changes state), so an alarm may stay in
+/// ALARM for days and its OK must still close the incident it opened (the same
+/// fingerprint: a PagerDuty resolve names the dedup key of the trigger).
+pub const OPEN_INCIDENT_EXTRA: Duration = Duration::from_secs(30 * 86_400);
+
+/// Whether pruning at `before_ms` keeps `e`: touched since, or open and touched within
+/// [`OPEN_INCIDENT_EXTRA`] more.
+pub fn kept(e: &Entry, before_ms: i64) -> bool {
+    let extra = i64::try_from(OPEN_INCIDENT_EXTRA.as_millis()).unwrap_or(i64::MAX);
+    e.touched_ms >= before_ms
+        || (e.firing != 0 && e.resolved == 0 && e.touched_ms >= before_ms.saturating_sub(extra))
+}
+
 /// The correlation rule shared by every store: returns the incident's start and whether it
 /// is new, updating `entries`.
 pub fn correlate(
@@ -357,7 +372,8 @@ mod tests {
             !store.delivered(&second, f, "hook").unwrap(),
             "per incident"
         );
-        // Prune forgets what was not touched since.
+        // Prune forgets what was not touched since, but an incident delivered firing and
+        // not resolved stays open (its OK, days later, must close it).
         let other = key_of("cis-4.3", "111122223333", "us-east-1");
         store.remember(&other, 0, f, W, 1).unwrap();
         assert_eq!(store.prune(2).unwrap(), 1);
@@ -365,9 +381,47 @@ mod tests {
         assert!(store.delivered(&first, f, "hook").unwrap());
     }
 
+    /// An incident delivered firing and not resolved outlives the retention (bounded).
+    fn keeps_open_incidents(store: &dyn DedupeStore) {
+        let (f, r) = (AlertState::Firing, AlertState::Resolved);
+        let day = 86_400_000;
+        let open = key_of("cis-4.4", "111122223333", "us-east-1");
+        let opened = store.remember(&open, 0, f, W, 10).unwrap();
+        store.record_delivery(&[(opened, f)], "hook", 10).unwrap();
+        store.prune(2 * day).unwrap();
+        let resolved = store.remember(&open, 2 * day, r, W, 2 * day).unwrap();
+        assert_eq!(
+            (resolved.start_ms, resolved.new),
+            (0, false),
+            "the OK closes it"
+        );
+        let extra = i64::try_from(OPEN_INCIDENT_EXTRA.as_millis()).unwrap();
+        let stale = key_of("cis-4.5", "111122223333", "us-east-1");
+        let s = store.remember(&stale, 0, f, W, 10).unwrap();
+        store.record_delivery(&[(s, f)], "hook", 10).unwrap();
+        store.prune(extra + day).unwrap();
+        assert!(
+            store
+                .remember(&stale, extra + day, r, W, extra + day)
+                .unwrap()
+                .new,
+            "bounded"
+        );
+    }
+
     #[test]
     fn memory_store_behaves() {
         behaves(&MemoryStore::default());
+        keeps_open_incidents(&MemoryStore::default());
+    }
+
+    #[test]
+    fn file_store_keeps_open_incidents() {
+        let dir = std::env::temp_dir().join(format!("orgwatch-dedupe-open-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        keeps_open_incidents(&FileStore::open(&dir.join("agent.db")).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
