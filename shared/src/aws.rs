@@ -596,7 +596,9 @@ struct Inner {
     http: SharedHttpClient,
     path_style: bool,
     limiters: Limiters,
-    accounts: tokio::sync::Mutex<HashMap<String, SdkConfig>>,
+    /// One cell per account: the map's lock is held only to find the cell, so accounts
+    /// assume their roles concurrently, each at most once at a time (single flight).
+    accounts: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<SdkConfig>>>>,
     home_account: tokio::sync::OnceCell<String>,
     calls: Arc<CallCounter>,
 }
@@ -693,7 +695,7 @@ impl ClientFactory {
                 http,
                 path_style,
                 limiters,
-                accounts: tokio::sync::Mutex::new(HashMap::new()),
+                accounts: std::sync::Mutex::new(HashMap::new()),
                 home_account: tokio::sync::OnceCell::new(),
                 calls: Arc::new(CallCounter::default()),
             }),
@@ -776,15 +778,33 @@ impl ClientFactory {
                 ..self.home()
             });
         }
-        let mut accounts = self.inner.accounts.lock().await;
-        if let Some(config) = accounts.get(account_id) {
-            return Ok(Clients {
-                account: Some(account_id.to_string()),
-                assumed: true,
-                config: config.clone(),
-                factory: self.clone(),
-            });
-        }
+        let cell = {
+            let mut accounts = self
+                .inner
+                .accounts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            accounts
+                .entry(account_id.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new()))
+                .clone()
+        };
+        // A failed assume leaves the cell empty: the next call tries again.
+        let config = cell
+            .get_or_try_init(|| self.assume(account_id))
+            .await?
+            .clone();
+        Ok(Clients {
+            account: Some(account_id.to_string()),
+            assumed: true,
+            config,
+            factory: self.clone(),
+        })
+    }
+
+    /// Credentials from `sts:AssumeRole` into the member role of `account_id`, proved to
+    /// belong to that account.
+    async fn assume(&self, account_id: &str) -> Result<SdkConfig, AwsError> {
         let role_arn = self.member_role_arn(account_id);
         let mut builder = AssumeRoleProvider::builder(role_arn.clone())
             .session_name(self.inner.options.session_name.clone())
@@ -831,8 +851,7 @@ impl ClientFactory {
                 role_arn,
             });
         }
-        accounts.insert(account_id.to_string(), config);
-        Ok(clients)
+        Ok(config)
     }
 }
 
