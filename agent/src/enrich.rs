@@ -195,59 +195,68 @@ impl LogsEnricher {
         let mut matched = 0usize;
         let mut latest: Option<(i64, Value)> = None;
         let mut truncated = false;
-        let mut token: Option<String> = None;
-        loop {
-            let out = clients
-                .logs()
-                .filter_log_events()
-                .log_group_name(&self.log_group)
-                .start_time(from)
-                .end_time(to)
-                .set_filter_pattern(server_filter.clone())
-                .limit(page_limit)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "cannot read {} in {}/{}: {}",
-                        self.log_group,
-                        req.account,
-                        req.region,
-                        DisplayErrorContext(&e)
-                    )
-                })?;
-            for ev in out.events() {
-                if scanned >= self.limits.max_events {
-                    truncated = true;
-                    break;
+        // FilterLogEvents answers oldest first (CloudWatch Logs API reference,
+        // FilterLogEvents: "results are returned ... sorted by the time"), so with a cap on
+        // the events read, the call nearest the alarm could be past it. The window is read
+        // in slices from its end backwards; the first slice with a match holds the latest.
+        'slices: for (start, end) in slices_newest_first(from, to) {
+            let mut token: Option<String> = None;
+            loop {
+                let out = clients
+                    .logs()
+                    .filter_log_events()
+                    .log_group_name(&self.log_group)
+                    .start_time(start)
+                    .end_time(end)
+                    .set_filter_pattern(server_filter.clone())
+                    .limit(page_limit)
+                    .set_next_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot read {} in {}/{}: {}",
+                            self.log_group,
+                            req.account,
+                            req.region,
+                            DisplayErrorContext(&e)
+                        )
+                    })?;
+                for ev in out.events() {
+                    if scanned >= self.limits.max_events {
+                        truncated = true;
+                        break;
+                    }
+                    scanned += 1;
+                    let message = ev.message().unwrap_or_default();
+                    let Some(record) = cloudtrail_record(message) else {
+                        continue;
+                    };
+                    let hit = if patterns.is_empty() {
+                        self.catalog
+                            .matching(&record)
+                            .iter()
+                            .any(|r| r.id == req.rule_id)
+                    } else {
+                        let event = Event::from_message(message);
+                        patterns.iter().any(|p| p.matches(&event))
+                    };
+                    if !hit {
+                        continue;
+                    }
+                    matched += 1;
+                    let at = ev.timestamp().unwrap_or_default();
+                    if latest.as_ref().is_none_or(|(t, _)| at >= *t) {
+                        latest = Some((at, record));
+                    }
                 }
-                scanned += 1;
-                let message = ev.message().unwrap_or_default();
-                let Some(record) = cloudtrail_record(message) else {
-                    continue;
-                };
-                let hit = if patterns.is_empty() {
-                    self.catalog
-                        .matching(&record)
-                        .iter()
-                        .any(|r| r.id == req.rule_id)
-                } else {
-                    let event = Event::from_message(message);
-                    patterns.iter().any(|p| p.matches(&event))
-                };
-                if !hit {
-                    continue;
-                }
-                matched += 1;
-                let at = ev.timestamp().unwrap_or_default();
-                if latest.as_ref().is_none_or(|(t, _)| at >= *t) {
-                    latest = Some((at, record));
+                match out.next_token {
+                    Some(t) if !t.is_empty() && !truncated => token = Some(t),
+                    _ => break,
                 }
             }
-            match out.next_token {
-                Some(t) if !t.is_empty() && !truncated => token = Some(t),
-                _ => break,
+            if latest.is_some() || truncated {
+                break 'slices;
             }
         }
         Ok(match latest {
@@ -265,6 +274,26 @@ impl LogsEnricher {
             },
         })
     }
+}
+
+/// `[from, to]` cut into slices of at least a minute (at most 8), newest first; each
+/// slice's bounds are inclusive milliseconds, as FilterLogEvents takes them.
+pub fn slices_newest_first(from: i64, to: i64) -> Vec<(i64, i64)> {
+    if to <= from {
+        return vec![(from, to)];
+    }
+    let len = ((to - from + 1 + 7) / 8).max(60_000);
+    let mut out = Vec::new();
+    let mut end = to;
+    while end >= from {
+        let start = end.saturating_sub(len - 1).max(from);
+        out.push((start, end));
+        if start == from {
+            break;
+        }
+        end = start - 1;
+    }
+    out
 }
 
 /// The CloudTrail record in a log message: the message itself (account trail delivery) or
@@ -302,6 +331,22 @@ impl Enricher for LogsEnricher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_is_read_newest_first_in_slices_that_cover_it_once() {
+        let (from, to) = (1_000_000, 1_000_000 + 20 * 60_000);
+        let s = slices_newest_first(from, to);
+        assert_eq!(s.len(), 8);
+        assert_eq!(s[0].1, to);
+        assert_eq!(s.last().map(|x| x.0), Some(from));
+        for w in s.windows(2) {
+            assert_eq!(w[1].1 + 1, w[0].0, "contiguous, no overlap: {s:?}");
+        }
+        // A short window: one-minute slices.
+        let s = slices_newest_first(0, 150_000);
+        assert_eq!(s, vec![(90_001, 150_000), (30_001, 90_000), (0, 30_000)]);
+        assert_eq!(slices_newest_first(5, 5), vec![(5, 5)]);
+    }
 
     #[test]
     fn records_come_from_trail_messages_and_eventbridge_envelopes() {
