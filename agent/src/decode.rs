@@ -15,8 +15,14 @@ use serde_json::Value;
 
 use crate::model::{Actor, parse_timestamp};
 
-/// Bodies larger than SQS allows are refused before parsing.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Bodies larger than SQS allows are refused before parsing: 1 MiB (SQS developer guide,
+/// "Amazon SQS message quotas": the maximum message size is 1 MiB, raised from 256 KiB in
+/// 2025).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// An SNS notification's `Message` is at most 256 KiB (SNS developer guide, "Amazon SNS
+/// message publishing"); a larger one in an SNS-shaped envelope was not sent by SNS.
+pub const MAX_SNS_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// What a message reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,8 +125,10 @@ pub fn actor_of(record: &Value) -> Actor {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    #[error("body is {0} bytes, more than the 256 KiB SQS allows")]
+    #[error("body is {0} bytes, more than the 1 MiB SQS allows")]
     TooLarge(usize),
+    #[error("SNS Message is {0} bytes, more than the 256 KiB SNS allows")]
+    SnsTooLarge(usize),
     #[error("body is not JSON: {0}")]
     NotJson(String),
     #[error("SNS envelope of type {0:?}, expected \"Notification\"")]
@@ -185,6 +193,9 @@ fn unwrap_sns(value: Value) -> Result<Value, DecodeError> {
         .get("Message")
         .and_then(Value::as_str)
         .ok_or(DecodeError::SnsNoMessage)?;
+    if message.len() > MAX_SNS_MESSAGE_BYTES {
+        return Err(DecodeError::SnsTooLarge(message.len()));
+    }
     serde_json::from_str(message).map_err(|e| DecodeError::SnsMessageNotJson(e.to_string()))
 }
 
@@ -602,13 +613,36 @@ mod tests {
     }
 
     #[test]
+    fn bodies_up_to_sqs_one_mib_are_read() {
+        // An alarm notification padded past the old 256 KiB: SQS takes 1 MiB now.
+        let mut alarm = fixtures::alarm(
+            "orgwatch-cis-4.1",
+            "111122223333",
+            "ALARM",
+            "2024-05-01T12:00:00.000+0000",
+        );
+        alarm["AlarmDescription"] = Value::String("d".repeat(400 * 1024));
+        let body = alarm.to_string();
+        assert!(body.len() > 256 * 1024 && body.len() < MAX_BODY_BYTES);
+        assert!(
+            matches!(decode(&body), Ok(Decoded::Alarm(_))),
+            "{:?}",
+            decode(&body).err()
+        );
+    }
+
+    #[test]
     fn undecodable_bodies_have_reasons() {
         let big = "x".repeat(MAX_BODY_BYTES + 1);
         let cases: Vec<(String, &str)> = vec![
             ("".into(), "body is not JSON"),
             ("{\"AlarmName\": ".into(), "body is not JSON"),
             ("\u{1}\u{2}garbage".into(), "body is not JSON"),
-            (big, "more than the 256 KiB"),
+            (big, "more than the 1 MiB"),
+            (
+                sns(&"x".repeat(MAX_SNS_MESSAGE_BYTES + 1)).to_string(),
+                "more than the 256 KiB SNS allows",
+            ),
             ("[1,2,3]".into(), "unrecognised message"),
             ("{\"hello\": \"world\"}".into(), "unrecognised message"),
             (sns("not json").to_string(), "SNS Message is not JSON"),
