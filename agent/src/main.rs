@@ -90,29 +90,17 @@ fn main() -> ExitCode {
     shared::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
     match cli.command {
         Command::Run => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the async runtime");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             runtime.block_on(run(&cli.global))
         }
         Command::Dlq(cmd) => {
             shared::pipe::end_quietly_on_closed_pipe();
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the async runtime");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             runtime.block_on(dlq(&cli.global, &cmd))
         }
@@ -123,6 +111,17 @@ fn main() -> ExitCode {
             validate(&cli.global)
         }
     }
+}
+
+/// The async runtime of the commands that talk to AWS; exit 1 when it cannot start.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            ExitCode::from(1)
+        })
 }
 
 /// `agent validate`: every problem on stderr (or in the JSON result), exit 0 or 2.

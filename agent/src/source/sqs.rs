@@ -223,85 +223,120 @@ fn secs(d: Duration) -> i32 {
     i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
 }
 
+/// Which batch call a chunk goes through.
+#[derive(Clone, Copy)]
+enum Batch {
+    Delete,
+    Renew(Duration),
+}
+
+/// The tokens of `chunk` that `failed` names (by entry id, the index in the chunk), each
+/// with why.
+fn failed_entries(
+    chunk: &[String],
+    failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
+) -> Vec<(String, String)> {
+    failed
+        .iter()
+        .filter_map(|f| {
+            let t = f.id.parse::<usize>().ok().and_then(|i| chunk.get(i))?;
+            Some((
+                t.clone(),
+                format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
+            ))
+        })
+        .collect()
+}
+
 impl SqsSource {
-    /// DeleteMessageBatch over every chunk of ten; the tokens that were not deleted, each
-    /// with why.
-    async fn delete_batches(&self, tokens: &[String]) -> Vec<(String, String)> {
+    /// One batch call over every chunk of ten (DeleteMessageBatch or
+    /// ChangeMessageVisibilityBatch); the tokens it did not take, each with why.
+    async fn batches(&self, tokens: &[String], call: Batch) -> Vec<(String, String)> {
         let mut failed = Vec::new();
         for chunk in tokens.chunks(10) {
-            let entries: Result<Vec<_>, _> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(t)
-                        .build()
-                })
-                .collect();
-            let out = match entries {
-                Ok(entries) => self
-                    .client
-                    .delete_message_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| DisplayErrorContext(&e).to_string()),
-                Err(e) => Err(e.to_string()),
+            let out = match call {
+                Batch::Delete => {
+                    let entries: Result<Vec<_>, _> = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            DeleteMessageBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .receipt_handle(t)
+                                .build()
+                        })
+                        .collect();
+                    match entries {
+                        Ok(entries) => self
+                            .client
+                            .delete_message_batch()
+                            .queue_url(&self.queue_url)
+                            .set_entries(Some(entries))
+                            .send()
+                            .await
+                            .map(|o| failed_entries(chunk, &o.failed))
+                            .map_err(|e| DisplayErrorContext(&e).to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Batch::Renew(by) => {
+                    let entries: Result<Vec<_>, _> = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            ChangeMessageVisibilityBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .receipt_handle(t)
+                                .visibility_timeout(secs(by))
+                                .build()
+                        })
+                        .collect();
+                    match entries {
+                        Ok(entries) => self
+                            .client
+                            .change_message_visibility_batch()
+                            .queue_url(&self.queue_url)
+                            .set_entries(Some(entries))
+                            .send()
+                            .await
+                            .map(|o| failed_entries(chunk, &o.failed))
+                            .map_err(|e| DisplayErrorContext(&e).to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
             };
             match out {
-                Ok(out) => failed.extend(out.failed.iter().filter_map(|f| {
-                    let t = f.id.parse::<usize>().ok().and_then(|i| chunk.get(i))?;
-                    Some((
-                        t.clone(),
-                        format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
-                    ))
-                })),
+                Ok(f) => failed.extend(f),
                 Err(why) => failed.extend(chunk.iter().map(|t| (t.clone(), why.clone()))),
             }
         }
         failed
     }
 
-    /// ChangeMessageVisibilityBatch over every chunk of ten; the tokens not renewed.
-    async fn extend_batches(&self, tokens: &[String], by: Duration) -> Vec<(String, String)> {
-        let mut failed = Vec::new();
-        for chunk in tokens.chunks(10) {
-            let entries: Result<Vec<_>, _> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(t)
-                        .visibility_timeout(secs(by))
-                        .build()
-                })
-                .collect();
-            let out = match entries {
-                Ok(entries) => self
-                    .client
-                    .change_message_visibility_batch()
-                    .queue_url(&self.queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| DisplayErrorContext(&e).to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match out {
-                Ok(out) => failed.extend(out.failed.iter().filter_map(|f| {
-                    let t = f.id.parse::<usize>().ok().and_then(|i| chunk.get(i))?;
-                    Some((
-                        t.clone(),
-                        format!("{}: {}", f.code, f.message.as_deref().unwrap_or("")),
-                    ))
-                })),
-                Err(why) => failed.extend(chunk.iter().map(|t| (t.clone(), why.clone()))),
-            }
+    /// [`Self::batches`], then once more for the entries that failed; an error names how
+    /// many failed twice. Each entry's result is reported on its own (SQS API reference,
+    /// DeleteMessageBatch and ChangeMessageVisibilityBatch: a batch can succeed with
+    /// failed entries), so every chunk is sent whatever an earlier one answered.
+    async fn batches_retried(
+        &self,
+        tokens: &[String],
+        call: Batch,
+        what: &str,
+    ) -> Result<(), SourceError> {
+        let failed = self.batches(tokens, call).await;
+        if failed.is_empty() {
+            return Ok(());
         }
-        failed
+        let retry: Vec<String> = failed.into_iter().map(|(t, _)| t).collect();
+        let still = self.batches(&retry, call).await;
+        match still.first() {
+            None => Ok(()),
+            Some((_, why)) => Err(SourceError(format!(
+                "{} of {} {what} failed twice, e.g. {why}",
+                still.len(),
+                tokens.len()
+            ))),
+        }
     }
 }
 
@@ -343,43 +378,20 @@ impl Source for SqsSource {
             .collect())
     }
 
-    /// Deletes every chunk of ten, whatever an earlier chunk answered, and retries each
-    /// failed entry once (SQS API reference, DeleteMessageBatch: "the result of the action
-    /// on each message is reported individually"; a batch can succeed with failed entries).
     async fn ack(&self, tokens: Vec<String>) -> Result<(), SourceError> {
-        let failed = self.delete_batches(&tokens).await;
-        if failed.is_empty() {
-            return Ok(());
-        }
-        let retry: Vec<String> = failed.iter().map(|(t, _)| t.clone()).collect();
-        let still = self.delete_batches(&retry).await;
-        match still.first() {
-            None => Ok(()),
-            Some((_, why)) => Err(SourceError(format!(
-                "{} of {} deletes failed twice, e.g. {why}; those messages come back and the dedupe store suppresses the repeat",
-                still.len(),
-                tokens.len()
-            ))),
-        }
+        self.batches_retried(&tokens, Batch::Delete, "deletes")
+            .await
+            .map_err(|e| {
+                SourceError(format!(
+                    "{}; those messages come back and the dedupe store suppresses the repeat",
+                    e.0
+                ))
+            })
     }
 
-    /// Renews every chunk and retries failed entries once (ChangeMessageVisibilityBatch
-    /// reports each entry, like DeleteMessageBatch).
     async fn extend(&self, tokens: Vec<String>, by: Duration) -> Result<(), SourceError> {
-        let failed = self.extend_batches(&tokens, by).await;
-        if failed.is_empty() {
-            return Ok(());
-        }
-        let retry: Vec<String> = failed.iter().map(|(t, _)| t.clone()).collect();
-        let still = self.extend_batches(&retry, by).await;
-        match still.first() {
-            None => Ok(()),
-            Some((_, why)) => Err(SourceError(format!(
-                "{} of {} visibility renewals failed twice, e.g. {why}",
-                still.len(),
-                tokens.len()
-            ))),
-        }
+        self.batches_retried(&tokens, Batch::Renew(by), "visibility renewals")
+            .await
     }
 
     async fn dead_letter(&self, envelope: Envelope, reason: String) -> Result<(), SourceError> {
