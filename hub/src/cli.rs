@@ -10,7 +10,8 @@ Exit codes:
   0  success (status: everything is as declared)
   1  failure: an account failed, or input could not be read
   2  usage or configuration error (bad flag, bad config file, bad pattern)
-  3  drift: `hub status` found something missing or changed";
+  3  drift: `hub status` found something missing or changed
+  plan --detailed-exitcode: 0 no changes, 2 changes to make, 1 error (as Terraform)";
 
 /// Watch a whole AWS Organization for root-user activity and the other CIS monitoring
 /// events: set up the organisation trail, the central bucket, topic and queue, and the
@@ -162,6 +163,40 @@ pub struct ReconcileArgs {
     /// conflicts: left untouched, and their account fails.
     #[arg(long)]
     pub adopt: bool,
+    /// plan: exit 0 when there is nothing to change, 2 when there is, 1 on an error (as
+    /// `terraform plan -detailed-exitcode`).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+impl ReconcileArgs {
+    /// A flag given to a command it does nothing for is an error, not silently ignored:
+    /// `--adopt` is for plan and enroll, `--delete-archive` for offboard,
+    /// `--detailed-exitcode` for plan.
+    pub fn misplaced_flag(&self, command: &str) -> Option<String> {
+        let misplaced = [
+            ("--adopt", self.adopt, ["plan", "enroll"].as_slice()),
+            (
+                "--delete-archive",
+                self.delete_archive,
+                ["offboard"].as_slice(),
+            ),
+            (
+                "--detailed-exitcode",
+                self.detailed_exitcode,
+                ["plan"].as_slice(),
+            ),
+        ];
+        misplaced
+            .into_iter()
+            .find(|(_, given, for_)| *given && !for_.contains(&command))
+            .map(|(flag, _, for_)| {
+                format!(
+                    "{flag} does nothing for hub {command} (it is for hub {})",
+                    for_.join(" and hub ")
+                )
+            })
+    }
 }
 
 /// Options of `watch`. Durations are written `90s`, `5m`, `6h`, `1d` (or seconds).
@@ -256,5 +291,33 @@ mod tests {
         assert_eq!(duration("7"), Ok(std::time::Duration::from_secs(7)));
         assert!(duration("soon").is_err());
         assert!(duration("5w").is_err());
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    fn args(adopt: bool, delete_archive: bool, detailed_exitcode: bool) -> ReconcileArgs {
+        ReconcileArgs {
+            account: Vec::new(),
+            concurrency: None,
+            delete_archive,
+            adopt,
+            detailed_exitcode,
+        }
+    }
+
+    #[test]
+    fn flags_that_do_nothing_for_a_command_are_refused() {
+        assert_eq!(args(true, false, true).misplaced_flag("plan"), None);
+        assert_eq!(args(true, false, false).misplaced_flag("enroll"), None);
+        assert_eq!(args(false, true, false).misplaced_flag("offboard"), None);
+        let why = args(true, false, false)
+            .misplaced_flag("status")
+            .unwrap_or_default();
+        assert!(why.contains("--adopt does nothing for hub status"), "{why}");
+        assert!(args(false, true, false).misplaced_flag("plan").is_some());
+        assert!(args(false, false, true).misplaced_flag("enroll").is_some());
     }
 }

@@ -13,6 +13,8 @@ pub enum ExitStatus {
     Usage,
     /// `status` found resources missing or different from the declared state.
     Drift,
+    /// `plan --detailed-exitcode` found changes to make (Terraform's convention).
+    Changes,
 }
 
 impl ExitStatus {
@@ -23,6 +25,7 @@ impl ExitStatus {
             ExitStatus::Failure => 1,
             ExitStatus::Usage => 2,
             ExitStatus::Drift => 3,
+            ExitStatus::Changes => 2,
         }
     }
 }

@@ -111,6 +111,16 @@ fn prepare(
 }
 
 fn reconcile(global: &cli::GlobalArgs, args: &cli::ReconcileArgs, mode: Mode) -> ExitStatus {
+    let command = match mode {
+        Mode::Plan => "plan",
+        Mode::Enroll => "enroll",
+        Mode::Status => "status",
+        Mode::Offboard => "offboard",
+    };
+    if let Some(why) = args.misplaced_flag(command) {
+        eprintln!("error: {why}");
+        return ExitStatus::Usage;
+    }
     match prepare(global, &args.account) {
         Ok((config, rules, runtime)) => {
             runtime.block_on(commands::reconcile::run(global, args, mode, rules, config))

@@ -90,6 +90,37 @@ pub fn table(r: &Report) -> String {
         out.push('\n');
         out.push_str(&details);
     }
+    let count = |f: fn(&Outcome) -> usize| r.results.iter().map(f).sum::<usize>();
+    let (create, update, delete, adopt) = (
+        count(|o| o.created),
+        count(|o| o.updated),
+        count(|o| o.deleted),
+        count(|o| o.adopted),
+    );
+    // Terraform's summary line: what a plan would do, what an apply did.
+    let summary = match r.command {
+        Mode::Plan | Mode::Status => {
+            let lead = if r.command == Mode::Plan {
+                "Plan"
+            } else {
+                "Drift"
+            };
+            let mut s =
+                format!("{lead}: {create} to create, {update} to update, {delete} to delete");
+            if adopt > 0 {
+                s.push_str(&format!(", {adopt} to adopt"));
+            }
+            s
+        }
+        Mode::Enroll | Mode::Offboard => {
+            let mut s = format!("Applied: {create} created, {update} updated, {delete} deleted");
+            if adopt > 0 {
+                s.push_str(&format!(", {adopt} adopted"));
+            }
+            s
+        }
+    };
+    let _ = writeln!(out, "\n{summary}.");
     for w in &r.warnings {
         let _ = writeln!(out, "\nwarning: {w}");
     }

@@ -313,6 +313,8 @@ pub async fn run(
         ExitStatus::Failure
     } else if drift && mode == Mode::Status {
         ExitStatus::Drift
+    } else if drift && mode == Mode::Plan && args.detailed_exitcode {
+        ExitStatus::Changes
     } else {
         ExitStatus::Success
     }

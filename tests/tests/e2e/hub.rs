@@ -514,3 +514,68 @@ pub(crate) mod tempfile_dir {
         }
     }
 }
+
+/// Terraform's conventions: a summary line, `plan --detailed-exitcode` (0 nothing to do,
+/// 2 changes), and a flag a command does nothing with refused rather than ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_summarises_and_its_detailed_exit_code_says_whether_anything_changes() {
+    let emu = Emulator::start().expect("emulator");
+    let _org = emu.create_org(1).await.expect("organisation");
+    let dir = tempfile_dir::Dir::new();
+    let config = write_config(dir.path(), "eventbridge");
+    let table = |args: &[&str]| {
+        let out = Command::new(bin("hub"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .envs(emu.env())
+            .output()
+            .expect("run hub");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = table(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("Plan: "))
+        .unwrap_or_else(|| panic!("no summary line:\n{out}"));
+    assert!(summary.ends_with("0 to update, 0 to delete."), "{summary}");
+    assert_ne!(summary, "Plan: 0 to create, 0 to update, 0 to delete.");
+    assert_eq!(
+        table(&["plan"]).0,
+        0,
+        "without the flag changes are not an error"
+    );
+    let (code, out, _) = table(&["enroll"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Applied: ") && l.contains(" created")),
+        "{out}"
+    );
+    let (code, out, _) = table(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Plan: 0 to create, 0 to update, 0 to delete."),
+        "{out}"
+    );
+    for (args, flag) in [
+        (&["status", "--adopt"][..], "--adopt"),
+        (&["plan", "--delete-archive"][..], "--delete-archive"),
+        (
+            &["enroll", "--detailed-exitcode"][..],
+            "--detailed-exitcode",
+        ),
+    ] {
+        let (code, _, err) = table(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} does nothing for hub")),
+            "{err}"
+        );
+    }
+}
