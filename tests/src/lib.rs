@@ -437,6 +437,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// The status the receiver answered with.
     pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -463,6 +465,8 @@ pub struct Receiver {
     addr: SocketAddr,
     requests: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
     status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    /// `Retry-After` seconds sent with 429 and 503 answers (0: none).
+    retry_after: std::sync::Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -475,16 +479,23 @@ impl Receiver {
         let addr = listener.local_addr()?;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (reqs, st) = (requests.clone(), status.clone());
+        let retry_after = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (reqs, st, ra) = (requests.clone(), status.clone(), retry_after.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_connection(stream, reqs.clone(), st.clone()));
+                tokio::spawn(serve_connection(
+                    stream,
+                    reqs.clone(),
+                    st.clone(),
+                    ra.clone(),
+                ));
             }
         });
         Ok(Receiver {
             addr,
             requests,
             status,
+            retry_after,
             task,
         })
     }
@@ -498,6 +509,12 @@ impl Receiver {
     pub fn set_status(&self, status: u16) {
         self.status
             .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Send `Retry-After: secs` with every following 429 or 503 answer (0: none).
+    pub fn set_retry_after(&self, secs: u64) {
+        self.retry_after
+            .store(secs, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every request so far.
@@ -527,6 +544,7 @@ async fn serve_connection(
     mut stream: tokio::net::TcpStream,
     requests: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
     status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    retry_after: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf: Vec<u8> = Vec::new();
@@ -574,10 +592,18 @@ async fn serve_connection(
                 headers,
                 body,
                 status: code,
+                at: std::time::Instant::now(),
             });
         }
-        let reply =
-            format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n");
+        let wait = retry_after.load(std::sync::atomic::Ordering::SeqCst);
+        let retry = if wait > 0 && (code == 429 || code == 503) {
+            format!("retry-after: {wait}\r\n")
+        } else {
+            String::new()
+        };
+        let reply = format!(
+            "HTTP/1.1 {code} X\r\ncontent-length: 0\r\n{retry}connection: keep-alive\r\n\r\n"
+        );
         if stream.write_all(reply.as_bytes()).await.is_err() {
             return;
         }

@@ -73,6 +73,11 @@ impl HttpClient {
         let call = async {
             let resp = self.inner.request(req).await?;
             let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(retry_after_secs);
             // Read (a bounded part of) the body so the connection can be reused.
             let text = match resp.into_body().collect().await {
                 Ok(b) => {
@@ -81,12 +86,19 @@ impl HttpClient {
                 }
                 Err(_) => String::new(),
             };
-            Ok::<_, hyper_util::client::legacy::Error>((status, text))
+            Ok::<_, hyper_util::client::legacy::Error>((status, text, retry_after))
         };
         match tokio::time::timeout(timeout, call).await {
             Err(_) => Outcome::Retry(format!("no answer within {timeout:?}")),
             Ok(Err(e)) => Outcome::Retry(format!("request failed: {}", error_chain(&e))),
-            Ok(Ok((status, text))) => classify_status(status, &text),
+            Ok(Ok((status, text, retry_after))) => {
+                match (classify_status(status, &text), retry_after) {
+                    (Outcome::Retry(why), Some(secs)) => {
+                        Outcome::RetryAfter(why, Duration::from_secs(secs))
+                    }
+                    (outcome, _) => outcome,
+                }
+            }
         }
     }
 }
@@ -95,6 +107,16 @@ impl Default for HttpClient {
     fn default() -> Self {
         HttpClient::new()
     }
+}
+
+/// The delay of a `Retry-After` header in its seconds form (RFC 9110, section 10.2.3: a
+/// non-negative decimal integer, or an HTTP date, which is not honoured here and falls
+/// back to the sink's own back-off).
+pub fn retry_after_secs(v: &str) -> Option<u64> {
+    let v = v.trim();
+    (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| v.parse().ok())
+        .flatten()
 }
 
 /// 2xx delivered; 408, 429 and 5xx retried; any other status rejected.
@@ -126,6 +148,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(retry_after_secs("120"), Some(120));
+        assert_eq!(retry_after_secs(" 7 "), Some(7));
+        assert_eq!(retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after_secs("-1"), None);
+        assert_eq!(retry_after_secs(""), None);
+    }
 
     #[test]
     fn statuses() {

@@ -28,6 +28,8 @@ use crate::group::Notification;
 pub enum Outcome {
     Delivered,
     Retry(String),
+    /// Retry, not before this long (an HTTP `Retry-After`).
+    RetryAfter(String, Duration),
     Reject(String),
 }
 
@@ -35,11 +37,15 @@ impl Outcome {
     pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Delivered => "delivered",
-            Outcome::Retry(_) => "retry",
+            Outcome::Retry(_) | Outcome::RetryAfter(..) => "retry",
             Outcome::Reject(_) => "reject",
         }
     }
 }
+
+/// The longest `Retry-After` honoured: a longer one waits this, then tries (and the
+/// runtime keeps the message in flight past `retry_for`).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// The final result of delivering one notification, after retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +184,7 @@ impl Sink {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            match self.deliver(n).await {
+            let (reason, at_least) = match self.deliver(n).await {
                 Outcome::Delivered => return Final::Delivered { attempts },
                 Outcome::Reject(reason) => {
                     return Final::Failed {
@@ -187,20 +193,20 @@ impl Sink {
                         permanent: true,
                     };
                 }
-                Outcome::Retry(reason) => {
-                    on_retry(&reason);
-                    let delay = backoff(attempts - 1);
-                    if started.elapsed() + delay > self.retry_for {
-                        return Final::Failed {
-                            attempts,
-                            reason: format!("still failing after {attempts} attempts: {reason}"),
-                            permanent: false,
-                        };
-                    }
-                    tracing::debug!(sink = %self.name, attempts, ?delay, %reason, "delivery failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
+                Outcome::Retry(reason) => (reason, Duration::ZERO),
+                Outcome::RetryAfter(reason, d) => (reason, d.min(MAX_RETRY_AFTER)),
+            };
+            on_retry(&reason);
+            let delay = backoff(attempts - 1).max(at_least);
+            if started.elapsed() + delay > self.retry_for {
+                return Final::Failed {
+                    attempts,
+                    reason: format!("still failing after {attempts} attempts: {reason}"),
+                    permanent: false,
+                };
             }
+            tracing::warn!(sink = %self.name, attempts, ?delay, %reason, "delivery failed; retrying");
+            tokio::time::sleep(delay).await;
         }
     }
 }

@@ -1364,3 +1364,47 @@ async fn replicas_refuse_a_redrive_policy_too_short_for_held_messages() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A 429 with `Retry-After` is waited out before the next attempt (the sink's own
+/// back-off would try again within a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_says_retry_after_is_given_that_long() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("retry-after");
+    let config = write_config(&dir, &a, &b, "1s", "2m");
+    let agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    a.set_status(429);
+    a.set_retry_after(4);
+    c.alarm(
+        "cis-4.1",
+        &account(5),
+        "ALARM",
+        "2024-05-01T12:05:00.000+0000",
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || !a.requests().is_empty()).await,
+        "{}",
+        agent.log()
+    );
+    a.set_status(200);
+    assert!(
+        wait_until(Duration::from_secs(20), || alerts(&a).len() == 1).await,
+        "{}",
+        agent.log()
+    );
+    let reqs = a.requests();
+    let waited = reqs[1].at.duration_since(reqs[0].at);
+    assert!(waited >= Duration::from_secs(4), "retried after {waited:?}");
+    assert!(waited < Duration::from_secs(10), "retried after {waited:?}");
+    assert!(
+        agent.log().contains("delivery failed; retrying"),
+        "a failing sink is said at WARN"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
