@@ -61,6 +61,19 @@ pub async fn organization(c: &Clients, me: &str) -> Result<Organization, OpError
     })
 }
 
+/// The default target of the guardrail SCP: the organisation's root, asked for only when
+/// `[guardrail] scp` is set in an organisation (else `None`, no call).
+pub async fn guardrail_root(
+    c: &Clients,
+    org: &Organization,
+    config: &HubConfig,
+) -> Result<Option<String>, OpError> {
+    if org.id.is_none() || !config.guardrail.scp {
+        return Ok(None);
+    }
+    root_id(c).await
+}
+
 /// The organisation's root id (`ListRoots`; an organisation has one).
 pub async fn root_id(c: &Clients) -> Result<Option<String>, OpError> {
     let out = c

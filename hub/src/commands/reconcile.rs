@@ -216,15 +216,12 @@ pub async fn run(
         }
     }
     // The guardrail SCP's default target.
-    let root_id = match (&org.id, config.guardrail.scp) {
-        (Some(_), true) => match discover::root_id(&home).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: cannot read the organisation's root: {e}");
-                return ExitStatus::Failure;
-            }
-        },
-        _ => None,
+    let root_id = match discover::guardrail_root(&home, &org, &config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read the organisation's root: {e}");
+            return ExitStatus::Failure;
+        }
     };
     let facts = OrgFacts::new(&org, &config, &me, root_id);
     let ctx = Ctx {

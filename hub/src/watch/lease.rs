@@ -34,7 +34,7 @@ impl Lease {
             clients,
             table: table.to_string(),
             key: key.to_string(),
-            holder: format!("{host}-{}-{:08x}", std::process::id(), fastrand_u32()),
+            holder: format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..)),
             ttl,
         }
     }
@@ -95,16 +95,4 @@ impl Lease {
             }
         }
     }
-}
-
-fn fastrand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish() as u32
 }

@@ -44,6 +44,12 @@ fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
+/// Who is in the organisation, and who of them is enrolled.
+struct Scope {
+    active: BTreeSet<String>,
+    in_scope: BTreeSet<String>,
+}
+
 /// One received control message.
 #[derive(Clone, Debug)]
 struct Message {
@@ -99,9 +105,14 @@ pub async fn run(
             return ExitStatus::Failure;
         }
     };
-    let root_id = match (&org.id, config.guardrail.scp) {
-        (Some(_), true) => discover::root_id(&home).await.ok().flatten(),
-        _ => None,
+    // As hub enroll: without the root the guardrail SCP would be planned with no target,
+    // and a resync would detach it.
+    let root_id = match discover::guardrail_root(&home, &org, &config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read the organisation's root: {e}");
+            return ExitStatus::Failure;
+        }
     };
     let facts = OrgFacts::new(&org, &config, &me, root_id);
     let control = match factory.for_account(&facts.central_account).await {
@@ -394,7 +405,7 @@ impl Watch {
         if work.is_empty() {
             return;
         }
-        let in_scope = match self.in_scope().await {
+        let scope = match self.scope().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the organisation's accounts; retrying later");
@@ -407,7 +418,7 @@ impl Watch {
         };
         for w in work {
             let started = Instant::now();
-            let failure = self.carry_out(&w, &in_scope).await;
+            let failure = self.carry_out(&w, &scope).await;
             let oldest = w
                 .messages
                 .iter()
@@ -444,13 +455,23 @@ impl Watch {
 
     /// The accounts `hub enroll` would enroll now.
     async fn in_scope(&self) -> Result<BTreeSet<String>, OpError> {
+        Ok(self.scope().await?.in_scope)
+    }
+
+    /// The organisation's ACTIVE accounts and, of those, the ones in scope: one
+    /// `ListAccounts` for both.
+    async fn scope(&self) -> Result<Scope, OpError> {
         let org = discover::organization(&self.home, &self.me).await?;
         let (accounts, _) = discover::accounts(&self.home, &org, &self.ctx.config, &[]).await?;
-        Ok(accounts.into_iter().collect())
+        Ok(Scope {
+            active: org.active_accounts.into_iter().collect(),
+            in_scope: accounts.into_iter().collect(),
+        })
     }
 
     /// Carries one work item out; `Some(reason)` when it must be retried.
-    async fn carry_out(&mut self, w: &Work, in_scope: &BTreeSet<String>) -> Option<String> {
+    async fn carry_out(&mut self, w: &Work, scope: &Scope) -> Option<String> {
+        let in_scope = &scope.in_scope;
         let config = self.ctx.config.clone();
         let account = w.account.as_str();
         let mut calls: BTreeMap<(&str, &str), usize> = BTreeMap::new();
@@ -479,10 +500,7 @@ impl Watch {
                 if self.known.remove(account) {
                     self.offboard(account).await
                 } else {
-                    let org = discover::organization(&self.home, &self.me).await.ok();
-                    let active =
-                        org.is_some_and(|o| o.active_accounts.iter().any(|a| a == account));
-                    if active {
+                    if scope.active.contains(account) {
                         tracing::info!(
                             account,
                             "not in scope (accounts / exclude_accounts / include_ous): not enrolled"
