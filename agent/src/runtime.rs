@@ -75,8 +75,9 @@ struct InFlight {
     received: Instant,
     /// Waiting to be tried again at this time (visibility still renewed meanwhile).
     retry_at: Option<Instant>,
-    /// Another replica holds some of its alerts: never acknowledged here.
-    held: bool,
+    /// Another replica holds some of its alerts until this time (Unix ms): never
+    /// acknowledged here.
+    held: Option<i64>,
     extended: Instant,
     _permit: OwnedSemaphorePermit,
 }
@@ -98,6 +99,29 @@ fn retry_delay(visibility: Duration, retries: u32) -> Duration {
     visibility
         .saturating_mul(1u32 << retries.min(10))
         .min(Duration::from_secs(900))
+}
+
+/// What a message in flight needs at `now`.
+#[derive(Debug, PartialEq, Eq)]
+enum Renewal {
+    /// Its visibility has more than half its timeout left.
+    Keep,
+    /// Half its visibility timeout has passed since the last renewal: renew it for another.
+    Renew,
+    /// Another renewal would take it past SQS's 12 hours in flight, where
+    /// ChangeMessageVisibility fails ("Visibility timeout", SQS developer guide): let it go,
+    /// it comes back to the queue.
+    LetGo,
+}
+
+fn renewal(received: Instant, extended: Instant, now: Instant, vis: Duration) -> Renewal {
+    if now.saturating_duration_since(received) + vis >= MAX_IN_FLIGHT {
+        Renewal::LetGo
+    } else if now.saturating_duration_since(extended) >= vis / 2 {
+        Renewal::Renew
+    } else {
+        Renewal::Keep
+    }
 }
 
 /// Runs until `shutdown` turns true, then drains.
@@ -173,7 +197,7 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                     if m.outstanding > 0 {
                         continue;
                     }
-                    match (m.held, m.failed.clone()) {
+                    match (m.held.is_some(), m.failed.clone()) {
                         (false, Some((false, why))) if draining.is_none() && m.received.elapsed() + retry_delay(cfg.source.visibility, m.retries) < MAX_IN_FLIGHT => {
                             // Kept in flight (its visibility renewed) and tried again: the
                             // queue's redrive policy counts receives, so a message let go
@@ -189,9 +213,9 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                             let Some(m) = msgs.remove(&token) else { continue };
                             p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
                             match m.failed {
-                                _ if m.held => {
+                                _ if let Some(until_ms) = m.held => {
                                     tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns when that claim ends");
-                                    if let Err(e) = source.extend(vec![m.env.token], claim_lease(&p).min(MAX_IN_FLIGHT)).await {
+                                    if let Err(e) = source.extend(vec![m.env.token], hold_for(until_ms, now_ms(), claim_lease(&p))).await {
                                         tracing::warn!(error = %e, "cannot hold the message back; it returns after its visibility timeout");
                                     }
                                 }
@@ -244,7 +268,7 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                 let vis = cfg.source.visibility;
                 let expired: Vec<u64> = msgs
                     .iter()
-                    .filter(|(_, m)| m.received.elapsed() + vis >= MAX_IN_FLIGHT)
+                    .filter(|(_, m)| renewal(m.received, m.extended, now, vis) == Renewal::LetGo)
                     .map(|(id, _)| *id)
                     .collect();
                 for id in expired {
@@ -255,7 +279,7 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                 }
                 let renew: Vec<(u64, String)> = msgs
                     .iter_mut()
-                    .filter(|(_, m)| now.duration_since(m.extended) >= vis / 2)
+                    .filter(|(_, m)| renewal(m.received, m.extended, now, vis) == Renewal::Renew)
                     .map(|(id, m)| {
                         m.extended = now;
                         (*id, m.env.token.clone())
@@ -408,7 +432,7 @@ async fn handle<S: Source>(
     let cfg = &p.config;
     let now = Instant::now();
     let mut outstanding = 0;
-    let mut held = false;
+    let mut held: Option<i64> = None;
     let lease = claim_lease(p);
     let mut adds: Adds = Vec::new();
     for alert in alerts {
@@ -438,7 +462,9 @@ async fn handle<S: Source>(
                 .await
             {
                 Ok(Claim::Delivered) => {}
-                Ok(Claim::Held) => held = true,
+                Ok(Claim::Held { until_ms }) => {
+                    held = Some(held.map_or(until_ms, |h: i64| h.max(until_ms)));
+                }
                 Ok(Claim::Mine) => {
                     adds.push((s, alert.clone(), incident));
                     outstanding += 1;
@@ -450,12 +476,14 @@ async fn handle<S: Source>(
             }
         }
     }
-    if outstanding == 0 && held {
+    if outstanding == 0
+        && let Some(until_ms) = held
+    {
         Metrics::inc(&m.held_elsewhere);
         // Invisible until the other replica's claim ends (delivered, released, or its
         // lease over), not back every visibility timeout: each return is a receive the
         // redrive policy counts.
-        let wait = lease.min(MAX_IN_FLIGHT);
+        let wait = hold_for(until_ms, now_ms(), lease);
         tracing::debug!(message_id = %env.message_id, ?wait, "another replica is delivering it; the message returns when its claim ends");
         if let Err(e) = source.extend(vec![env.token], wait).await {
             tracing::warn!(error = %e, "cannot hold the message back; it returns after its visibility timeout");
@@ -530,6 +558,19 @@ fn claim_lease(p: &Pipeline) -> Duration {
         .max()
         .unwrap_or_default();
     p.config.group.wait + p.config.group.interval + sinks + Duration::from_secs(60)
+}
+
+/// How long a message another replica holds stays invisible: until that replica's claim ends
+/// (SQS ChangeMessageVisibility counts from the call: "Changing a message's visibility
+/// timeout", SQS developer guide), with a margin for the clocks of two hosts, at least a few
+/// seconds and at most this agent's own lease (a holder's lease is never longer) and the time
+/// SQS allows in flight.
+fn hold_for(until_ms: i64, now_ms: i64, lease: Duration) -> Duration {
+    let left = Duration::from_millis(u64::try_from(until_ms.saturating_sub(now_ms)).unwrap_or(0));
+    (left + Duration::from_secs(2))
+        .max(Duration::from_secs(5))
+        .min(lease.max(Duration::from_secs(5)))
+        .min(MAX_IN_FLIGHT)
 }
 
 /// A firing alarm whose actor is unknown.
@@ -652,6 +693,49 @@ mod tests {
         assert_eq!(retry_delay(v, 3), Duration::from_secs(80));
         assert_eq!(retry_delay(v, 30), Duration::from_secs(900));
         assert!(MAX_IN_FLIGHT < Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn a_held_message_waits_for_the_holders_claim_not_a_whole_lease() {
+        let lease = Duration::from_secs(100);
+        assert_eq!(hold_for(60_000, 10_000, lease), Duration::from_secs(52));
+        // Expired or nearly so: back soon, not at once.
+        assert_eq!(hold_for(10_000, 10_000, lease), Duration::from_secs(5));
+        assert_eq!(hold_for(0, 10_000, lease), Duration::from_secs(5));
+        // A holder's clock far ahead cannot keep it away longer than a lease.
+        assert_eq!(hold_for(i64::MAX, 0, lease), lease);
+    }
+
+    #[test]
+    fn visibility_is_renewed_at_half_time_and_never_past_twelve_hours_in_flight() {
+        let vis = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(renewal(t0, t0, at(29), vis), Renewal::Keep);
+        assert_eq!(renewal(t0, t0, at(30), vis), Renewal::Renew);
+        // Renewed at 30 s: kept until 60 s.
+        assert_eq!(renewal(t0, at(30), at(59), vis), Renewal::Keep);
+        assert_eq!(renewal(t0, at(30), at(60), vis), Renewal::Renew);
+        // Eleven and a half hours after its receive, one more renewal of 60 s would pass the
+        // 12 hours SQS allows in flight only after the margin: let go before that.
+        let last = MAX_IN_FLIGHT.as_secs() - 60;
+        assert_eq!(
+            renewal(t0, at(last - 31), at(last - 1), vis),
+            Renewal::Renew
+        );
+        assert_eq!(renewal(t0, at(last - 1), at(last), vis), Renewal::LetGo);
+        // A long timeout is let go earlier: the renewal itself may not cross the limit.
+        let long = Duration::from_secs(3600);
+        assert_eq!(
+            renewal(
+                t0,
+                at(0),
+                MAX_IN_FLIGHT.checked_sub(long).map(|d| t0 + d).unwrap(),
+                long
+            ),
+            Renewal::LetGo
+        );
+        assert!(at(last) + vis <= t0 + Duration::from_secs(12 * 3600));
     }
     use crate::classify::test_catalog;
     use crate::config::{

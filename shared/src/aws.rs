@@ -637,17 +637,37 @@ fn env_endpoint_override() -> bool {
     })
 }
 
+/// The SDK's HTTP client: rustls with aws-lc (the sinks' TLS stack), and the proxies the
+/// environment names. The SDK's default client leaves proxies off ("Proxy support is disabled
+/// by default", aws-smithy-http-client's `proxy` module); an agent or hub behind an egress
+/// proxy needs `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` honoured, read the
+/// way curl reads them, as the AWS CLI does ("Using an HTTP proxy for the AWS CLI", AWS CLI
+/// User Guide). The connector function is the one the SDK's own builder runs, with the proxy
+/// settings added.
+fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::{Connector, proxy::ProxyConfig, tls};
+    aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut builder = Connector::builder();
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .proxy_config(ProxyConfig::from_env())
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build()
+    })
+}
+
 /// The account key under which the home credentials' limiters live until the account id is known.
 const HOME: &str = "home";
 
 impl ClientFactory {
     /// Loads the base configuration from the standard chain, with `options` applied on top.
     pub async fn new(options: AwsOptions) -> Result<Self, AwsError> {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build_https();
+        let http = http_client();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()

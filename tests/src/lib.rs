@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 use shared::aws::{AwsOptions, ClientFactory};
 
 pub mod cloudwatch;
+
+/// The loopback names, for `NO_PROXY`.
+pub const LOOPBACK: &str = "127.0.0.1,localhost,::1";
 pub mod demo;
+pub mod proxy;
 pub mod watch;
 
 /// Credentials the emulator maps to its management account, 123456789012.
@@ -206,6 +210,10 @@ impl Emulator {
             ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
             ("AWS_CONFIG_FILE", "/dev/null".to_string()),
             ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_string()),
+            // The binaries honour the proxy variables; a machine's own proxy must not carry
+            // the loopback traffic of the tests (a test of the proxy sets its own).
+            ("NO_PROXY", LOOPBACK.to_string()),
+            ("no_proxy", LOOPBACK.to_string()),
         ]
     }
 

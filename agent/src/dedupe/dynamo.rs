@@ -27,7 +27,6 @@
 //! Every record expires through the table's TTL after the store's retention; `prune` has
 //! nothing to do.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -267,11 +266,7 @@ impl DynamoStore {
         match claimed {
             Ok(_) => Ok(Claim::Mine),
             Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
-                if self.is_delivered(&pk).await? {
-                    Ok(Claim::Delivered)
-                } else {
-                    Ok(Claim::Held)
-                }
+                self.claim_state(&pk).await
             }
             Err(e) => Err(aws("claiming a delivery", e)),
         }
@@ -307,7 +302,9 @@ impl DynamoStore {
         }
     }
 
-    async fn is_delivered(&self, pk: &str) -> Result<bool, StoreError> {
+    /// What a claim that could not be placed found: delivered, or held until the holder's
+    /// `lease_until` (Unix ms).
+    async fn claim_state(&self, pk: &str) -> Result<Claim, StoreError> {
         let item = self
             .client
             .get_item()
@@ -317,13 +314,22 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| aws("reading a delivery", e))?
-            .item;
-        Ok(item
-            .as_ref()
-            .and_then(|i: &HashMap<String, AttributeValue>| i.get("delivered"))
+            .item
+            .unwrap_or_default();
+        if item
+            .get("delivered")
             .and_then(|v| v.as_bool().ok())
             .copied()
-            .unwrap_or(false))
+            .unwrap_or(false)
+        {
+            return Ok(Claim::Delivered);
+        }
+        let until_ms = item
+            .get("lease_until")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or(0);
+        Ok(Claim::Held { until_ms })
     }
 
     /// See [`super::DedupeStore::record_delivery`].
@@ -359,7 +365,10 @@ impl DynamoStore {
         state: AlertState,
         sink: &str,
     ) -> Result<bool, StoreError> {
-        self.is_delivered(&Self::delivery_pk(incident, state, sink))
-            .await
+        Ok(matches!(
+            self.claim_state(&Self::delivery_pk(incident, state, sink))
+                .await?,
+            Claim::Delivered
+        ))
     }
 }

@@ -89,8 +89,10 @@ pub enum Claim {
     Mine,
     /// The sink already has it.
     Delivered,
-    /// Another replica is delivering it: leave the message to come back later.
-    Held,
+    /// Another replica is delivering it, its claim lasting until `until_ms` (Unix ms): leave
+    /// the message to come back when the claim ends (delivered, released, or expired because
+    /// the holder died).
+    Held { until_ms: i64 },
 }
 
 /// The store the runtime talks to: a local one (one agent; file or memory), or the

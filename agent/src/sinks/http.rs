@@ -7,46 +7,81 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::Outcome;
+use super::proxy::{Proxies, ProxyConnector};
 
 /// A shared HTTPS client.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<hyper_rustls::HttpsConnector<ProxyConnector>, Full<Bytes>>,
+    proxies: Proxies,
+    /// Whether the system's root certificates were found: without them no `https://` sink can
+    /// verify its peer, which [`HttpClient::check_url`] makes a start-up error.
+    roots: bool,
 }
 
 impl HttpClient {
+    /// The client of the sinks, with the proxies the environment names.
     pub fn new() -> HttpClient {
+        HttpClient::with_proxies(Proxies::from_env())
+    }
+
+    pub fn with_proxies(proxies: Proxies) -> HttpClient {
         let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new()
+        let (builder, roots) = match hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_native_roots(provider.clone())
         {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "no system root certificates: HTTPS sinks will fail verification");
+            Ok(b) => (b, true),
+            Err(_) => {
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
                     .map(|b| {
                         b.with_root_certificates(rustls::RootCertStore::empty())
                             .with_no_client_auth()
                     });
-                match config {
+                let b = match config {
                     Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
                     Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
                         rustls::ClientConfig::builder()
                             .with_root_certificates(rustls::RootCertStore::empty())
                             .with_no_client_auth(),
                     ),
-                }
+                };
+                (b, false)
             }
         };
-        let connector = builder.https_or_http().enable_http1().build();
+        let connector = builder
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(ProxyConnector::new(proxies.clone()));
         HttpClient {
             inner: Client::builder(TokioExecutor::new()).build(connector),
+            proxies,
+            roots,
         }
+    }
+
+    /// Whether a sink can reach `url` at all: an `https://` URL needs the system's root
+    /// certificates (rustls-native-certs reads them from the platform's store, or from
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR`), and a proxy the environment names for it must be one
+    /// this client speaks. Called when a sink is built, so a broken trust store or proxy setting
+    /// stops the agent at start instead of failing every delivery. `what` names the sink.
+    pub fn check_url(&self, what: &str, url: &str) -> Result<(), String> {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|_| format!("{what}: the URL is not valid"))?;
+        if uri.scheme_str() == Some("https") && !self.roots {
+            return Err(format!(
+                "{what}: no system root certificates were found, so no https:// endpoint can be \
+                 verified (install the CA certificates package, or set SSL_CERT_FILE)"
+            ));
+        }
+        self.proxies
+            .route(&uri)
+            .map(|_| ())
+            .map_err(|e| format!("{what}: {e}"))
     }
 
     /// POSTs a JSON body; maps the answer to an [`Outcome`]. The URL never appears in the
@@ -65,6 +100,15 @@ impl HttpClient {
         );
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
+        }
+        // A forward proxy (an http:// destination) reads its credentials from the request; a
+        // tunnel (https://) sends them in the CONNECT instead (proxy.rs).
+        if url.starts_with("http://")
+            && let Ok(uri) = url.parse::<hyper::Uri>()
+            && let Ok(Some(route)) = self.proxies.route(&uri)
+            && let Some(auth) = route.auth
+        {
+            req = req.header(hyper::header::PROXY_AUTHORIZATION, auth);
         }
         let req = match req.body(Full::new(Bytes::from(body))) {
             Ok(r) => r,

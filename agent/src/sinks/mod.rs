@@ -9,6 +9,7 @@ pub mod file;
 pub mod http;
 pub mod pagerduty;
 pub mod payload;
+pub mod proxy;
 pub mod slack;
 pub mod sns;
 pub mod webhook;
@@ -103,6 +104,12 @@ impl Sink {
         http: &http::HttpClient,
         aws: Option<&shared::aws::Clients>,
     ) -> Result<Sink, String> {
+        if let SinkKind::Webhook { url, .. }
+        | SinkKind::Slack { url }
+        | SinkKind::PagerDuty { url, .. } = &spec.kind
+        {
+            http.check_url(&format!("sink {}", spec.name), url.expose())?;
+        }
         let driver = match &spec.kind {
             SinkKind::Stdout => Driver::Stdout,
             SinkKind::File { path } => Driver::File(file::JsonLines { path: path.clone() }),

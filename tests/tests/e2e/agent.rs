@@ -840,7 +840,10 @@ async fn the_dynamodb_store_places_claims_and_records_like_one_store_for_two_rep
         b.claim(&inc, Firing, "hook", lease, 12)
             .await
             .expect("claim"),
-        Claim::Held
+        Claim::Held {
+            until_ms: 11 + lease.as_millis() as i64
+        },
+        "held until the holder's lease ends"
     );
     assert_eq!(
         b.claim(&inc, Firing, "pager", lease, 12)
@@ -888,7 +891,7 @@ async fn the_dynamodb_store_places_claims_and_records_like_one_store_for_two_rep
         b.claim(&later, Firing, "hook", lease, 52)
             .await
             .expect("claim"),
-        Claim::Held
+        Claim::Held { until_ms: 55 }
     );
     assert_eq!(
         b.claim(&later, Firing, "hook", lease, 60)
@@ -1406,5 +1409,171 @@ async fn a_sink_that_says_retry_after_is_given_that_long() {
         agent.log().contains("delivery failed; retrying"),
         "a failing sink is said at WARN"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// #15 item 10: the agent's AWS clients and its sinks honour the proxy variables. The SDK's
+/// default HTTP client leaves proxies off; behind an egress proxy nothing would be read or
+/// delivered. Here every request goes through a loopback proxy: the emulator's and a webhook's
+/// forwarded in absolute form with the proxy's credentials, an https:// sink tunnelled with
+/// CONNECT (the TLS inside fails against a plain receiver; the CONNECT is what is checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_clients_and_the_sinks_go_through_the_proxy_the_environment_names() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let proxy = orgwatch_tests::proxy::Proxy::start().await.expect("proxy");
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("proxy");
+    let config = write_config(&dir, &a, &b, "1s", "2m");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let tls_b = b.url("/b").replacen("http://", "https://", 1);
+    std::fs::write(&config, text.replace(&b.url("/b"), &tls_b)).expect("write config");
+    let proxy_url = proxy
+        .url()
+        .replacen("http://", "http://orgwatch:s3cret@", 1);
+    let file = std::fs::File::create(dir.join("agent.log")).expect("log");
+    let child = Command::new(bin("agent"))
+        .args(["--config", &config.display().to_string(), "run"])
+        .envs(emu.env())
+        .env("RUST_LOG", "info,agent=debug")
+        .env("WEBHOOK_SECRET", SECRET)
+        .env("HTTP_PROXY", &proxy_url)
+        .env("HTTPS_PROXY", &proxy_url)
+        .env("NO_PROXY", "")
+        .env("no_proxy", "")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .expect("start agent");
+    let agent = Agent {
+        child,
+        log: dir.join("agent.log"),
+    };
+    c.alarm(
+        "cis-4.1",
+        &account(7),
+        "ALARM",
+        "2024-05-01T12:05:00.000+0000",
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(30), || alerts(&a).len() == 1).await,
+        "{}",
+        agent.log()
+    );
+    let emulator = emu.url().trim_start_matches("http://").to_string();
+    let hook_a = a.url("").trim_start_matches("http://").to_string();
+    let hook_b = b.url("").trim_start_matches("http://").to_string();
+    assert!(
+        wait_until(Duration::from_secs(20), || proxy
+            .asked()
+            .iter()
+            .any(|x| x.method == "CONNECT" && x.authority == hook_b))
+        .await,
+        "the https:// sink was not tunnelled: {:?}",
+        proxy.asked()
+    );
+    let asked = proxy.asked();
+    let basic = "Basic b3Jnd2F0Y2g6czNjcmV0";
+    for (what, authority, method) in [
+        ("the emulator (SQS)", &emulator, "POST"),
+        ("the http:// sink", &hook_a, "POST"),
+        ("the https:// sink", &hook_b, "CONNECT"),
+    ] {
+        let seen: Vec<_> = asked.iter().filter(|x| &x.authority == authority).collect();
+        assert!(!seen.is_empty(), "{what} bypassed the proxy: {asked:?}");
+        assert!(
+            seen.iter()
+                .all(|x| x.method == method && x.proxy_authorization.as_deref() == Some(basic)),
+            "{what}: {seen:?}"
+        );
+    }
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// #15: a replica killed while it holds claims (its deliveries in progress) loses nothing.
+/// The other replica finds the claims held, keeps the messages invisible until the dead
+/// holder's lease ends (not a visibility timeout at a time: each return would be a receive the
+/// redrive policy counts), then claims and delivers them once; nothing reaches the DLQ. The
+/// lease is short here: group 1 s + 1 s, a sink's retry_for 20 s and timeout 10 s, + 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_holding_claims_loses_nothing_to_the_dlq() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 3).await;
+    dedupe_table(&emu).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("replica-dies");
+    let config = write_config(&dir, &a, &b, "1s", "20s");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let db_line = format!("path = \"{}\"", dir.join("agent.db").display());
+    let text = text
+        .replace(
+            &db_line,
+            &format!("store = \"dynamodb\"\ntable = \"{TABLE}\""),
+        )
+        .replace(r#"visibility = "30s""#, r#"visibility = "10s""#);
+    std::fs::write(&config, text).expect("config");
+    a.set_status(503);
+    b.set_status(503);
+    let mut one = Agent::start(&emu, &config, &dir.join("one.log"));
+    let n = 4;
+    let t = "2024-05-01T12:05:00.000+0000";
+    for i in 0..n {
+        c.alarm(&format!("cis-4.{}", 1 + i), &account(i), "ALARM", t)
+            .await;
+    }
+    // Replica one has claimed the deliveries and is retrying them.
+    assert!(
+        wait_until(Duration::from_secs(30), || !a.requests().is_empty()
+            && !b.requests().is_empty())
+        .await,
+        "{}",
+        one.log()
+    );
+    // Killed well into its claims' lease (it is still retrying: retry_for 20 s).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    one.kill();
+    let killed = Instant::now();
+    a.set_status(200);
+    b.set_status(200);
+    let mut two = Agent::start(&emu, &config, &dir.join("two.log"));
+    assert!(
+        wait_until(Duration::from_secs(180), || alerts(&a).len() >= n
+            && alerts(&b).len() >= n)
+        .await,
+        "a {} b {} of {n}\ntwo:\n{}",
+        alerts(&a).len(),
+        alerts(&b).len(),
+        two.log()
+    );
+    let took = killed.elapsed();
+    assert!(
+        two.log().contains("another replica is delivering it"),
+        "the messages came back while one's claims were live: {}",
+        two.log()
+    );
+    // Delivered when the dead replica's lease ended (about 92 s after its claims, which
+    // came about 10 s before the kill: ~84 s), not a whole lease after replica two first saw
+    // the claims (up to 10 s after the kill: ~100 s).
+    eprintln!("delivered {took:?} after the kill");
+    assert!(took < Duration::from_secs(92), "took {took:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_each_once(&a, n);
+    assert_each_once(&b, n);
+    assert!(
+        c.dlq_messages().await.is_empty(),
+        "dead-lettered:\n{}",
+        two.log()
+    );
+    assert!(two.running());
+    assert_eq!(two.terminate(), Some(0), "{}", two.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
