@@ -206,6 +206,9 @@ fn decode_value(value: Value) -> Result<Decoded, DecodeError> {
     if value.get("AlarmName").is_some() && value.get("NewStateValue").is_some() {
         return decode_alarm(&value).map(Decoded::Alarm);
     }
+    if value.get("detail-type").and_then(Value::as_str) == Some(ALARM_STATE_CHANGE) {
+        return decode_alarm_event(&value).map(Decoded::Alarm);
+    }
     if value.get("detail-type").is_some()
         && let Some(detail) = value.get("detail")
     {
@@ -334,6 +337,118 @@ fn decode_alarm(v: &Value) -> Result<AlarmNotification, DecodeError> {
     })
 }
 
+/// The `detail-type` of the event CloudWatch sends to EventBridge when an alarm changes state
+/// (CloudWatch user guide, "Alarm events and EventBridge"), the shape an alarm arrives in
+/// when it is routed through EventBridge instead of an SNS action.
+pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
+
+/// An alarm state change from EventBridge: `detail.alarmName`, `detail.state` and
+/// `detail.previousState` (each `value`, `reason`, `timestamp`), the alarm's ARN in
+/// `resources`, and the account and region of the envelope. Only CloudWatch sends it: any
+/// other `source` is refused as forged, like a CloudTrail event from a PutEvents caller.
+fn decode_alarm_event(v: &Value) -> Result<AlarmNotification, DecodeError> {
+    match v.get("source").and_then(Value::as_str) {
+        Some("aws.cloudwatch") => {}
+        other => {
+            return Err(DecodeError::Forged(format!(
+                "an alarm state change from source {}, not aws.cloudwatch",
+                other.map_or("(none)".to_string(), |s| format!("{s:?}"))
+            )));
+        }
+    }
+    let detail = v.get("detail").ok_or(DecodeError::Missing("detail"))?;
+    let alarm_name = str_field(detail, "alarmName")
+        .map_err(|_| DecodeError::Missing("detail.alarmName"))?
+        .to_string();
+    let state = detail
+        .get("state")
+        .ok_or(DecodeError::Missing("detail.state"))?;
+    let new_state = str_field(state, "value")
+        .map_err(|_| DecodeError::Missing("detail.state.value"))?
+        .to_string();
+    let (field, time) = match opt_str(state, "timestamp") {
+        Some(t) => ("detail.state.timestamp", t),
+        None => ("time", str_field(v, "time")?.to_string()),
+    };
+    let state_change_ms = parse_timestamp(&time).ok_or_else(|| DecodeError::BadTime {
+        field,
+        value: time.chars().take(64).collect(),
+    })?;
+    let alarm_arn = v
+        .get("resources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find(|r| r.contains(":alarm:"))
+        .map(str::to_string);
+    let arn = alarm_arn.as_deref().and_then(arn_parts);
+    let envelope_account = v
+        .get("account")
+        .and_then(Value::as_str)
+        .filter(|a| shared::naming::is_account_id(a));
+    if let (Some(e), Some((_, a))) = (envelope_account, arn)
+        && e != a
+    {
+        return Err(DecodeError::Forged(format!(
+            "the alarm state change came from account {e}, but its alarm is account {a}'s"
+        )));
+    }
+    let account = envelope_account
+        .or_else(|| {
+            arn.map(|(_, a)| a)
+                .filter(|a| shared::naming::is_account_id(a))
+        })
+        .ok_or(DecodeError::NoAccount("account, resources[] alarm ARN"))?
+        .to_string();
+    let region = v
+        .get("region")
+        .and_then(Value::as_str)
+        .or(arn.map(|(r, _)| r))
+        .filter(|r| is_region_code(r))
+        .ok_or(DecodeError::NoRegion("region, resources[] alarm ARN"))?
+        .to_string();
+    Ok(AlarmNotification {
+        alarm_name,
+        alarm_arn,
+        account,
+        region,
+        new_state,
+        old_state: detail
+            .get("previousState")
+            .and_then(|p| opt_str(p, "value")),
+        reason: opt_str(state, "reason"),
+        state_change_ms,
+        metric: event_alarm_metric(detail),
+    })
+}
+
+/// The metric of a single-metric alarm, from `detail.configuration.metrics`: the one entry
+/// with a `metricStat` whose data the alarm evaluates. Metric math and anomaly detection
+/// alarms (an `expression` returns the data) have none, as in an SNS notification. The event
+/// does not say how many periods are evaluated: one is assumed.
+fn event_alarm_metric(detail: &Value) -> Option<AlarmMetric> {
+    let metrics = detail.get("configuration")?.get("metrics")?.as_array()?;
+    let returned: Vec<&Value> = metrics
+        .iter()
+        .filter(|m| m.get("returnData").and_then(Value::as_bool) != Some(false))
+        .collect();
+    let [only] = returned.as_slice() else {
+        return None;
+    };
+    let stat = only.get("metricStat")?;
+    let metric = stat.get("metric")?;
+    Some(AlarmMetric {
+        namespace: metric.get("namespace")?.as_str()?.to_string(),
+        name: metric.get("name")?.as_str()?.to_string(),
+        period_secs: stat
+            .get("period")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())?,
+        evaluation_periods: 1,
+    })
+}
+
 fn decode_record(record: &Value, envelope: Option<&Value>) -> Result<CloudTrailEvent, DecodeError> {
     let account_candidates = [
         envelope
@@ -423,6 +538,48 @@ pub mod fixtures {
                 "Threshold": 1.0,
                 "TreatMissingData": "notBreaching",
                 "EvaluateLowSampleCountPercentile": ""
+            }
+        })
+    }
+
+    /// The event CloudWatch puts on EventBridge when alarm `name` changes state, in the shape
+    /// the CloudWatch user guide documents ("Alarm events and EventBridge") for a
+    /// single-metric alarm: `metrics` holds one `metricStat`.
+    pub fn alarm_state_change(name: &str, account: &str, state: &str, time: &str) -> Value {
+        json!({
+            "version": "0",
+            "id": "5b1f9a0e-7d2c-4f3b-9a61-0c8e2d4b7f10",
+            "detail-type": "CloudWatch Alarm State Change",
+            "source": "aws.cloudwatch",
+            "account": account,
+            "time": "2024-05-01T12:05:01Z",
+            "region": "eu-west-1",
+            "resources": [format!("arn:aws:cloudwatch:eu-west-1:{account}:alarm:{name}")],
+            "detail": {
+                "alarmName": name,
+                "configuration": {
+                    "description": "orgwatch rule",
+                    "metrics": [{
+                        "id": "m1",
+                        "metricStat": {
+                            "metric": {"name": name, "namespace": "orgwatch", "dimensions": {}},
+                            "period": 300,
+                            "stat": "Sum"
+                        },
+                        "returnData": true
+                    }]
+                },
+                "previousState": {
+                    "reason": "Threshold Crossed: no datapoints were received for 1 period",
+                    "timestamp": "2024-05-01T11:00:00.000+0000",
+                    "value": if state == "ALARM" { "OK" } else { "ALARM" }
+                },
+                "state": {
+                    "reason": "Threshold Crossed: 1 out of the last 1 datapoints [1.0 (01/05/24 12:00:00)] was greater than or equal to the threshold (1.0)",
+                    "reasonData": "{\"version\":\"1.0\",\"recentDatapoints\":[1.0],\"threshold\":1.0}",
+                    "timestamp": time,
+                    "value": state
+                }
             }
         })
     }
@@ -610,6 +767,96 @@ mod tests {
         // Bare records and alarms are not EventBridge events: nothing to compare.
         assert!(matches!(ok(&record.to_string()), Decoded::Event(_)));
         assert!(!DecodeError::UnknownShape.is_forged());
+    }
+
+    #[test]
+    fn alarm_state_changes_from_eventbridge_are_alarms() {
+        let t = "2024-05-01T12:05:00.000+0000";
+        let ev = fixtures::alarm_state_change("cis-4.3", "111122223333", "ALARM", t);
+        let want = AlarmNotification {
+            alarm_name: "cis-4.3".into(),
+            alarm_arn: Some("arn:aws:cloudwatch:eu-west-1:111122223333:alarm:cis-4.3".into()),
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
+            new_state: "ALARM".into(),
+            old_state: Some("OK".into()),
+            reason: Some("Threshold Crossed: 1 out of the last 1 datapoints [1.0 (01/05/24 12:00:00)] was greater than or equal to the threshold (1.0)".into()),
+            state_change_ms: parse_timestamp(t).unwrap(),
+            metric: Some(AlarmMetric {
+                namespace: "orgwatch".into(),
+                name: "cis-4.3".into(),
+                period_secs: 300,
+                evaluation_periods: 1,
+            }),
+        };
+        assert_eq!(ok(&ev.to_string()), Decoded::Alarm(want.clone()));
+        // Through SNS (an EventBridge rule with an SNS target) it is the same alarm.
+        let sns = fixtures::sns(&ev.to_string()).to_string();
+        assert_eq!(ok(&sns), Decoded::Alarm(want.clone()));
+        // Back to OK: a resolution.
+        let ok_ev = fixtures::alarm_state_change("cis-4.3", "111122223333", "OK", t);
+        let Decoded::Alarm(a) = ok(&ok_ev.to_string()) else {
+            panic!("not an alarm")
+        };
+        assert_eq!(
+            (a.new_state.as_str(), a.old_state.as_deref()),
+            ("OK", Some("ALARM"))
+        );
+
+        // A metric math alarm (documented shape: an `expression` returns the data, the
+        // metricStat entries do not) and an anomaly detection alarm (a metricStat and a band
+        // expression both return data) have no single metric, as in SNS.
+        let mut math = ev.clone();
+        math["detail"]["configuration"]["metrics"] = serde_json::json!([
+            {"expression": "SUM(METRICS())", "id": "e1", "label": "Total", "returnData": true},
+            {"id": "m1", "metricStat": {"metric": {"name": "A", "namespace": "N"}, "period": 60, "stat": "Sum"}, "returnData": false},
+            {"id": "m2", "metricStat": {"metric": {"name": "B", "namespace": "N"}, "period": 60, "stat": "Sum"}, "returnData": false}
+        ]);
+        let mut band = ev.clone();
+        band["detail"]["configuration"]["metrics"] = serde_json::json!([
+            {"id": "m1", "metricStat": {"metric": {"name": "A", "namespace": "N"}, "period": 60, "stat": "Average"}, "returnData": true},
+            {"id": "ad1", "expression": "ANOMALY_DETECTION_BAND(m1, 2)", "returnData": true}
+        ]);
+        // Without a state timestamp, the event's time is the state change's.
+        band["detail"]["state"]
+            .as_object_mut()
+            .unwrap()
+            .remove("timestamp");
+        for (what, v, at) in [
+            ("metric math", math, parse_timestamp(t).unwrap()),
+            (
+                "anomaly band",
+                band,
+                parse_timestamp("2024-05-01T12:05:01Z").unwrap(),
+            ),
+        ] {
+            let Decoded::Alarm(a) = ok(&v.to_string()) else {
+                panic!("{what}: not an alarm")
+            };
+            assert_eq!(a.metric, None, "{what}");
+            assert_eq!(a.state_change_ms, at, "{what}");
+            assert_eq!(a.alarm_name, "cis-4.3", "{what}");
+        }
+    }
+
+    #[test]
+    fn alarm_state_changes_not_from_cloudwatch_are_forged() {
+        let t = "2024-05-01T12:05:00.000+0000";
+        let mut ev = fixtures::alarm_state_change("cis-4.3", "111122223333", "ALARM", t);
+        ev["source"] = "custom.fake".into();
+        let err = decode(&ev.to_string()).unwrap_err();
+        assert!(err.is_forged(), "{err}");
+        let mut ev = fixtures::alarm_state_change("cis-4.3", "111122223333", "ALARM", t);
+        ev["account"] = "444455556666".into();
+        let err = decode(&ev.to_string()).unwrap_err();
+        assert!(err.is_forged(), "{err}");
+        assert!(err.to_string().contains("111122223333"), "{err}");
+        let mut ev = fixtures::alarm_state_change("cis-4.3", "111122223333", "ALARM", t);
+        ev["detail"].as_object_mut().unwrap().remove("state");
+        assert_eq!(
+            decode(&ev.to_string()),
+            Err(DecodeError::Missing("detail.state"))
+        );
     }
 
     #[test]

@@ -1577,3 +1577,82 @@ async fn a_replica_killed_holding_claims_loses_nothing_to_the_dlq() {
     assert_eq!(two.terminate(), Some(0), "{}", two.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// #12 item 3: an alarm routed through EventBridge arrives as the documented "CloudWatch
+/// Alarm State Change" event (source aws.cloudwatch), not an SNS notification: it is the
+/// same alarm, its resolution resolves it, and one from another source is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_state_change_from_eventbridge_is_delivered_as_an_alarm() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("alarm-event");
+    let config = write_config(&dir, &a, &b, "1s", "1m");
+    let agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    let account = account(3);
+    let name = shared::naming::alarm_name("cis-4.3");
+    let event = |state: &str, source: &str, at: &str| {
+        json!({
+            "version": "0",
+            "id": format!("evt-{state}-{source}"),
+            "detail-type": "CloudWatch Alarm State Change",
+            "source": source,
+            "account": account,
+            "time": at,
+            "region": "us-east-1",
+            "resources": [format!("arn:aws:cloudwatch:us-east-1:{account}:alarm:{name}")],
+            "detail": {
+                "alarmName": name,
+                "configuration": {"metrics": [{"id": "m1", "returnData": true, "metricStat": {
+                    "metric": {"name": name, "namespace": "orgwatch", "dimensions": {}},
+                    "period": 300, "stat": "Sum"}}]},
+                "previousState": {"value": if state == "ALARM" { "OK" } else { "ALARM" },
+                    "timestamp": "2024-05-01T12:00:00.000+0000", "reason": "earlier"},
+                "state": {"value": state, "timestamp": at.replace('Z', ".000+0000"),
+                    "reason": "Threshold Crossed: 1 datapoint was greater than or equal to the threshold (1.0)"}
+            }
+        })
+        .to_string()
+    };
+    c.send_raw(&event("ALARM", "custom.forger", "2024-05-01T12:04:00Z"))
+        .await;
+    c.send_raw(&event("ALARM", "aws.cloudwatch", "2024-05-01T12:05:00Z"))
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || !alerts(&a).is_empty()).await,
+        "{}",
+        agent.log()
+    );
+    c.send_raw(&event("OK", "aws.cloudwatch", "2024-05-01T12:20:00Z"))
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || a
+            .accepted()
+            .iter()
+            .filter_map(Received::json)
+            .any(|d| d.to_string().contains("resolved")))
+        .await,
+        "{}",
+        agent.log()
+    );
+    let got = alerts(&a);
+    assert!(
+        got.iter()
+            .all(|(rule, _, acct)| rule == "root-activity" && acct == &account),
+        "{got:?}"
+    );
+    let dead = c.dlq_messages().await;
+    assert_eq!(dead.len(), 1, "the forged one only: {dead:?}");
+    assert!(
+        dead[0]
+            .1
+            .as_deref()
+            .is_some_and(|r| r.contains("not aws.cloudwatch")),
+        "{dead:?}"
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}
