@@ -61,6 +61,43 @@ impl RuleCatalog for StaticCatalog {
     }
 }
 
+/// A catalog replaced while the agent runs: the rule manifest changed. Readers take the
+/// current catalog for each look-up; a replacement is seen by the next message.
+pub struct SwapCatalog {
+    current: std::sync::RwLock<std::sync::Arc<dyn RuleCatalog>>,
+}
+
+impl SwapCatalog {
+    pub fn new(catalog: std::sync::Arc<dyn RuleCatalog>) -> SwapCatalog {
+        SwapCatalog {
+            current: std::sync::RwLock::new(catalog),
+        }
+    }
+
+    pub fn replace(&self, catalog: std::sync::Arc<dyn RuleCatalog>) {
+        match self.current.write() {
+            Ok(mut c) => *c = catalog,
+            Err(poisoned) => *poisoned.into_inner() = catalog,
+        }
+    }
+
+    fn current(&self) -> std::sync::Arc<dyn RuleCatalog> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl RuleCatalog for SwapCatalog {
+    fn rule(&self, id: &str) -> Option<RuleInfo> {
+        self.current().rule(id)
+    }
+    fn matching(&self, record: &Value) -> Vec<RuleInfo> {
+        self.current().matching(record)
+    }
+}
+
 /// The detection pack (`shared::rules`): the same patterns the hub writes as metric filters,
 /// evaluated locally by `shared::pattern`.
 ///

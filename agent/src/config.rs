@@ -73,6 +73,24 @@ pub struct RawConfig {
     pub enrich: RawEnrich,
     #[serde(default)]
     pub classify: RawClassify,
+    #[serde(default)]
+    pub rules: RawRules,
+}
+
+/// `[rules]`: the rule manifest `hub enroll` writes in the central bucket, what the agent
+/// classifies by.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    /// `s3://BUCKET/orgwatch/rules.json` (the hub's `trail.bucket`).
+    #[serde(default)]
+    pub manifest: Option<Spanned<String>>,
+    /// The bucket's region; default: the agent's region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// How often the manifest is checked for a change (default "5m", at least "10s").
+    #[serde(default)]
+    pub poll: Option<Spanned<String>>,
 }
 
 /// `[classify]`: the detection pack the agent evaluates (the hub's `monitoring.pack` and
@@ -303,6 +321,45 @@ pub struct Config {
     pub listen: SocketAddr,
     pub enrich: EnrichSpec,
     pub classify: ClassifySpec,
+    /// `[rules] manifest`: classify by the rules the hub deployed.
+    pub manifest: Option<ManifestSpec>,
+}
+
+/// `[rules]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSpec {
+    pub bucket: String,
+    pub key: String,
+    pub region: Option<String>,
+    pub poll: Duration,
+}
+
+impl ManifestSpec {
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// `s3://bucket/key` into its parts (S3 user guide, "General purpose bucket naming rules":
+/// 3 to 63 lowercase letters, digits, dots and hyphens).
+pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{url:?} is not an s3://BUCKET/KEY URL"))?;
+    let (bucket, key) = rest
+        .split_once('/')
+        .ok_or_else(|| format!("{url:?} names no object (s3://BUCKET/KEY)"))?;
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !bucket_ok {
+        return Err(format!("{bucket:?} is not a valid S3 bucket name"));
+    }
+    if key.is_empty() || key.ends_with('/') {
+        return Err(format!("{url:?} names no object (s3://BUCKET/KEY)"));
+    }
+    Ok((bucket.to_string(), key.to_string()))
 }
 
 /// `[classify]`, validated: every id is a known built-in rule or pack.
@@ -310,6 +367,9 @@ pub struct Config {
 pub struct ClassifySpec {
     pub pack: Vec<String>,
     pub disable: Vec<String>,
+    /// `pack` was written in the file (with a manifest, it then overrides the deployed
+    /// selection).
+    pub explicit_pack: bool,
 }
 
 impl Default for ClassifySpec {
@@ -317,6 +377,7 @@ impl Default for ClassifySpec {
         ClassifySpec {
             pack: vec![shared::rules::PACK_ALL.to_string()],
             disable: Vec::new(),
+            explicit_pack: false,
         }
     }
 }
@@ -1106,6 +1167,7 @@ pub fn validate(
     };
     let defaults = ClassifySpec::default();
     let classify = ClassifySpec {
+        explicit_pack: raw.classify.pack.is_some(),
         pack: ids(Selection::Pack, "classify.pack", &raw.classify.pack).unwrap_or(defaults.pack),
         disable: ids(
             Selection::Disable,
@@ -1113,6 +1175,28 @@ pub fn validate(
             &raw.classify.disable,
         )
         .unwrap_or_default(),
+    };
+
+    let poll = c.duration("rules.poll", &raw.rules.poll, Duration::from_secs(300));
+    if let Some(p) = &raw.rules.poll
+        && poll < Duration::from_secs(10)
+    {
+        c.err_at(p.span().start, "rules.poll: at least \"10s\"");
+    }
+    let manifest = match &raw.rules.manifest {
+        None => None,
+        Some(url) => match parse_s3_url(url.get_ref()) {
+            Ok((bucket, key)) => Some(ManifestSpec {
+                bucket,
+                key,
+                region: raw.rules.region.clone(),
+                poll,
+            }),
+            Err(e) => {
+                c.err_at(url.span().start, format!("rules.manifest: {e}"));
+                None
+            }
+        },
     };
 
     if c.errors.is_empty() {
@@ -1139,6 +1223,7 @@ pub fn validate(
             listen,
             enrich,
             classify,
+            manifest,
         })
     } else {
         if c.errors.iter().all(|e| e.position.is_some()) {

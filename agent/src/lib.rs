@@ -11,6 +11,7 @@ pub mod dedupe;
 pub mod enrich;
 pub mod fingerprint;
 pub mod group;
+pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod ops;

@@ -398,13 +398,49 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     let source = Arc::new(agent::source::regional::Regional::new(queues));
     // Every region keeps a receiver long-polling it.
     cfg.source.concurrency = cfg.source.concurrency.max(regions.len());
-    let catalog: Arc<dyn agent::classify::RuleCatalog> = match cfg.classify.pack() {
-        Ok(pack) => Arc::new(agent::classify::PackCatalog::new(pack)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot load the detection pack");
-            return ExitCode::from(1);
+    // The rules: what the hub deployed (`[rules] manifest`), unless `[classify] pack` says
+    // otherwise; without a manifest, the agent's own `[classify]` selection.
+    let mut manifest_reader = None;
+    let first: Arc<dyn agent::classify::RuleCatalog> = match &cfg.manifest {
+        Some(spec) if !cfg.classify.explicit_pack => {
+            let region = spec.region.clone().unwrap_or_else(|| home.region());
+            let mut reader =
+                agent::manifest::ManifestReader::new(home.in_region(&region).s3(), spec.clone());
+            let url = reader.url();
+            let loaded = match reader.fetch().await {
+                Ok(Some(m)) => agent::manifest::catalog(&m, &url, &cfg.classify).map(|c| (c, m)),
+                Ok(None) => Err(format!("{url}: no manifest")),
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok((c, m)) => {
+                    tracing::info!(manifest = %url, rules = m.rules.len(), "classifying by the rules the hub deployed");
+                    manifest_reader = Some(reader);
+                    Arc::new(c)
+                }
+                Err(e) => {
+                    tracing::error!(manifest = %url, error = %e, "cannot load the rule manifest (written by hub enroll; the agent needs s3:GetObject on it: hub policy --for agent)");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        other => {
+            if other.is_some() {
+                tracing::warn!(
+                    "[classify] pack is set: it overrides the rule manifest, and the agent classifies by its own selection of built-in rules"
+                );
+            }
+            match cfg.classify.pack() {
+                Ok(pack) => Arc::new(agent::classify::PackCatalog::new(pack)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the detection pack");
+                    return ExitCode::from(1);
+                }
+            }
         }
     };
+    let swap = Arc::new(agent::classify::SwapCatalog::new(first));
+    let catalog: Arc<dyn agent::classify::RuleCatalog> = swap.clone();
     let enricher: Option<Arc<dyn agent::enrich::Enricher>> = if cfg.enrich.enabled {
         Some(Arc::new(agent::enrich::LogsEnricher::new(
             factory.clone(),
@@ -438,6 +474,15 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     let metrics = Arc::new(agent::metrics::Metrics::new(
         cfg.sinks.iter().map(|s| s.name.clone()),
     ));
+    if let (Some(reader), Some(spec)) = (manifest_reader, &cfg.manifest) {
+        tokio::spawn(agent::manifest::poll(
+            reader,
+            cfg.classify.clone(),
+            swap,
+            metrics.clone(),
+            spec.poll,
+        ));
+    }
     let ops = Arc::new(agent::ops::OpsState {
         ready: Default::default(),
         metrics: metrics.clone(),

@@ -37,6 +37,9 @@ pub struct Metrics {
     pub receive_failures: AtomicU64,
     /// Age of the last received message at receipt (now - SentTimestamp), milliseconds.
     pub queue_age_ms: AtomicI64,
+    /// Rule manifests read and put in use after a change / reads or uses that failed.
+    pub manifest_loads: AtomicU64,
+    pub manifest_errors: AtomicU64,
     pub sinks: Vec<SinkCounters>,
 }
 
@@ -119,6 +122,18 @@ impl Metrics {
             "messages_retried_total",
             "Messages kept in flight and tried again after a sink did not take them (an outage).",
             g(&self.retried),
+        );
+        counter(
+            &mut out,
+            "rule_manifest_loads_total",
+            "Changed rule manifests put in use.",
+            g(&self.manifest_loads),
+        );
+        counter(
+            &mut out,
+            "rule_manifest_errors_total",
+            "Rule manifest reads or changes that failed (the rules read before stay in use).",
+            g(&self.manifest_errors),
         );
         counter(
             &mut out,

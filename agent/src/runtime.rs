@@ -803,6 +803,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
             enrich: crate::config::EnrichSpec::default(),
             classify: crate::config::ClassifySpec::default(),
+            manifest: None,
         }
     }
 

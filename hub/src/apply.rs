@@ -75,6 +75,7 @@ pub async fn apply(c: &Clients, change: &Change, options: &ApplyOptions) -> Resu
                     Spec::EventRule(s),
                 ) => event_rule(c, name, s).await,
                 (Kind::LeaseTable, Spec::Table(s)) => table(c, name, s, update).await,
+                (Kind::RuleManifest, Spec::Object(s)) => object(c, name, s).await,
                 (Kind::Scp, Spec::Scp(s)) => scp(c, name, s, change).await,
                 (Kind::Bus, Spec::Policy(s)) => bus(c, name, s, update).await,
                 (Kind::Topic, Spec::Policy(s)) => topic(c, name, s, update).await,
@@ -272,8 +273,10 @@ async fn adopt(c: &Clients, change: &Change) -> Result<(), OpError> {
                     .send()
             )?;
         }
-        // Provided roles are never written, so never tagged by the hub.
-        Kind::MetricFilter
+        // Provided roles are never written, so never tagged by the hub. The manifest is
+        // recognised by its content (an orgwatch rule manifest at orgwatch's key).
+        Kind::RuleManifest
+        | Kind::MetricFilter
         | Kind::Subscription
         | Kind::LogPolicy
         | Kind::TrailRole
@@ -507,6 +510,28 @@ async fn scp(c: &Clients, name: &str, s: &ScpSpec, change: &Change) -> Result<()
             &["PolicyNotAttachedException"],
         )?;
     }
+    Ok(())
+}
+
+/// An object the hub writes in the central bucket (the rule manifest). S3 API reference,
+/// PutObject: the object is replaced whole. It is encrypted with S3-managed keys whatever the
+/// bucket's default, so the agent reads it with s3:GetObject alone (an SSE-KMS object would
+/// also need kms:Decrypt in the key policy; the manifest holds no secret): S3 user guide,
+/// "Specifying server-side encryption with Amazon S3 managed keys (SSE-S3)".
+async fn object(c: &Clients, key: &str, s: &ObjectSpec) -> Result<(), OpError> {
+    call!(
+        "PutObject",
+        c.s3()
+            .put_object()
+            .bucket(&s.bucket)
+            .key(key)
+            .content_type("application/json")
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                s.body.clone().into_bytes()
+            ))
+            .send()
+    )?;
     Ok(())
 }
 
@@ -969,6 +994,16 @@ async fn delete(c: &Clients, change: &Change, options: &ApplyOptions) -> Result<
         "NoSuchBucket",
     ];
     let r = match key.kind {
+        // S3 API reference, DeleteObject: in a versioned bucket it adds a delete marker; the
+        // earlier versions stay with the archive's lifecycle.
+        Kind::RuleManifest => match &change.observed {
+            Some(Spec::Object(o)) => call!(
+                "DeleteObject",
+                c.s3().delete_object().bucket(&o.bucket).key(name).send()
+            )
+            .map(|_| ()),
+            _ => Ok(()),
+        },
         Kind::LogGroup => call!(
             "DeleteLogGroup",
             c.logs().delete_log_group().log_group_name(name).send()

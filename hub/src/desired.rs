@@ -26,6 +26,30 @@ pub struct RuleDeploy {
     pub treat_missing_data: String,
     /// EventBridge event pattern for forwarding matching events to the central bus.
     pub forward_pattern: Option<Value>,
+    /// The rule as the agent learns it from the rule manifest.
+    pub deployed: shared::rules::manifest::Deployed,
+}
+
+/// The rule manifest (`shared::rules::manifest`) in the central bucket, home region: every
+/// rule deployed, for the agent to classify by. Written with the bucket's other central
+/// resources, so it changes exactly when the deployed pack does.
+pub fn manifest(
+    config: &HubConfig,
+    org: &OrgFacts,
+    rules: &[RuleDeploy],
+) -> BTreeMap<ResourceKey, Spec> {
+    let body =
+        shared::rules::manifest::Manifest::new(rules.iter().map(|r| r.deployed.clone()).collect())
+            .to_json();
+    BTreeMap::from([(
+        ResourceKey::new(
+            &org.central_account,
+            config.home_region(),
+            Kind::RuleManifest,
+            naming::RULE_MANIFEST_KEY,
+        ),
+        Spec::Object(ObjectSpec::new(&config.trail.bucket, body)),
+    )])
 }
 
 /// Facts about the organisation that desired state depends on.
@@ -1047,6 +1071,12 @@ mod tests {
             treat_missing_data: "notBreaching".into(),
             forward_pattern: forward
                 .then(|| json!({"detail": {"userIdentity": {"type": ["Root"]}}})),
+            deployed: {
+                let pack = shared::rules::Pack::builtin().expect("pack");
+                let mut d = shared::rules::manifest::Deployed::of(&pack.rules()[0]);
+                d.id = id.into();
+                d
+            },
         }
     }
 

@@ -31,6 +31,9 @@ pub enum Kind {
     MetricFilter,
     Alarm,
     ForwardRule,
+    /// The rule manifest in the central bucket, read by the agent. Last: created after the
+    /// bucket and deleted before it.
+    RuleManifest,
 }
 
 impl Kind {
@@ -57,6 +60,7 @@ impl Kind {
             Kind::MetricFilter => "metric-filter",
             Kind::Alarm => "alarm",
             Kind::ForwardRule => "forward-rule",
+            Kind::RuleManifest => "rule-manifest",
         }
     }
 }
@@ -245,6 +249,25 @@ pub struct TableSpec {
     pub billing_mode: String,
 }
 
+/// An S3 object the hub writes (the rule manifest): compared by the SHA-256 of its body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ObjectSpec {
+    pub bucket: String,
+    pub sha256: String,
+    #[serde(skip)]
+    pub body: String,
+}
+
+impl ObjectSpec {
+    pub fn new(bucket: &str, body: String) -> ObjectSpec {
+        ObjectSpec {
+            bucket: bucket.to_string(),
+            sha256: shared::rules::manifest::Manifest::digest(&body),
+            body,
+        }
+    }
+}
+
 /// A service control policy and where it is attached.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ScpSpec {
@@ -278,6 +301,7 @@ pub enum Spec {
     ServiceAccess(ServiceAccessSpec),
     Table(TableSpec),
     Scp(ScpSpec),
+    Object(ObjectSpec),
 }
 
 impl Spec {

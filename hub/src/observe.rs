@@ -592,6 +592,18 @@ pub async fn central(
             Spec::Bucket(b),
             is_managed,
         );
+        if let Some((o, is_managed)) = manifest(c, &names.bucket).await? {
+            out.insert(
+                ResourceKey::new(
+                    account,
+                    region,
+                    Kind::RuleManifest,
+                    naming::RULE_MANIFEST_KEY,
+                ),
+                Spec::Object(o),
+                is_managed,
+            );
+        }
     }
     let sns = c.sns();
     let topic_arn = arn::topic(region, account, &names.topic);
@@ -742,6 +754,33 @@ pub async fn scp_id(c: &Clients) -> Result<Option<String>, OpError> {
 }
 
 /// The lease table of hub watch, if it exists.
+/// The rule manifest in the central bucket (S3 API reference, GetObject: NoSuchKey when it
+/// is not there). It is orgwatch's when it reads as a rule manifest.
+async fn manifest(c: &Clients, bucket: &str) -> Result<Option<(ObjectSpec, bool)>, OpError> {
+    let got = optional(
+        call!(
+            "GetObject",
+            c.s3()
+                .get_object()
+                .bucket(bucket)
+                .key(naming::RULE_MANIFEST_KEY)
+                .send()
+        ),
+        &["NoSuchKey", "NoSuchBucket", "NotFound"],
+    )?;
+    let Some(got) = got else {
+        return Ok(None);
+    };
+    let bytes = got.body.collect().await.map_err(|e| OpError {
+        operation: "GetObject".into(),
+        code: None,
+        message: format!("reading s3://{bucket}/{}: {e}", naming::RULE_MANIFEST_KEY),
+    })?;
+    let body = String::from_utf8_lossy(&bytes.into_bytes()).into_owned();
+    let is_managed = shared::rules::manifest::Manifest::from_json("", &body).is_ok();
+    Ok(Some((ObjectSpec::new(bucket, body), is_managed)))
+}
+
 async fn lease_table(c: &Clients, name: &str) -> Result<Option<(TableSpec, bool)>, OpError> {
     let ddb = c.dynamodb();
     let described = optional(

@@ -408,6 +408,12 @@ mod tests {
             comparison: "GreaterThanOrEqualToThreshold".into(),
             treat_missing_data: "notBreaching".into(),
             forward_pattern: None,
+            deployed: {
+                let pack = shared::rules::Pack::builtin().expect("pack");
+                let mut d = shared::rules::manifest::Deployed::of(&pack.rules()[0]);
+                d.id = id.into();
+                d
+            },
         }
     }
 

@@ -9,12 +9,20 @@ not model AWS.
   answer from that account's own, empty, state; AWS answers for the organisation (moto
   already does so for DescribeOrganization and ListRoots). A delegated administrator
   reads both.
+* S3 evaluates a bucket policy's statements without their conditions, so the archive's
+  DenyInsecureTransport (Deny s3:* when aws:SecureTransport is false) refuses every object
+  request. The emulator's plain HTTP on loopback stands in for AWS's HTTPS endpoints (the
+  SDK reaches AWS over TLS only), so a request here is evaluated as a secure one: that
+  statement does not apply (IAM user guide, "AWS global condition context keys",
+  aws:SecureTransport). Every other statement is evaluated as moto does.
 
 Usage: python moto-server.py [moto_server arguments] (e.g. -H 127.0.0.1 -p PORT)
 """
+import json
 import sys
 
 import moto.organizations.models as organizations
+import moto.s3.models as s3
 from moto.server import main
 
 SERVICES = organizations.FakeDelegatedAdministrator.SUPPORTED_SERVICES
@@ -41,6 +49,40 @@ for _name in (
     "list_aws_service_access_for_organization",
 ):
     _for_the_organisation(_name)
+
+def _insecure_transport_only(statement):
+    condition = statement.get("Condition")
+    return (
+        statement.get("Effect") == "Deny"
+        and condition == {"Bool": {"aws:SecureTransport": "false"}}
+    )
+
+
+_get_permission = s3.FakeBucket.get_permission
+
+
+def _get_permission_over_tls(self, action, resource):
+    if self.policy is None:
+        return _get_permission(self, action, resource)
+    try:
+        policy = json.loads(self.policy.decode())
+    except ValueError:
+        return _get_permission(self, action, resource)
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    kept = [s for s in statements if not _insecure_transport_only(s)]
+    if len(kept) == len(statements):
+        return _get_permission(self, action, resource)
+    original = self.policy
+    self.policy = json.dumps(dict(policy, Statement=kept)).encode()
+    try:
+        return _get_permission(self, action, resource)
+    finally:
+        self.policy = original
+
+
+s3.FakeBucket.get_permission = _get_permission_over_tls
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

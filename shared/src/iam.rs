@@ -377,6 +377,20 @@ pub const GRANTS: &[Grant] = &[
     },
     Grant {
         principal: Principal::Central,
+        sid: "RuleManifest",
+        calls: &[
+            ("S3", "GetObject"),
+            ("S3", "PutObject"),
+            ("S3", "DeleteObject"),
+        ],
+        actions: &["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+        resources: &["arn:aws:s3:::{bucket}/orgwatch/rules.json"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "the rule manifest the agent classifies by (written with SSE-S3, so no key grant)",
+    },
+    Grant {
+        principal: Principal::Central,
         sid: "EmptyArchive",
         calls: &[("S3", "DeleteObjects")],
         actions: &["s3:DeleteObject", "s3:DeleteObjectVersion"],
@@ -867,6 +881,16 @@ pub const GRANTS: &[Grant] = &[
         conditions: &[],
         needs: Needs::Always,
         why: "long-poll the central queue, renew visibility, delete what every sink accepted",
+    },
+    Grant {
+        principal: Principal::Agent,
+        sid: "RuleManifest",
+        calls: &[("S3", "GetObject")],
+        actions: &["s3:GetObject"],
+        resources: &["arn:aws:s3:::{bucket}/orgwatch/rules.json"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "read the rules the hub deployed ([rules] manifest), at start and on change",
     },
     Grant {
         principal: Principal::Agent,

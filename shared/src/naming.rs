@@ -82,6 +82,10 @@ pub fn forward_rule_name(rule_id: &str) -> String {
 /// control queue, and that queue's default name (its dead-letter queue is
 /// [`dead_letter_queue`] of it).
 pub const CONTROL_BUS: &str = "orgwatch-control";
+
+/// The rule manifest's key in the central bucket (`shared::rules::manifest`): what the hub
+/// deployed, read by the agent.
+pub const RULE_MANIFEST_KEY: &str = "orgwatch/rules.json";
 /// Rule on [`CONTROL_BUS`] delivering every event to the control queue.
 pub const CONTROL_BUS_RULE: &str = "orgwatch-control-to-queue";
 /// Default name of the control queue `hub watch` consumes (`[watch] queue`).

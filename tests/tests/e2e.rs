@@ -13,6 +13,7 @@ mod e2e {
     pub mod foundation;
     pub mod hub;
     pub mod infra;
+    pub mod manifest;
     #[cfg(unix)]
     pub mod pipes;
     #[cfg(target_os = "linux")]

@@ -53,6 +53,7 @@ pub fn deployments(config: &HubConfig, pack: &Pack) -> Result<Vec<RuleDeploy>, V
             } else {
                 None
             },
+            deployed: shared::rules::manifest::Deployed::of(rule),
         });
     }
     if problems.is_empty() {

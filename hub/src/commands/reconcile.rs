@@ -649,6 +649,7 @@ pub(crate) async fn central(
     let mut desired: BTreeMap<ResourceKey, Spec> = desired::central(config, facts)
         .into_iter()
         .chain(desired::control(config, facts, rules))
+        .chain(desired::manifest(config, facts, rules))
         .filter(|(k, _)| k.region == region && !k.kind.organisation_level())
         .collect();
     if mode == Mode::Offboard {

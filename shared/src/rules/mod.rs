@@ -84,6 +84,7 @@
 mod eventbridge;
 pub mod input;
 mod load;
+pub mod manifest;
 mod verify;
 
 #[cfg(test)]

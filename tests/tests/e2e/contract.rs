@@ -65,6 +65,8 @@ pub(crate) struct World {
     pub topic_policies: Vec<(String, String, Value)>,
     /// The configured `trail.kms_key_id`.
     pub kms_key_id: Option<String>,
+    /// The rule manifest in the central bucket: (server-side encryption, body).
+    pub manifest: Option<(Option<String>, String)>,
 }
 
 /// A documented AWS requirement, as a check over a [`World`].
@@ -77,6 +79,11 @@ pub(crate) struct Requirement {
 }
 
 pub(crate) const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        id: "manifest-readable-by-the-agent",
+        doc: "S3 user guide, 'Specifying server-side encryption with Amazon S3 managed keys (SSE-S3)' and 'Using server-side encryption with AWS KMS keys (SSE-KMS)' (reading an SSE-KMS object also needs kms:Decrypt, which the agent is not granted); S3 API reference, GetObject",
+        check: manifest_readable_by_the_agent,
+    },
     Requirement {
         id: "organizations-events-where-aws-delivers",
         doc: "Organizations user guide, 'Amazon EventBridge and AWS Organizations' / 'Tutorial: Monitor important changes to your organization with EventBridge' (Organizations events reach EventBridge in US East (N. Virginia), in the management account); EventBridge events reference, 'AWS Organizations events'",
@@ -188,6 +195,26 @@ pub(crate) fn check_world(world: &World, skip: &[(&str, &str)]) {
     assert!(!world.rules.is_empty() && !world.trails.is_empty());
 }
 
+/// The agent reads the manifest with s3:GetObject alone: it must be there after enroll, read
+/// as a manifest of this version, and be encrypted with S3-managed keys whatever the
+/// bucket's default (an SSE-KMS object needs kms:Decrypt in the key policy too).
+fn manifest_readable_by_the_agent(w: &World) -> Vec<String> {
+    let Some((sse, body)) = &w.manifest else {
+        return vec![format!("no rule manifest at {}", naming::RULE_MANIFEST_KEY)];
+    };
+    let mut v = Vec::new();
+    if sse.as_deref() != Some("AES256") {
+        v.push(format!(
+            "{} is encrypted with {sse:?}, not SSE-S3 (AES256): the agent cannot read it without kms:Decrypt",
+            naming::RULE_MANIFEST_KEY
+        ));
+    }
+    if let Err(e) = shared::rules::manifest::Manifest::from_json(naming::RULE_MANIFEST_KEY, body) {
+        v.push(e);
+    }
+    v
+}
+
 fn json(text: Option<&str>) -> Value {
     text.and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or(Value::Null)
@@ -253,6 +280,26 @@ pub(crate) async fn read_world_in(
             .filter_map(|p| p.service_principal())
             .map(str::to_string)
             .collect();
+    }
+    if let Ok(got) = factory
+        .for_account(central)
+        .await
+        .expect("central account")
+        .s3()
+        .get_object()
+        .bucket(bucket)
+        .key(naming::RULE_MANIFEST_KEY)
+        .send()
+        .await
+    {
+        let sse = got.server_side_encryption().map(|e| e.as_str().to_string());
+        let body = got
+            .body
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.into_bytes()).into_owned())
+            .unwrap_or_default();
+        world.manifest = Some((sse, body));
     }
     world.bucket_policy = factory
         .for_account(central)
@@ -1523,4 +1570,23 @@ async fn the_hub_as_delegated_administrator() {
     let (code, _, err) = run(&["status"]);
     assert_eq!(code, Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_manifest_under_the_buckets_kms_key_or_missing_is_a_violation() {
+    let pack = shared::rules::Pack::builtin().expect("pack");
+    let body = shared::rules::manifest::Manifest::of(&pack).to_json();
+    let with = |sse: Option<&str>, body: &str| World {
+        manifest: Some((sse.map(str::to_string), body.to_string())),
+        ..World::default()
+    };
+    assert!(manifest_readable_by_the_agent(&with(Some("AES256"), &body)).is_empty());
+    let v = manifest_readable_by_the_agent(&with(Some("aws:kms"), &body));
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].contains("kms:Decrypt"), "{v:?}");
+    assert_eq!(
+        manifest_readable_by_the_agent(&with(Some("AES256"), "{}")).len(),
+        1
+    );
+    assert_eq!(manifest_readable_by_the_agent(&World::default()).len(), 1);
 }

@@ -45,6 +45,10 @@ queue = "probe"
 {group}
 [enrich]
 {enrich}
+[classify]
+{classify}
+[rules]
+{rules}
 [server]
 {server}
 [[sink]]
@@ -205,6 +209,8 @@ fn readme_agent_toml_reference_matches_the_config_structs() {
             "dedupe",
             "group",
             "enrich",
+            "classify",
+            "rules",
             "server",
             "sink",
             "route",

@@ -60,9 +60,23 @@ fn infra_iam_files_are_the_policies_hub_prints() {
             );
         }
     }
-    // The archive is the hub's alone; the agent never touches it.
-    let agent = policy("agent").to_string();
-    assert!(!agent.contains("s3:"), "{agent}");
+    // The archive is the hub's alone: the agent reads one object of it, the rule manifest,
+    // and nothing else.
+    let agent = policy("agent");
+    for s in agent["Statement"].as_array().expect("statements") {
+        let text = s.to_string();
+        if text.contains("s3:") {
+            assert_eq!(s["Action"], serde_json::json!(["s3:GetObject"]), "{s}");
+            assert_eq!(
+                s["Resource"],
+                serde_json::json!([format!(
+                    "arn:aws:s3:::acme-orgwatch-cloudtrail/{}",
+                    shared::naming::RULE_MANIFEST_KEY
+                )]),
+                "{s}"
+            );
+        }
+    }
     assert!(
         policy("hub")
             .to_string()
