@@ -215,6 +215,12 @@ pub struct RawSink {
     /// sns: topic to publish to.
     #[serde(default)]
     pub topic_arn: Option<Spanned<String>>,
+    /// heartbeat: how often the URL is called while the pipeline is healthy (default "60s").
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    /// heartbeat: "GET" (default) or "POST".
+    #[serde(default)]
+    pub method: Option<Spanned<String>>,
 }
 
 /// One `[[route]]`.
@@ -535,6 +541,13 @@ pub enum SinkKind {
     Sns {
         topic_arn: String,
     },
+    /// A dead-man's switch, called every `interval` while the pipeline is healthy; it takes
+    /// no alerts (no route may name it).
+    Heartbeat {
+        url: Secret,
+        post: bool,
+        interval: Duration,
+    },
 }
 
 impl SinkKind {
@@ -547,7 +560,13 @@ impl SinkKind {
             SinkKind::Slack { .. } => "slack",
             SinkKind::PagerDuty { .. } => "pagerduty",
             SinkKind::Sns { .. } => "sns",
+            SinkKind::Heartbeat { .. } => "heartbeat",
         }
+    }
+
+    /// Whether alerts can be routed to it.
+    pub fn takes_alerts(&self) -> bool {
+        !matches!(self, SinkKind::Heartbeat { .. })
     }
 }
 
@@ -581,7 +600,15 @@ pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Orgwatch-Signature";
 /// PagerDuty Events API v2 endpoint.
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
-const SINK_TYPES: &[&str] = &["stdout", "file", "webhook", "slack", "pagerduty", "sns"];
+const SINK_TYPES: &[&str] = &[
+    "stdout",
+    "file",
+    "webhook",
+    "slack",
+    "pagerduty",
+    "sns",
+    "heartbeat",
+];
 
 // ---------------------------------------------------------------------------------------
 // Parsing of units.
@@ -983,6 +1010,10 @@ pub fn validate(
         }
         for name in list.get_ref() {
             match raw.sinks.iter().position(|s| s.name.get_ref() == name) {
+                Some(i) if raw.sinks[i].kind.get_ref() == "heartbeat" => c.err_at(
+                    list.span().start,
+                    format!("{key}: sink {name:?} is a heartbeat: it takes no alerts"),
+                ),
                 Some(i) if !out.contains(&i) => out.push(i),
                 Some(_) => {}
                 None if raw.sinks.is_empty() && name == "stdout" => out.push(0),
@@ -1050,7 +1081,9 @@ pub fn validate(
     }
     let default_sinks = match &raw.default_route {
         Some(d) => resolve(&mut c, "default_route.sinks", &d.sinks),
-        None if raw.routes.is_empty() => (0..sinks.len()).collect(),
+        None if raw.routes.is_empty() => (0..sinks.len())
+            .filter(|i| sinks[*i].kind.takes_alerts())
+            .collect(),
         None => Vec::new(),
     };
 
@@ -1280,9 +1313,10 @@ fn validate_sink(c: &mut Checker<'_>, s: &RawSink) -> Option<SinkSpec> {
         "webhook" => &["url", "allow_http", "secret", "signature_header"],
         "slack" => &["url", "allow_http"],
         "pagerduty" => &["url", "allow_http", "routing_key"],
+        "heartbeat" => &["url", "allow_http", "interval", "method"],
         _ => &["topic_arn"],
     };
-    let present: [(&str, Option<usize>); 7] = [
+    let present: [(&str, Option<usize>); 9] = [
         ("url", s.url.as_ref().map(|v| v.span().start)),
         ("allow_http", s.allow_http.as_ref().map(|v| v.span().start)),
         ("secret", s.secret.as_ref().map(|v| v.span().start)),
@@ -1296,6 +1330,8 @@ fn validate_sink(c: &mut Checker<'_>, s: &RawSink) -> Option<SinkSpec> {
         ),
         ("path", s.path.as_ref().map(|v| v.span().start)),
         ("topic_arn", s.topic_arn.as_ref().map(|v| v.span().start)),
+        ("interval", s.interval.as_ref().map(|v| v.span().start)),
+        ("method", s.method.as_ref().map(|v| v.span().start)),
     ];
     for (key, at) in present {
         if let Some(at) = at
@@ -1401,6 +1437,39 @@ fn validate_sink(c: &mut Checker<'_>, s: &RawSink) -> Option<SinkSpec> {
             SinkKind::PagerDuty {
                 url: u?,
                 routing_key: Secret::new(key?),
+            }
+        }
+        "heartbeat" => {
+            let u = url(c, None);
+            let interval = c.duration(
+                &format!("{label}: interval"),
+                &s.interval,
+                Duration::from_secs(60),
+            );
+            if interval < Duration::from_secs(1)
+                && let Some(i) = &s.interval
+            {
+                c.err_at(
+                    i.span().start,
+                    format!("{label}: interval: at least \"1s\""),
+                );
+            }
+            let post = match s.method.as_ref().map(|m| m.get_ref().as_str()) {
+                None | Some("GET") => false,
+                Some("POST") => true,
+                Some(other) => {
+                    let at = s.method.as_ref().map(|m| m.span().start).unwrap_or(0);
+                    c.err_at(
+                        at,
+                        format!("{label}: method {other:?}: expected \"GET\" or \"POST\""),
+                    );
+                    false
+                }
+            };
+            SinkKind::Heartbeat {
+                url: u?,
+                post,
+                interval,
             }
         }
         _ => {
@@ -1611,7 +1680,7 @@ sinks = ["hook", "nobody"]
             "agent.toml:15:8: sink \"hook\": rate: invalid rate \"5 per second\": expected N/s, N/m or N/h, e.g. \"5/s\"",
             "agent.toml:18:8: sink \"pd\": `routing_key` is required for a pagerduty sink",
             "agent.toml:20:8: sink \"hook\": the name is used twice",
-            "agent.toml:21:8: sink \"hook\": unknown type \"carrier-pigeon\"; expected one of stdout, file, webhook, slack, pagerduty, sns",
+            "agent.toml:21:8: sink \"hook\": unknown type \"carrier-pigeon\"; expected one of stdout, file, webhook, slack, pagerduty, sns, heartbeat",
             "agent.toml:23:22: route[1].match.severity: unknown severity \"urgent\"; expected info, low, medium, high or critical",
             "agent.toml:23:42: route[1].match.account: \"42\" is not a 12-digit account id",
             "agent.toml:24:9: route[1].sinks: no sink is named \"nobody\"",
@@ -1697,6 +1766,39 @@ sinks = ["hook", "nobody"]
                 path: PathBuf::from(DEFAULT_STORE_PATH)
             }
         );
+    }
+
+    #[test]
+    fn a_heartbeat_sink_is_never_routed_to() {
+        let hb = "[[sink]]\nname = \"beat\"\ntype = \"heartbeat\"\nurl = \"https://hc.example/ping/abc\"\ninterval = \"30s\"\n";
+        let out = "[[sink]]\nname = \"out\"\ntype = \"stdout\"\n";
+        let cfg = check(&format!("[source]\nqueue = \"q\"\n{hb}{out}"), &[]).unwrap();
+        assert!(matches!(
+            cfg.sinks[0].kind,
+            SinkKind::Heartbeat { post: false, interval, .. } if interval == Duration::from_secs(30)
+        ));
+        assert_eq!(cfg.default_sinks, vec![1], "every sink but the heartbeat");
+        let routed = format!(
+            "[source]\nqueue = \"q\"\n{hb}{out}[[route]]\nmatch = {{}}\nsinks = [\"beat\", \"out\"]\n"
+        );
+        let errs = check(&routed, &[]).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("\"beat\" is a heartbeat: it takes no alerts")),
+            "{errs:?}"
+        );
+        let bad = "[source]\nqueue = \"q\"\n[[sink]]\nname = \"beat\"\ntype = \"heartbeat\"\nurl = \"https://hc.example/p\"\nmethod = \"PUT\"\nrate = \"1/s\"\n";
+        let errs = check(bad, &[]).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.contains("method \"PUT\"")),
+            "{errs:?}"
+        );
+        let post = "[source]\nqueue = \"q\"\n[[sink]]\nname = \"beat\"\ntype = \"heartbeat\"\nurl = \"https://hc.example/p\"\nmethod = \"POST\"\n";
+        let cfg = check(post, &[]).unwrap();
+        assert!(matches!(
+            cfg.sinks[0].kind,
+            SinkKind::Heartbeat { post: true, .. }
+        ));
     }
 
     #[test]

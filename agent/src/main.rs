@@ -474,6 +474,23 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     let metrics = Arc::new(agent::metrics::Metrics::new(
         cfg.sinks.iter().map(|s| s.name.clone()),
     ));
+    for spec in &cfg.sinks {
+        if let agent::config::SinkKind::Heartbeat {
+            url,
+            post,
+            interval,
+        } = &spec.kind
+        {
+            let beat = agent::sinks::heartbeat::Heartbeat {
+                url: url.clone(),
+                post: *post,
+                interval: *interval,
+                timeout: spec.timeout,
+                http: http.clone(),
+            };
+            tokio::spawn(beat.run(spec.name.clone(), metrics.clone(), cfg.source.long_poll));
+        }
+    }
     if let (Some(reader), Some(spec)) = (manifest_reader, &cfg.manifest) {
         tokio::spawn(agent::manifest::poll(
             reader,

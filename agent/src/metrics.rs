@@ -37,6 +37,12 @@ pub struct Metrics {
     pub receive_failures: AtomicU64,
     /// Age of the last received message at receipt (now - SentTimestamp), milliseconds.
     pub queue_age_ms: AtomicI64,
+    /// When the last receive succeeded (Unix ms; 0: never).
+    pub last_receive_ms: AtomicI64,
+    /// Heartbeat calls made / that failed / withheld because the pipeline was unhealthy.
+    pub heartbeats_sent: AtomicU64,
+    pub heartbeats_failed: AtomicU64,
+    pub heartbeats_withheld: AtomicU64,
     /// Rule manifests read and put in use after a change / reads or uses that failed.
     pub manifest_loads: AtomicU64,
     pub manifest_errors: AtomicU64,
@@ -122,6 +128,30 @@ impl Metrics {
             "messages_retried_total",
             "Messages kept in flight and tried again after a sink did not take them (an outage).",
             g(&self.retried),
+        );
+        let last = self.last_receive_ms.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP orgwatch_agent_last_receive_timestamp_seconds When a receive from the queue last succeeded (Unix time; 0: never). Alert when it stops moving.\n# TYPE orgwatch_agent_last_receive_timestamp_seconds gauge\norgwatch_agent_last_receive_timestamp_seconds {}",
+            last as f64 / 1000.0
+        );
+        counter(
+            &mut out,
+            "heartbeats_sent_total",
+            "Heartbeat sink calls made while the pipeline was healthy.",
+            g(&self.heartbeats_sent),
+        );
+        counter(
+            &mut out,
+            "heartbeats_failed_total",
+            "Heartbeat sink calls that failed.",
+            g(&self.heartbeats_failed),
+        );
+        counter(
+            &mut out,
+            "heartbeats_withheld_total",
+            "Heartbeats not sent because receives were failing or stalled.",
+            g(&self.heartbeats_withheld),
         );
         counter(
             &mut out,

@@ -363,6 +363,7 @@ async fn receive_loop<S: Source>(
         let envs = match received {
             Ok(e) => {
                 metrics.receive_failures.store(0, Ordering::Relaxed);
+                metrics.last_receive_ms.store(now_ms(), Ordering::Relaxed);
                 e
             }
             Err(e) => {

@@ -384,6 +384,17 @@ async fn alarm(c: &Clients, name: &str, s: &AlarmSpec) -> Result<(), OpError> {
             .set_alarm_actions(Some(s.actions.clone()))
             .set_ok_actions(Some(s.ok_actions.clone()))
             .treat_missing_data(&s.treat_missing_data)
+            .set_dimensions(Some(
+                s.dimensions
+                    .iter()
+                    .map(|(name, value)| {
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name(name)
+                            .value(value)
+                            .build()
+                    })
+                    .collect(),
+            ))
             .actions_enabled(true)
             .set_tags(Some(tags))
             .send()

@@ -119,6 +119,23 @@ pub struct AlertsSection {
     /// Receives before a message moves to the dead-letter queue.
     #[serde(default = "default_max_receive")]
     pub max_receive_count: u32,
+    /// The operations topic (one per monitored region): the alarms on the alert queue's
+    /// dead-letter depth and oldest message's age notify it. Subscribe the people who run
+    /// the agent to it (e-mail, pager).
+    #[serde(default = "default_ops_topic")]
+    pub ops_topic: String,
+    /// Alarm when the oldest message of the alert queue is older than this many seconds:
+    /// no agent is reading it.
+    #[serde(default = "default_queue_age_alarm")]
+    pub queue_age_alarm_secs: u32,
+}
+
+fn default_ops_topic() -> String {
+    "orgwatch-ops".into()
+}
+
+fn default_queue_age_alarm() -> u32 {
+    900
 }
 
 impl Default for AlertsSection {
@@ -127,6 +144,8 @@ impl Default for AlertsSection {
             topic: default_alerts_name(),
             queue: default_alerts_name(),
             max_receive_count: default_max_receive(),
+            ops_topic: default_ops_topic(),
+            queue_age_alarm_secs: default_queue_age_alarm(),
         }
     }
 }
@@ -355,7 +374,28 @@ impl HubConfig {
                 ),
             );
         }
-        for (key, name) in [("topic", &self.alerts.topic), ("queue", &self.alerts.queue)] {
+        if self.alerts.ops_topic == self.alerts.topic {
+            err(
+                "ops_topic",
+                format!(
+                    "alerts.ops_topic: {:?} is also alerts.topic: the operations topic reaches the people who run orgwatch, not the agent",
+                    self.alerts.ops_topic
+                ),
+            );
+        }
+        // CloudWatch evaluates the age alarm per minute (PutMetricAlarm Period 60); an
+        // hour is the most a silent agent should go unnoticed.
+        if !(60..=86_400).contains(&self.alerts.queue_age_alarm_secs) {
+            err(
+                "queue_age_alarm_secs",
+                "alerts.queue_age_alarm_secs must be 60..=86400".into(),
+            );
+        }
+        for (key, name) in [
+            ("topic", &self.alerts.topic),
+            ("queue", &self.alerts.queue),
+            ("ops_topic", &self.alerts.ops_topic),
+        ] {
             if !is_resource_name(name, 80) {
                 err(
                     key,

@@ -151,6 +151,100 @@ pub fn only_from_aws(pattern: &Value) -> Value {
     p
 }
 
+/// The alarms that say the pipeline itself is in trouble, in the central account of
+/// `region`, and the operations topic they notify (`alerts.ops_topic`, never the alerts
+/// topic: the agent is what they are about). A message in the dead-letter queue is an alert
+/// no sink took; an old message in the alert queue means no agent reads it. SQS publishes
+/// both metrics to CloudWatch every minute, per queue (SQS developer guide, "Available
+/// CloudWatch metrics for Amazon SQS": ApproximateNumberOfMessagesVisible,
+/// ApproximateAgeOfOldestMessage, dimension QueueName); an alarm action is a topic in the
+/// alarm's own Region (CloudWatch user guide, "Using Amazon CloudWatch alarms", actions).
+pub fn watch_the_watcher(config: &HubConfig, acct: &str, region: &str) -> Vec<(ResourceKey, Spec)> {
+    let ops_arn = arn::topic(region, acct, &config.alerts.ops_topic);
+    let queue = &config.alerts.queue;
+    let alarm = |metric: &str, of: &str, threshold: f64, statistic: &str, description: String| {
+        Spec::Alarm(AlarmSpec {
+            metric_name: metric.into(),
+            namespace: "AWS/SQS".into(),
+            statistic: statistic.into(),
+            period: 60,
+            evaluation_periods: 1,
+            threshold,
+            comparison: "GreaterThanOrEqualToThreshold".into(),
+            actions: vec![ops_arn.clone()],
+            ok_actions: vec![ops_arn.clone()],
+            // A queue that sends no data points has no messages: not an alarm.
+            treat_missing_data: "notBreaching".into(),
+            description,
+            dimensions: vec![("QueueName".into(), of.to_string())],
+        })
+    };
+    let dlq = naming::dead_letter_queue(queue);
+    vec![
+        (
+            ResourceKey::new(acct, region, Kind::Topic, config.alerts.ops_topic.clone()),
+            Spec::Policy(PolicySpec {
+                policy: ops_topic_policy(region, acct, &ops_arn).to_string(),
+            }),
+        ),
+        (
+            ResourceKey::new(acct, region, Kind::Alarm, naming::ops_dlq_alarm(queue)),
+            alarm(
+                "ApproximateNumberOfMessagesVisible",
+                &dlq,
+                1.0,
+                "Maximum",
+                format!(
+                    "orgwatch: alerts no sink took are waiting in {dlq} (agent dlq list; agent dlq redrive after the fix)"
+                ),
+            ),
+        ),
+        (
+            ResourceKey::new(acct, region, Kind::Alarm, naming::ops_age_alarm(queue)),
+            alarm(
+                "ApproximateAgeOfOldestMessage",
+                queue,
+                f64::from(config.alerts.queue_age_alarm_secs),
+                "Maximum",
+                format!(
+                    "orgwatch: the oldest alert in {queue} waited {}s or more: no agent is reading it",
+                    config.alerts.queue_age_alarm_secs
+                ),
+            ),
+        ),
+    ]
+}
+
+/// The operations topic: its owner manages it; CloudWatch publishes for this account's
+/// orgwatch-ops alarms only (SNS developer guide, "Amazon SNS security best practices":
+/// aws:SourceAccount and aws:SourceArn on service principals).
+pub fn ops_topic_policy(region: &str, account: &str, topic_arn: &str) -> Value {
+    let partition = naming::partition(region);
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "OwnerManages",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:{partition}:iam::{account}:root")},
+                "Action": ["sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe", "sns:Publish", "sns:ListSubscriptionsByTopic"],
+                "Resource": topic_arn
+            },
+            {
+                "Sid": "OperationsAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": "sns:Publish",
+                "Resource": topic_arn,
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {"aws:SourceArn": format!("arn:{partition}:cloudwatch:{region}:{account}:alarm:{}*", naming::OPS_ALARM_PREFIX)}
+                }
+            }
+        ]
+    })
+}
+
 /// CloudTrail's service principal, for trusted access in the organisation.
 pub const CLOUDTRAIL_SERVICE_PRINCIPAL: &str = "cloudtrail.amazonaws.com";
 
@@ -241,6 +335,7 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
                 policy: topic_policy(r, acct, &topic_arn, org).to_string(),
             }),
         );
+        out.extend(watch_the_watcher(config, acct, r));
         out.insert(
             ResourceKey::new(acct, r, Kind::DeadLetterQueue, dlq),
             dead_letter_queue_spec(),
@@ -406,6 +501,7 @@ pub fn member(
                     ok_actions: vec![topic_arn.clone()],
                     treat_missing_data: rule.treat_missing_data.clone(),
                     description: format!("orgwatch {}: {}", rule.id, rule.title),
+                    dimensions: Vec::new(),
                 }),
             );
         }
@@ -1100,17 +1196,74 @@ mod tests {
                 Kind::TrustedAccess,
                 Kind::OrgTrail,
                 Kind::Topic,
+                Kind::Topic,
                 Kind::DeadLetterQueue,
                 Kind::Queue,
                 Kind::Subscription,
                 Kind::Bus,
-                Kind::BusRule
+                Kind::BusRule,
+                Kind::Alarm,
+                Kind::Alarm
             ]
         );
         assert_eq!(
             kinds(&m).iter().filter(|(r, _)| r == "eu-west-1").count(),
-            6
+            9
         );
+    }
+
+    #[test]
+    fn the_watcher_is_watched_in_every_region() {
+        let c = config("eventbridge", r#"["us-east-1", "eu-west-1"]"#);
+        let m = central(&c, &org());
+        for region in ["us-east-1", "eu-west-1"] {
+            let ops = format!("arn:aws:sns:{region}:111111111111:orgwatch-ops");
+            let alarm = |name: &str| match m.get(&ResourceKey::new(
+                "111111111111",
+                region,
+                Kind::Alarm,
+                name,
+            )) {
+                Some(Spec::Alarm(a)) => a.clone(),
+                other => panic!("{name} in {region}: {other:?}"),
+            };
+            let dlq = alarm("orgwatch-ops-orgwatch-alerts-dlq-depth");
+            assert_eq!(
+                (dlq.namespace.as_str(), dlq.metric_name.as_str()),
+                ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+            );
+            assert_eq!(
+                dlq.dimensions,
+                vec![("QueueName".to_string(), "orgwatch-alerts-dlq".to_string())]
+            );
+            assert_eq!(dlq.threshold, 1.0);
+            let age = alarm("orgwatch-ops-orgwatch-alerts-oldest-message-age");
+            assert_eq!(age.metric_name, "ApproximateAgeOfOldestMessage");
+            assert_eq!(
+                age.dimensions,
+                vec![("QueueName".to_string(), "orgwatch-alerts".to_string())]
+            );
+            assert_eq!(age.threshold, 900.0);
+            for a in [&dlq, &age] {
+                assert_eq!(
+                    a.actions,
+                    vec![ops.clone()],
+                    "the operations topic, not the alerts topic"
+                );
+                assert_eq!(a.ok_actions, vec![ops.clone()]);
+            }
+            let Some(Spec::Policy(p)) = m.get(&ResourceKey::new(
+                "111111111111",
+                region,
+                Kind::Topic,
+                "orgwatch-ops",
+            )) else {
+                panic!("no operations topic in {region}")
+            };
+            assert!(p.policy.contains(&format!(
+                "arn:aws:cloudwatch:{region}:111111111111:alarm:orgwatch-ops-*"
+            )));
+        }
     }
 
     #[test]

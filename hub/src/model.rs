@@ -240,6 +240,8 @@ pub struct AlarmSpec {
     pub ok_actions: Vec<String>,
     pub treat_missing_data: String,
     pub description: String,
+    /// The metric's dimensions, (name, value), sorted by name (none for the rules' metrics).
+    pub dimensions: Vec<(String, String)>,
 }
 
 /// A DynamoDB table (on-demand, one string partition key).

@@ -230,40 +230,15 @@ pub async fn member(
         );
     }
 
-    let cw = c.cloudwatch();
-    let mut pages = cw
-        .describe_alarms()
-        .alarm_name_prefix(naming::RULE_RESOURCE_PREFIX)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| OpError::new("DescribeAlarms", e))?;
-        for a in page.metric_alarms() {
-            let Some(name) = a.alarm_name() else { continue };
-            // Tags are read later, only for alarms the plan would change (see alarm_managed).
-            out.resources.insert(
-                ResourceKey::new(account, region, Kind::Alarm, name),
-                Spec::Alarm(AlarmSpec {
-                    metric_name: a.metric_name().unwrap_or_default().to_string(),
-                    namespace: a.namespace().unwrap_or_default().to_string(),
-                    statistic: a
-                        .statistic()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    period: a.period().unwrap_or(0),
-                    evaluation_periods: a.evaluation_periods().unwrap_or(0),
-                    threshold: a.threshold().unwrap_or(0.0),
-                    comparison: a
-                        .comparison_operator()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    actions: a.alarm_actions().to_vec(),
-                    ok_actions: a.ok_actions().to_vec(),
-                    treat_missing_data: a.treat_missing_data().unwrap_or_default().to_string(),
-                    description: a.alarm_description().unwrap_or_default().to_string(),
-                }),
-            );
+    // The rules' alarms; the central account's operations alarms (same prefix, longer) are
+    // the central reconcile's.
+    for (name, spec) in alarms(c, naming::RULE_RESOURCE_PREFIX).await? {
+        if name.starts_with(naming::OPS_ALARM_PREFIX) {
+            continue;
         }
+        // Tags are read later, only for alarms the plan would change (see alarm_managed).
+        out.resources
+            .insert(ResourceKey::new(account, region, Kind::Alarm, name), spec);
     }
 
     let is_ours = |name: &str| {
@@ -646,6 +621,34 @@ pub async fn central(
             out.resources.insert(key, Spec::Subscription(sub.0));
         }
     }
+    let ops_arn = arn::topic(region, account, &names.ops_topic);
+    if let Some(t) = optional(
+        call!(
+            "GetTopicAttributes",
+            sns.get_topic_attributes().topic_arn(&ops_arn).send()
+        ),
+        &["NotFound", "NotFoundException"],
+    )? {
+        let policy = t
+            .attributes()
+            .and_then(|a| a.get("Policy"))
+            .map(|p| canonical_json(p))
+            .unwrap_or_default();
+        let tags = call!(
+            "ListTagsForResource",
+            sns.list_tags_for_resource().resource_arn(&ops_arn).send()
+        )?;
+        out.insert(
+            ResourceKey::new(account, region, Kind::Topic, names.ops_topic.clone()),
+            Spec::Policy(PolicySpec { policy }),
+            managed(tags.tags().iter().map(|t| (t.key(), t.value()))),
+        );
+    }
+    // Tags are read later, only for alarms the plan would change (see alarm_managed).
+    for (name, spec) in alarms(c, naming::OPS_ALARM_PREFIX).await? {
+        out.resources
+            .insert(ResourceKey::new(account, region, Kind::Alarm, name), spec);
+    }
     let dlq = naming::dead_letter_queue(&names.queue);
     let mut queues = vec![
         (Kind::DeadLetterQueue, dlq),
@@ -781,6 +784,58 @@ async fn manifest(c: &Clients, bucket: &str) -> Result<Option<(ObjectSpec, bool)
     Ok(Some((ObjectSpec::new(bucket, body), is_managed)))
 }
 
+/// Every metric alarm whose name starts with `prefix` (DescribeAlarms, paginated).
+async fn alarms(c: &Clients, prefix: &str) -> Result<Vec<(String, Spec)>, OpError> {
+    let mut out = Vec::new();
+    let mut pages = c
+        .cloudwatch()
+        .describe_alarms()
+        .alarm_name_prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| OpError::new("DescribeAlarms", e))?;
+        for a in page.metric_alarms() {
+            let Some(name) = a.alarm_name() else { continue };
+            let mut dimensions: Vec<(String, String)> = a
+                .dimensions()
+                .iter()
+                .map(|d| {
+                    (
+                        d.name().unwrap_or_default().to_string(),
+                        d.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            dimensions.sort();
+            out.push((
+                name.to_string(),
+                Spec::Alarm(AlarmSpec {
+                    metric_name: a.metric_name().unwrap_or_default().to_string(),
+                    namespace: a.namespace().unwrap_or_default().to_string(),
+                    statistic: a
+                        .statistic()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    period: a.period().unwrap_or(0),
+                    evaluation_periods: a.evaluation_periods().unwrap_or(0),
+                    threshold: a.threshold().unwrap_or(0.0),
+                    comparison: a
+                        .comparison_operator()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    actions: a.alarm_actions().to_vec(),
+                    ok_actions: a.ok_actions().to_vec(),
+                    treat_missing_data: a.treat_missing_data().unwrap_or_default().to_string(),
+                    description: a.alarm_description().unwrap_or_default().to_string(),
+                    dimensions,
+                }),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 async fn lease_table(c: &Clients, name: &str) -> Result<Option<(TableSpec, bool)>, OpError> {
     let ddb = c.dynamodb();
     let described = optional(
@@ -836,6 +891,8 @@ pub struct CentralNames {
     pub trail: String,
     pub topic: String,
     pub queue: String,
+    /// The operations topic (its alarms are read by their prefix).
+    pub ops_topic: String,
     /// The control queue and lease table of hub watch.
     pub control_queue: String,
     pub lease_table: String,

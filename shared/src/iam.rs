@@ -96,7 +96,7 @@ pub struct Grant {
     pub calls: &'static [(&'static str, &'static str)],
     pub actions: &'static [&'static str],
     /// ARN patterns, written for the `aws` partition (`arn:aws:` becomes the configured
-    /// partition's prefix); `{bucket}`, `{trail}`, `{topic}`, `{queue}`, `{member_role}`,
+    /// partition's prefix); `{bucket}`, `{trail}`, `{topic}`, `{ops_topic}`, `{queue}`, `{member_role}`,
     /// `{agent_member_role}`, `{table}`, `{control_queue}`, `{lease_table}`, `{kms_key}` are replaced from [`Names`], and
     /// `{sns_topic}` stands for each of the agent's SNS topics.
     pub resources: &'static [&'static str],
@@ -116,6 +116,8 @@ pub struct Names {
     pub trail: String,
     pub topic: String,
     pub queue: String,
+    /// The operations topic (`[alerts] ops_topic`).
+    pub ops_topic: String,
     pub member_role: String,
     /// The agent's read-only role in member accounts.
     pub agent_member_role: String,
@@ -141,6 +143,7 @@ impl Default for Names {
             trail: naming::PREFIX.into(),
             topic: "orgwatch-alerts".into(),
             queue: "orgwatch-alerts".into(),
+            ops_topic: "orgwatch-ops".into(),
             member_role: naming::DEFAULT_MEMBER_ROLE.into(),
             agent_member_role: naming::AGENT_MEMBER_ROLE.into(),
             table: "orgwatch-*".into(),
@@ -466,10 +469,40 @@ pub const GRANTS: &[Grant] = &[
             "sns:TagResource",
             "sns:ListTagsForResource",
         ],
-        resources: &["arn:aws:sns:*:*:{topic}"],
+        resources: &["arn:aws:sns:*:*:{topic}", "arn:aws:sns:*:*:{ops_topic}"],
         conditions: &[],
         needs: Needs::Always,
-        why: "the central alert topic, per monitored region",
+        why: "the central alert topic and the operations topic, per monitored region",
+    },
+    Grant {
+        principal: Principal::Central,
+        sid: "OperationsAlarms",
+        calls: &[
+            ("CloudWatch", "PutMetricAlarm"),
+            ("CloudWatch", "DeleteAlarms"),
+            ("CloudWatch", "TagResource"),
+            ("CloudWatch", "ListTagsForResource"),
+        ],
+        actions: &[
+            "cloudwatch:PutMetricAlarm",
+            "cloudwatch:DeleteAlarms",
+            "cloudwatch:TagResource",
+            "cloudwatch:ListTagsForResource",
+        ],
+        resources: &["arn:aws:cloudwatch:*:*:alarm:orgwatch-ops-*"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "the alarms on the alert queue's dead-letter depth and oldest message, notifying the operations topic",
+    },
+    Grant {
+        principal: Principal::Central,
+        sid: "DescribeOperationsAlarms",
+        calls: &[("CloudWatch", "DescribeAlarms")],
+        actions: &["cloudwatch:DescribeAlarms"],
+        resources: &["*"],
+        conditions: &[],
+        needs: Needs::Always,
+        why: "DescribeAlarms has no resource type (Service Authorization Reference, Amazon CloudWatch)",
     },
     Grant {
         principal: Principal::Central,
@@ -1012,6 +1045,7 @@ fn fill(pattern: &str, names: &Names) -> Vec<String> {
         .replace("{bucket}", &names.bucket)
         .replace("{trail}", &names.trail)
         .replace("{topic}", &names.topic)
+        .replace("{ops_topic}", &names.ops_topic)
         .replace("{queue}", &names.queue)
         .replace("{member_role}", &names.member_role)
         .replace("{agent_member_role}", &names.agent_member_role)

@@ -83,6 +83,21 @@ pub fn forward_rule_name(rule_id: &str) -> String {
 /// [`dead_letter_queue`] of it).
 pub const CONTROL_BUS: &str = "orgwatch-control";
 
+/// The prefix of the alarms that watch the watcher (central account): the alert queue's
+/// dead-letter depth and its oldest message's age. They notify the operations topic, never
+/// the alerts topic.
+pub const OPS_ALARM_PREFIX: &str = "orgwatch-ops-";
+
+/// The alarm on messages in the dead-letter queue of `queue`.
+pub fn ops_dlq_alarm(queue: &str) -> String {
+    format!("{OPS_ALARM_PREFIX}{queue}-dlq-depth")
+}
+
+/// The alarm on the age of the oldest message in `queue`.
+pub fn ops_age_alarm(queue: &str) -> String {
+    format!("{OPS_ALARM_PREFIX}{queue}-oldest-message-age")
+}
+
 /// The rule manifest's key in the central bucket (`shared::rules::manifest`): what the hub
 /// deployed, read by the agent.
 pub const RULE_MANIFEST_KEY: &str = "orgwatch/rules.json";

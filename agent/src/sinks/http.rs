@@ -93,7 +93,28 @@ impl HttpClient {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Outcome {
-        let mut req = Request::post(url).header("content-type", "application/json");
+        self.request(hyper::Method::POST, url, headers, Some(body), timeout)
+            .await
+    }
+
+    /// A GET without a body (the heartbeat sink); the answer is classified like a POST's.
+    pub async fn get(&self, url: &str, timeout: Duration) -> Outcome {
+        self.request(hyper::Method::GET, url, &[], None, timeout)
+            .await
+    }
+
+    async fn request(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Outcome {
+        let mut req = Request::builder().method(method).uri(url);
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
         req = req.header(
             "user-agent",
             concat!("orgwatch-agent/", env!("CARGO_PKG_VERSION")),
@@ -110,7 +131,7 @@ impl HttpClient {
         {
             req = req.header(hyper::header::PROXY_AUTHORIZATION, auth);
         }
-        let req = match req.body(Full::new(Bytes::from(body))) {
+        let req = match req.body(Full::new(Bytes::from(body.unwrap_or_default()))) {
             Ok(r) => r,
             Err(e) => return Outcome::Reject(format!("cannot build the request: {e}")),
         };

@@ -6,6 +6,7 @@
 //! timeouts, 429, 5xx) or `Reject(reason)` (the destination refused the content itself).
 
 pub mod file;
+pub mod heartbeat;
 pub mod http;
 pub mod pagerduty;
 pub mod payload;
@@ -70,6 +71,7 @@ enum Driver {
     Slack(slack::Slack),
     PagerDuty(pagerduty::PagerDuty),
     Sns(sns::Sns),
+    Heartbeat,
 }
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>;
@@ -106,11 +108,14 @@ impl Sink {
     ) -> Result<Sink, String> {
         if let SinkKind::Webhook { url, .. }
         | SinkKind::Slack { url }
-        | SinkKind::PagerDuty { url, .. } = &spec.kind
+        | SinkKind::PagerDuty { url, .. }
+        | SinkKind::Heartbeat { url, .. } = &spec.kind
         {
             http.check_url(&format!("sink {}", spec.name), url.expose())?;
         }
         let driver = match &spec.kind {
+            // Run beside the pipeline (`heartbeat`), never routed to.
+            SinkKind::Heartbeat { .. } => Driver::Heartbeat,
             SinkKind::Stdout => Driver::Stdout,
             SinkKind::File { path } => Driver::File(file::JsonLines { path: path.clone() }),
             SinkKind::Webhook {
@@ -178,6 +183,9 @@ impl Sink {
             Driver::Slack(s) => s.deliver(n).await,
             Driver::PagerDuty(p) => p.deliver(n).await,
             Driver::Sns(s) => s.deliver(n).await,
+            Driver::Heartbeat => {
+                Outcome::Reject("a heartbeat sink takes no alerts (no route may name it)".into())
+            }
         }
     }
 

@@ -41,6 +41,7 @@ pub fn run(global: &GlobalArgs, args: &PolicyArgs) -> ExitStatus {
         names.bucket = c.trail.bucket.clone();
         names.trail = c.trail.name.clone();
         names.topic = c.alerts.topic.clone();
+        names.ops_topic = c.alerts.ops_topic.clone();
         names.queue = c.alerts.queue.clone();
         names.member_role = c.hub.member_role.clone();
         names.kms_key = c.trail.kms_key_id.clone();

@@ -593,6 +593,7 @@ fn central_names(config: &HubConfig, facts: &OrgFacts) -> CentralNames {
         trail: config.trail.name.clone(),
         topic: config.alerts.topic.clone(),
         queue: config.alerts.queue.clone(),
+        ops_topic: config.alerts.ops_topic.clone(),
         control_queue: config.watch.queue.clone(),
         lease_table: config.watch.lease_table.clone(),
         hub_is_management: facts.hub_account == facts.management_account,

@@ -7,7 +7,8 @@
 //! of aws-sdk-cloudwatch 1.99 (awsQuery protocol) with an error body the SDK cannot read,
 //! for every account and whatever the policy (boto3, on the CBOR protocol, is accepted).
 //! So the other members are checked up to their alarms: assumed, log group, filters and
-//! rules created; an alarm failure there is the emulator's, and is the only one allowed.
+//! rules created; an alarm failure there is the emulator's, and is the only one allowed (in
+//! the central account too, for the alarms on the alert queue).
 
 use std::process::{Command, Stdio};
 
@@ -221,7 +222,14 @@ async fn a_member_whose_role_cannot_be_assumed_fails_alone() {
                 .unwrap_or(0);
             assert!(created > 0, "{account} got its resources: {r:#}");
         } else {
-            assert_ne!(r["status"], "failed", "central: {r:#}");
+            // The central account's operations alarms meet the same emulator limit.
+            let error = r["error"].as_str().unwrap_or_default();
+            assert!(
+                r["status"] != "failed"
+                    || (error.contains("PutMetricAlarm")
+                        && error.contains(shared::naming::OPS_ALARM_PREFIX)),
+                "central: {r:#}"
+            );
         }
     }
     for m in &org.members[..2] {

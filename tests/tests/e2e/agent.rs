@@ -1656,3 +1656,90 @@ async fn an_alarm_state_change_from_eventbridge_is_delivered_as_an_alarm() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `/metrics` text of a running agent (its operations address from the "agent running"
+/// log line), or empty.
+fn agent_metrics(agent: &Agent) -> String {
+    let log = agent.log();
+    let addr = log
+        .lines()
+        .find(|l| l.contains("agent running"))
+        .and_then(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v["fields"]["listen"].as_str().map(str::to_string))
+                .or_else(|| {
+                    l.split("listen=")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .map(str::to_string)
+                })
+        });
+    addr.and_then(|a| orgwatch_tests::watch::http_get(&a, "/metrics"))
+        .unwrap_or_default()
+}
+
+/// #12 item 4: the watcher is watched. A heartbeat sink calls its URL every interval while
+/// receives succeed (a dead-man's switch alerts when the calls stop), takes no alerts, and
+/// /metrics says when the last receive succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_sink_is_called_while_the_pipeline_is_healthy() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let (a, b, beat) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("heartbeat");
+    let config = write_config(&dir, &a, &b, "1s", "1m");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "[[sink]]\nname = \"beat\"\ntype = \"heartbeat\"\nurl = \"{}\"\ninterval = \"1s\"\n",
+        beat.url("/ping/orgwatch")
+    ));
+    std::fs::write(&config, text).expect("config");
+    let agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    c.alarm(
+        "cis-4.1",
+        &account(1),
+        "ALARM",
+        "2024-05-01T12:05:00.000+0000",
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || beat.requests().len() >= 3).await,
+        "{}",
+        agent.log()
+    );
+    let pings = beat.requests();
+    assert!(
+        pings
+            .iter()
+            .all(|p| p.method == "GET" && p.path == "/ping/orgwatch" && p.body.is_empty()),
+        "{pings:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || alerts(&a).len() == 1).await,
+        "{}",
+        agent.log()
+    );
+    assert!(alerts(&beat).is_empty(), "the heartbeat takes no alerts");
+    let metrics = agent_metrics(&agent);
+    let last =
+        orgwatch_tests::watch::metric(&metrics, "orgwatch_agent_last_receive_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    assert!(
+        last > 0.0 && now - last < 30.0,
+        "last receive {last}, now {now}:\n{metrics}"
+    );
+    assert!(
+        orgwatch_tests::watch::metric(&metrics, "orgwatch_agent_heartbeats_sent_total") >= 3.0,
+        "{metrics}"
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

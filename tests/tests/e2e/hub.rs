@@ -165,6 +165,52 @@ async fn converge(delivery: &str) -> (Emulator, Org, ClientFactory, tempfile_dir
     let factory = emu.factory().await.expect("factory");
     // What AWS requires and the emulator does not check (e2e::contract).
     super::contract::assert_contracts(&factory, &org, BUCKET, &REGIONS, None).await;
+    // The watcher is watched: in each region the alert queue's dead-letter depth and its
+    // oldest message's age alarm on the operations topic.
+    for region in REGIONS {
+        let alarms = factory
+            .home()
+            .in_region(region)
+            .cloudwatch()
+            .describe_alarms()
+            .alarm_name_prefix(shared::naming::OPS_ALARM_PREFIX)
+            .send()
+            .await
+            .expect("alarms");
+        let ops = format!("arn:aws:sns:{region}:{}:orgwatch-ops", org.management);
+        let mut seen: Vec<(String, String)> = alarms
+            .metric_alarms()
+            .iter()
+            .map(|a| {
+                assert_eq!(a.alarm_actions(), std::slice::from_ref(&ops), "{a:?}");
+                assert_eq!(a.ok_actions(), std::slice::from_ref(&ops), "{a:?}");
+                assert_eq!(a.namespace(), Some("AWS/SQS"));
+                let queue = a
+                    .dimensions()
+                    .iter()
+                    .find(|d| d.name() == Some("QueueName"))
+                    .and_then(|d| d.value())
+                    .unwrap_or_default()
+                    .to_string();
+                (a.metric_name().unwrap_or_default().to_string(), queue)
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "ApproximateAgeOfOldestMessage".to_string(),
+                    "orgwatch-alerts".to_string()
+                ),
+                (
+                    "ApproximateNumberOfMessagesVisible".to_string(),
+                    "orgwatch-alerts-dlq".to_string()
+                ),
+            ],
+            "{region}"
+        );
+    }
     (emu, org, factory, dir, config)
 }
 
