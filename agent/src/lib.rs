@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod core;
 pub mod decode;
 pub mod dedupe;
 pub mod enrich;

@@ -4,10 +4,10 @@
 //!   permit of a semaphore of `max_in_flight`, so at most that many are in flight and
 //!   receiving pauses (backpressure) when the pipeline is full. Receiver -> core is a
 //!   bounded channel.
-//! * The core owns the pure stages: decode, classify, fingerprint/dedupe, route, group.
-//!   A message is acknowledged when every sink it was routed to accepted every alert in it
-//!   (or all of them had it already: a duplicate). Undecodable messages go to the DLQ path
-//!   with their reason. While in flight, visibility is renewed at half its timeout.
+//! * The core ([`crate::core::Core`]) makes every decision (decode, classify, route, group,
+//!   settle, retry, renew) with no I/O; this loop feeds it events and carries out the effects
+//!   it returns, each in a task of its own: the dedupe store and enrichment of a message
+//!   (at most [`MAX_PREPARING`] at once), acks, dead letters, renewals.
 //! * Each sink has its own worker, so a failing sink backs off without delaying the others.
 //!   Core -> worker channels are unbounded: what can be queued there is bounded by the
 //!   in-flight permits (each notification holds at least one in-flight message).
@@ -22,16 +22,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use crate::classify::{Classified, RuleCatalog, classify};
+use crate::classify::RuleCatalog;
 use crate::config::Config;
-use crate::decode::decode;
+use crate::core::{Clock, Completion, Core, Effect, Prepared, Routed, Settings};
 use crate::dedupe::{Claim, Incident, Store};
 use crate::enrich::{Enricher, Request};
 use crate::fingerprint::incident_key;
-use crate::group::{Grouper, Notification};
+use crate::group::Notification;
 use crate::metrics::Metrics;
 use crate::model::{Alert, AlertState, Enrichment, Origin};
-use crate::route::route;
 use crate::sinks::{Final, Sink};
 use crate::source::{Envelope, Source};
 
@@ -59,73 +58,15 @@ pub struct Pipeline {
 /// Alerts of one message, routed and placed, waiting for the grouper.
 type Adds = Vec<(usize, Alert, Incident)>;
 
-/// Alerts of message `id` back from enrichment.
-struct Enriched {
-    id: u64,
-    adds: Adds,
-}
+/// How many messages are prepared (dedupe store round trips, enrichment) at once. Each holds
+/// an in-flight permit too, so the queue's backpressure still applies.
+const MAX_PREPARING: usize = 64;
 
-struct InFlight {
-    env: Envelope,
-    outstanding: usize,
-    /// A sink did not take it: (permanently, why).
-    failed: Option<(bool, String)>,
-    /// Deliveries tried again so far, and when it was first received.
-    retries: u32,
-    received: Instant,
-    /// Waiting to be tried again at this time (visibility still renewed meanwhile).
-    retry_at: Option<Instant>,
-    /// Another replica holds some of its alerts until this time (Unix ms): never
-    /// acknowledged here.
-    held: Option<i64>,
-    extended: Instant,
-    _permit: OwnedSemaphorePermit,
-}
-
-struct Completion {
-    id: u64,
-    /// `None`: delivered; else (permanently, why).
-    failed: Option<(bool, String)>,
-}
-
-/// How long a message stays in flight at most: SQS allows 12 hours from its receive
-/// (SQS developer guide, "Visibility timeout": "the maximum is 12 hours"; the total time a
-/// message is in flight counts from its first receive), with a margin.
-const MAX_IN_FLIGHT: Duration = Duration::from_secs(11 * 3600 + 30 * 60);
-
-/// The wait before a failed delivery is tried again: the visibility timeout, doubled per
-/// retry, at most 15 minutes (the sink's own `retry_for` retries came before it).
-fn retry_delay(visibility: Duration, retries: u32) -> Duration {
-    visibility
-        .saturating_mul(1u32 << retries.min(10))
-        .min(Duration::from_secs(900))
-}
-
-/// What a message in flight needs at `now`.
-#[derive(Debug, PartialEq, Eq)]
-enum Renewal {
-    /// Its visibility has more than half its timeout left.
-    Keep,
-    /// Half its visibility timeout has passed since the last renewal: renew it for another.
-    Renew,
-    /// Another renewal would take it past SQS's 12 hours in flight, where
-    /// ChangeMessageVisibility fails ("Visibility timeout", SQS developer guide): let it go,
-    /// it comes back to the queue.
-    LetGo,
-}
-
-fn renewal(received: Instant, extended: Instant, now: Instant, vis: Duration) -> Renewal {
-    if now.saturating_duration_since(received) + vis >= MAX_IN_FLIGHT {
-        Renewal::LetGo
-    } else if now.saturating_duration_since(extended) >= vis / 2 {
-        Renewal::Renew
-    } else {
-        Renewal::Keep
-    }
-}
-
-/// Runs until `shutdown` turns true, then drains.
+/// Runs until `shutdown` turns true, then drains. The decisions are the core's
+/// ([`crate::core::Core`]); this loop only feeds it events and carries out its effects, each
+/// I/O in a task of its own, so the loop itself never waits on the store, AWS or a sink.
 pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Receiver<bool>) {
+    let p = Arc::new(p);
     let cfg = &p.config;
     let permits = Arc::new(Semaphore::new(cfg.source.max_in_flight));
     let (env_tx, mut env_rx) = mpsc::channel::<(Envelope, OwnedSemaphorePermit)>(100);
@@ -155,190 +96,202 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
             p.metrics.clone(),
         ));
     }
-
-    let (enriched_tx, mut enriched_rx) = mpsc::unbounded_channel::<Enriched>();
-    let mut grouper: Grouper<u64> = Grouper::new(cfg.group.clone(), cfg.dedupe.window);
-    let mut msgs: HashMap<u64, InFlight> = HashMap::new();
-    let mut next_msg = 0u64;
-    let mut acks: Vec<String> = Vec::new();
+    let (prepared_tx, mut prepared_rx) = mpsc::unbounded_channel::<(u64, Prepared)>();
+    let (renew_tx, mut renew_rx) = mpsc::unbounded_channel::<Vec<u64>>();
+    let preparing = Arc::new(Semaphore::new(MAX_PREPARING));
+    let settings = Settings {
+        visibility: cfg.source.visibility,
+        claim_lease: claim_lease(&p),
+        retention: cfg.dedupe.retention,
+    };
+    let mut core: Core<OwnedSemaphorePermit> = Core::new(
+        Arc::new(cfg.clone()),
+        settings,
+        p.catalog.clone(),
+        p.metrics.clone(),
+    );
+    let shell = Shell {
+        p: p.clone(),
+        source: source.clone(),
+        sink_txs,
+        prepared: prepared_tx,
+        renew_failed: renew_tx,
+        preparing,
+    };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_prune = Instant::now();
-    let mut draining: Option<Instant> = None;
     let mut receivers_done = false;
-
+    let clock = || Clock {
+        now: Instant::now(),
+        wall_ms: now_ms(),
+    };
     loop {
-        tokio::select! {
+        let effects = tokio::select! {
             got = env_rx.recv(), if !receivers_done => match got {
-                Some((env, permit)) => {
-                    next_msg += 1;
-                    let id = next_msg;
-                    handle(&p, &source, &mut grouper, &mut msgs, &mut acks, &enriched_tx, id, env, permit, Carry::fresh()).await;
+                Some((env, permit)) => core.on_received(env, permit, clock()),
+                None => {
+                    receivers_done = true;
+                    Vec::new()
                 }
-                None => receivers_done = true,
             },
-            Some(e) = enriched_rx.recv() => {
-                let now = Instant::now();
-                for (s, alert, incident) in e.adds {
-                    grouper.add(s, alert, incident, e.id, now);
-                }
+            Some((id, prepared)) = prepared_rx.recv() => core.on_prepared(id, prepared, clock()),
+            Some(c) = done_rx.recv() => core.on_completed(c, clock()),
+            Some(ids) = renew_rx.recv() => {
+                core.on_extend_failed(&ids, clock());
+                Vec::new()
             }
-            Some(c) = done_rx.recv() => {
-                let now = Instant::now();
-                for token in grouper.completed(c.id, c.failed.is_none(), now) {
-                    let Some(m) = msgs.get_mut(&token) else { continue };
-                    m.outstanding = m.outstanding.saturating_sub(1);
-                    if let Some(f) = &c.failed {
-                        // A rejection outweighs a transient failure of the same message.
-                        if !m.failed.as_ref().is_some_and(|(permanent, _)| *permanent) {
-                            m.failed = Some(f.clone());
-                        }
-                    }
-                    if m.outstanding > 0 {
-                        continue;
-                    }
-                    match (m.held.is_some(), m.failed.clone()) {
-                        (false, Some((false, why))) if draining.is_none() && m.received.elapsed() + retry_delay(cfg.source.visibility, m.retries) < MAX_IN_FLIGHT => {
-                            // Kept in flight (its visibility renewed) and tried again: the
-                            // queue's redrive policy counts receives, so a message let go
-                            // during an outage would reach the dead-letter queue without a
-                            // reason after maxReceiveCount visibility timeouts.
-                            let delay = retry_delay(cfg.source.visibility, m.retries);
-                            m.retries += 1;
-                            m.retry_at = Some(now + delay);
-                            Metrics::inc(&p.metrics.retried);
-                            tracing::warn!(message_id = %m.env.message_id, retries = m.retries, ?delay, reason = %why, "a sink did not take the message; it stays in flight and is tried again");
-                        }
-                        _ => {
-                            let Some(m) = msgs.remove(&token) else { continue };
-                            p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                            match m.failed {
-                                _ if let Some(until_ms) = m.held => {
-                                    tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns when that claim ends");
-                                    if let Err(e) = source.extend(vec![m.env.token], hold_for(until_ms, now_ms(), claim_lease(&p))).await {
-                                        tracing::warn!(error = %e, "cannot hold the message back; it returns after its visibility timeout");
-                                    }
-                                }
-                                Some((true, why)) => {
-                                    Metrics::inc(&p.metrics.dead_lettered);
-                                    tracing::error!(message_id = %m.env.message_id, reason = %why, "a sink rejected the message: to the dead-letter queue");
-                                    if let Err(e) = source.dead_letter(m.env, format!("rejected by a sink: {why}")).await {
-                                        tracing::warn!(error = %e, "cannot dead-letter the message; it returns after its visibility timeout");
-                                    }
-                                }
-                                Some((false, why)) => tracing::warn!(message_id = %m.env.message_id, reason = %why, "a sink did not take the message; it returns to the queue after its visibility timeout"),
-                                None => acks.push(m.env.token),
-                            }
-                        }
-                    }
-                }
+            _ = tick.tick() => core.on_tick(clock()),
+            _ = shutdown.changed() => {
+                core.on_shutdown(clock());
+                Vec::new()
             }
-            _ = tick.tick() => {
-                let now = Instant::now();
-                if draining.is_some() {
-                    grouper.flush(now);
-                    // Waiting retries return to the queue after their visibility timeout.
-                    msgs.retain(|_, m| m.retry_at.is_none());
+        };
+        shell.carry_out(effects);
+        if (receivers_done || *shutdown.borrow()) && core.done(clock(), p.drain) {
+            break;
+        }
+    }
+    for r in receivers {
+        r.abort();
+    }
+}
+
+/// Carries out the core's effects.
+struct Shell<S> {
+    p: Arc<Pipeline>,
+    source: Arc<S>,
+    sink_txs: Vec<mpsc::UnboundedSender<Notification<u64>>>,
+    prepared: mpsc::UnboundedSender<(u64, Prepared)>,
+    renew_failed: mpsc::UnboundedSender<Vec<u64>>,
+    preparing: Arc<Semaphore>,
+}
+
+impl<S: Source> Shell<S> {
+    fn carry_out(&self, effects: Vec<Effect>) {
+        let mut acks: Vec<String> = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Prepare {
+                    id,
+                    message_id,
+                    alerts,
+                } => {
+                    let p = self.p.clone();
+                    let tx = self.prepared.clone();
+                    let gate = self.preparing.clone();
+                    tokio::spawn(async move {
+                        let Ok(_slot) = gate.acquire_owned().await else {
+                            return;
+                        };
+                        let prepared = prepare(&p, &message_id, alerts).await;
+                        // The core is gone only at exit: the message then stays unacked.
+                        let _ = tx.send((id, prepared));
+                    });
                 }
-                // Failed deliveries whose wait is over: through the pipeline again (the
-                // sinks that have it answer Delivered from the dedupe store).
-                let due: Vec<u64> = msgs
-                    .iter()
-                    .filter(|(_, m)| m.retry_at.is_some_and(|t| t <= now))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for old in due {
-                    let Some(m) = msgs.remove(&old) else { continue };
-                    p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    next_msg += 1;
-                    let carry = Carry { retries: m.retries, received: m.received };
-                    handle(&p, &source, &mut grouper, &mut msgs, &mut acks, &enriched_tx, next_msg, m.env, m._permit, carry).await;
-                }
-                for n in grouper.due(now) {
-                    if let Some(tx) = sink_txs.get(n.sink)
+                Effect::Send(n) => {
+                    if let Some(tx) = self.sink_txs.get(n.sink)
                         && let Err(e) = tx.send(n)
                     {
                         // The worker is gone (only at exit): the messages stay unacked.
                         tracing::error!(id = e.0.id, "sink worker stopped");
                     }
                 }
-                // Renew visibility of what has been in flight for half the timeout, but
-                // never past SQS's 12 hours in flight (ChangeMessageVisibility fails
-                // beyond them): such a message is let go and comes back.
-                let vis = cfg.source.visibility;
-                let expired: Vec<u64> = msgs
-                    .iter()
-                    .filter(|(_, m)| renewal(m.received, m.extended, now, vis) == Renewal::LetGo)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in expired {
-                    if let Some(m) = msgs.remove(&id) {
-                        p.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        tracing::warn!(message_id = %m.env.message_id, "in flight for nearly 12 hours: let go, it comes back to the queue");
-                    }
+                Effect::Ack(tokens) => acks.extend(tokens),
+                Effect::DeadLetter { env, reason } => {
+                    let source = self.source.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = source.dead_letter(env, reason).await {
+                            tracing::warn!(error = %e, "cannot dead-letter the message; it returns after its visibility timeout");
+                        }
+                    });
                 }
-                let renew: Vec<(u64, String)> = msgs
-                    .iter_mut()
-                    .filter(|(_, m)| renewal(m.received, m.extended, now, vis) == Renewal::Renew)
-                    .map(|(id, m)| {
-                        m.extended = now;
-                        (*id, m.env.token.clone())
-                    })
-                    .collect();
-                if !renew.is_empty() {
-                    let tokens = renew.iter().map(|(_, t)| t.clone()).collect();
-                    if let Err(e) = source.extend(tokens, vis).await {
-                        // Tried again at the next tick, well before the timeout ends.
-                        tracing::warn!(error = %e, "cannot renew visibility; retrying");
-                        for (id, _) in &renew {
-                            if let Some(m) = msgs.get_mut(id) {
-                                m.extended = now.checked_sub(vis).unwrap_or(m.extended);
+                Effect::Extend { ids, tokens, by } => {
+                    let source = self.source.clone();
+                    let failed = self.renew_failed.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = source.extend(tokens, by).await {
+                            if ids.is_empty() {
+                                tracing::warn!(error = %e, "cannot hold the message back; it returns after its visibility timeout");
+                            } else {
+                                // Tried again at the next tick, well before the timeout ends.
+                                tracing::warn!(error = %e, "cannot renew visibility; retrying");
+                                let _ = failed.send(ids);
                             }
                         }
-                    }
+                    });
                 }
-                if last_prune.elapsed() >= Duration::from_secs(60) {
-                    last_prune = Instant::now();
-                    let before = now_ms() - i64::try_from(cfg.dedupe.retention.as_millis()).unwrap_or(i64::MAX);
-                    match p.store.prune(before).await {
-                        Ok(n) if n > 0 => tracing::debug!(forgotten = n, "pruned dedupe records"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "cannot prune the dedupe store"),
-                    }
+                Effect::Prune { before_ms } => {
+                    let store = self.p.store.clone();
+                    tokio::spawn(async move {
+                        match store.prune(before_ms).await {
+                            Ok(n) if n > 0 => {
+                                tracing::debug!(forgotten = n, "pruned dedupe records")
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot prune the dedupe store"),
+                        }
+                    });
                 }
-            }
-            _ = shutdown.changed(), if draining.is_none() => {
-                tracing::info!(in_flight = msgs.len(), "draining");
-                draining = Some(Instant::now());
             }
         }
         if !acks.is_empty() {
-            let n = acks.len() as u64;
-            match source.ack(std::mem::take(&mut acks)).await {
-                Ok(()) => {
-                    p.metrics.acked.fetch_add(n, Ordering::Relaxed);
+            let source = self.source.clone();
+            let metrics = self.p.metrics.clone();
+            tokio::spawn(async move {
+                let n = acks.len() as u64;
+                match source.ack(acks).await {
+                    Ok(()) => {
+                        metrics.acked.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot delete messages; they will be redelivered and recognised as duplicates")
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot delete messages; they will be redelivered and recognised as duplicates")
-                }
-            }
+            });
         }
-        if let Some(since) = draining {
-            if receivers_done && msgs.is_empty() {
-                break;
-            }
-            if since.elapsed() >= p.drain {
-                tracing::warn!(
-                    in_flight = msgs.len(),
-                    "drain timeout; unacknowledged messages return to the queue"
-                );
-                break;
+    }
+}
+
+/// The I/O of one message: each alert's incident remembered, each routed delivery claimed,
+/// then the alarms this replica delivers enriched.
+async fn prepare(p: &Pipeline, message_id: &str, alerts: Vec<Routed>) -> Prepared {
+    let cfg = &p.config;
+    let lease = claim_lease(p);
+    let mut held_until: Option<i64> = None;
+    let mut adds: Adds = Vec::new();
+    for Routed { alert, sinks } in alerts {
+        let key = incident_key(&alert);
+        let incident = match p
+            .store
+            .remember(&key, alert.at_ms, alert.state, cfg.dedupe.window, now_ms())
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return Prepared::StoreFailed(e.to_string()),
+        };
+        for s in sinks {
+            let Some(sink) = p.sinks.get(s) else { continue };
+            match p
+                .store
+                .claim(&incident, alert.state, &sink.name, lease, now_ms())
+                .await
+            {
+                Ok(Claim::Delivered) => {}
+                Ok(Claim::Held { until_ms }) => {
+                    held_until = Some(held_until.map_or(until_ms, |h| h.max(until_ms)));
+                }
+                Ok(Claim::Mine) => adds.push((s, alert.clone(), incident)),
+                Err(e) => return Prepared::StoreFailed(e.to_string()),
             }
         }
     }
-    for r in receivers {
-        r.abort();
+    if let Some(enricher) = &p.enricher
+        && adds.iter().any(|(_, a, _)| wants_enrichment(a))
+    {
+        tracing::debug!(%message_id, "enriching");
+        adds = enrich(enricher.as_ref(), adds, &p.metrics).await;
     }
+    Prepared::Ready { adds, held_until }
 }
 
 async fn receive_loop<S: Source>(
@@ -392,162 +345,6 @@ async fn receive_loop<S: Source>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn handle<S: Source>(
-    p: &Pipeline,
-    source: &Arc<S>,
-    grouper: &mut Grouper<u64>,
-    msgs: &mut HashMap<u64, InFlight>,
-    acks: &mut Vec<String>,
-    enriched: &mpsc::UnboundedSender<Enriched>,
-    id: u64,
-    env: Envelope,
-    permit: OwnedSemaphorePermit,
-    carry: Carry,
-) {
-    let m = &p.metrics;
-    let decoded = match decode(&env.body) {
-        Ok(d) => d,
-        Err(reason) => {
-            Metrics::inc(&m.dead_lettered);
-            if reason.is_forged() {
-                Metrics::inc(&m.forged);
-            }
-            tracing::warn!(message_id = %env.message_id, receive_count = env.receive_count, %reason, "undecodable message: to the dead-letter queue");
-            if let Err(e) = source.dead_letter(env, reason.to_string()).await {
-                tracing::warn!(error = %e, "cannot release the message for redrive; it returns after its visibility timeout");
-            }
-            return;
-        }
-    };
-    Metrics::inc(&m.decoded);
-    let alerts = match classify(&decoded, p.catalog.as_ref()) {
-        Classified::Alerts(a) => a,
-        Classified::Ignored(why) => {
-            Metrics::inc(&m.ignored);
-            tracing::debug!(message_id = %env.message_id, %why, "nothing to alert on");
-            acks.push(env.token);
-            return;
-        }
-    };
-    let cfg = &p.config;
-    let now = Instant::now();
-    let mut outstanding = 0;
-    let mut held: Option<i64> = None;
-    let lease = claim_lease(p);
-    let mut adds: Adds = Vec::new();
-    for alert in alerts {
-        Metrics::inc(&m.alerts);
-        let key = incident_key(&alert);
-        let incident = match p
-            .store
-            .remember(&key, alert.at_ms, alert.state, cfg.dedupe.window, now_ms())
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!(message_id = %env.message_id, error = %e, "dedupe store failed; the message returns to the queue");
-                return;
-            }
-        };
-        let sinks = route(&alert, &cfg.routes, &cfg.default_sinks);
-        if sinks.is_empty() {
-            Metrics::inc(&m.unrouted);
-            tracing::warn!(rule = %alert.rule_id, account = %alert.account, "no route takes this alert");
-        }
-        for s in sinks {
-            let Some(sink) = p.sinks.get(s) else { continue };
-            match p
-                .store
-                .claim(&incident, alert.state, &sink.name, lease, now_ms())
-                .await
-            {
-                Ok(Claim::Delivered) => {}
-                Ok(Claim::Held { until_ms }) => {
-                    held = Some(held.map_or(until_ms, |h: i64| h.max(until_ms)));
-                }
-                Ok(Claim::Mine) => {
-                    adds.push((s, alert.clone(), incident));
-                    outstanding += 1;
-                }
-                Err(e) => {
-                    tracing::error!(message_id = %env.message_id, error = %e, "dedupe store failed; the message returns to the queue");
-                    return;
-                }
-            }
-        }
-    }
-    if outstanding == 0
-        && let Some(until_ms) = held
-    {
-        Metrics::inc(&m.held_elsewhere);
-        // Invisible until the other replica's claim ends (delivered, released, or its
-        // lease over), not back every visibility timeout: each return is a receive the
-        // redrive policy counts.
-        let wait = hold_for(until_ms, now_ms(), lease);
-        tracing::debug!(message_id = %env.message_id, ?wait, "another replica is delivering it; the message returns when its claim ends");
-        if let Err(e) = source.extend(vec![env.token], wait).await {
-            tracing::warn!(error = %e, "cannot hold the message back; it returns after its visibility timeout");
-        }
-        return;
-    }
-    if outstanding == 0 {
-        Metrics::inc(&m.duplicates);
-        tracing::debug!(message_id = %env.message_id, "duplicate: every routed sink has it");
-        acks.push(env.token);
-        return;
-    }
-    match &p.enricher {
-        // Enrichment talks to AWS: it runs beside the core, which stays free; the message
-        // is in flight meanwhile (its visibility is renewed like any other).
-        Some(enricher) if adds.iter().any(|(_, a, _)| wants_enrichment(a)) => {
-            let enricher = enricher.clone();
-            let tx = enriched.clone();
-            let metrics = p.metrics.clone();
-            tokio::spawn(async move {
-                let adds = enrich(enricher.as_ref(), adds, &metrics).await;
-                // The core is gone only at exit: the message then stays unacknowledged.
-                let _ = tx.send(Enriched { id, adds });
-            });
-        }
-        _ => {
-            for (s, alert, incident) in adds {
-                grouper.add(s, alert, incident, id, now);
-            }
-        }
-    }
-    m.in_flight.fetch_add(1, Ordering::Relaxed);
-    msgs.insert(
-        id,
-        InFlight {
-            env,
-            outstanding,
-            failed: None,
-            retries: carry.retries,
-            received: carry.received,
-            retry_at: None,
-            held,
-            extended: now,
-            _permit: permit,
-        },
-    );
-}
-
-/// What a message tried again keeps from its earlier attempts.
-struct Carry {
-    retries: u32,
-    received: Instant,
-}
-
-impl Carry {
-    fn fresh() -> Carry {
-        Carry {
-            retries: 0,
-            received: Instant::now(),
-        }
-    }
-}
-
 /// How long a claim on a delivery lasts: past the longest this agent may take to deliver
 /// (group wait and interval, then every sink's retries and last attempt), with a margin.
 fn claim_lease(p: &Pipeline) -> Duration {
@@ -559,19 +356,6 @@ fn claim_lease(p: &Pipeline) -> Duration {
         .max()
         .unwrap_or_default();
     p.config.group.wait + p.config.group.interval + sinks + Duration::from_secs(60)
-}
-
-/// How long a message another replica holds stays invisible: until that replica's claim ends
-/// (SQS ChangeMessageVisibility counts from the call: "Changing a message's visibility
-/// timeout", SQS developer guide), with a margin for the clocks of two hosts, at least a few
-/// seconds and at most this agent's own lease (a holder's lease is never longer) and the time
-/// SQS allows in flight.
-fn hold_for(until_ms: i64, now_ms: i64, lease: Duration) -> Duration {
-    let left = Duration::from_millis(u64::try_from(until_ms.saturating_sub(now_ms)).unwrap_or(0));
-    (left + Duration::from_secs(2))
-        .max(Duration::from_secs(5))
-        .min(lease.max(Duration::from_secs(5)))
-        .min(MAX_IN_FLIGHT)
 }
 
 /// A firing alarm whose actor is unknown.
@@ -686,58 +470,6 @@ async fn sink_worker(
 mod tests {
     use super::*;
 
-    #[test]
-    fn failed_deliveries_wait_longer_each_time_up_to_fifteen_minutes() {
-        let v = Duration::from_secs(10);
-        assert_eq!(retry_delay(v, 0), v);
-        assert_eq!(retry_delay(v, 1), Duration::from_secs(20));
-        assert_eq!(retry_delay(v, 3), Duration::from_secs(80));
-        assert_eq!(retry_delay(v, 30), Duration::from_secs(900));
-        assert!(MAX_IN_FLIGHT < Duration::from_secs(12 * 3600));
-    }
-
-    #[test]
-    fn a_held_message_waits_for_the_holders_claim_not_a_whole_lease() {
-        let lease = Duration::from_secs(100);
-        assert_eq!(hold_for(60_000, 10_000, lease), Duration::from_secs(52));
-        // Expired or nearly so: back soon, not at once.
-        assert_eq!(hold_for(10_000, 10_000, lease), Duration::from_secs(5));
-        assert_eq!(hold_for(0, 10_000, lease), Duration::from_secs(5));
-        // A holder's clock far ahead cannot keep it away longer than a lease.
-        assert_eq!(hold_for(i64::MAX, 0, lease), lease);
-    }
-
-    #[test]
-    fn visibility_is_renewed_at_half_time_and_never_past_twelve_hours_in_flight() {
-        let vis = Duration::from_secs(60);
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        assert_eq!(renewal(t0, t0, at(29), vis), Renewal::Keep);
-        assert_eq!(renewal(t0, t0, at(30), vis), Renewal::Renew);
-        // Renewed at 30 s: kept until 60 s.
-        assert_eq!(renewal(t0, at(30), at(59), vis), Renewal::Keep);
-        assert_eq!(renewal(t0, at(30), at(60), vis), Renewal::Renew);
-        // Eleven and a half hours after its receive, one more renewal of 60 s would pass the
-        // 12 hours SQS allows in flight only after the margin: let go before that.
-        let last = MAX_IN_FLIGHT.as_secs() - 60;
-        assert_eq!(
-            renewal(t0, at(last - 31), at(last - 1), vis),
-            Renewal::Renew
-        );
-        assert_eq!(renewal(t0, at(last - 1), at(last), vis), Renewal::LetGo);
-        // A long timeout is let go earlier: the renewal itself may not cross the limit.
-        let long = Duration::from_secs(3600);
-        assert_eq!(
-            renewal(
-                t0,
-                at(0),
-                MAX_IN_FLIGHT.checked_sub(long).map(|d| t0 + d).unwrap(),
-                long
-            ),
-            Renewal::LetGo
-        );
-        assert!(at(last) + vis <= t0 + Duration::from_secs(12 * 3600));
-    }
     use crate::classify::test_catalog;
     use crate::config::{
         DedupeSpec, GroupLabel, GroupSpec, Rate, SinkKind, SinkSpec, SourceSpec, StoreSpec,

@@ -1210,6 +1210,9 @@ async fn a_rejected_message_is_listed_and_redriven_after_the_fix() {
         "{listed:#}\n{}",
         agent.log()
     );
+    // Rejected after one receive and one attempt: a 4xx is not bounced through the queue
+    // max_receive_count times.
+    assert_eq!(a.requests().len(), 1, "{}", agent.log());
     // Listing moved nothing; a redrive by another reason moves nothing either.
     let (code, doc, _) = agent_cli(
         &emu,

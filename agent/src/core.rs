@@ -1,0 +1,993 @@
+//! The core: every decision the agent makes about a message, with no I/O.
+//!
+//! A plain struct driven by events — a message received, its alerts prepared (the dedupe
+//! store's answers and enrichment, done outside), a notification completed, a tick of the
+//! clock — each returning the [`Effect`]s to carry out: prepare, send, ack, dead-letter,
+//! extend visibility, let go, prune. The runtime (`runtime.rs`) carries them out in bounded
+//! tasks, so no store round trip, AWS call or sink ever holds up another message, the
+//! visibility renewals, the grouping ticks or the completions; the tests here drive the core
+//! with no async runtime at all.
+//!
+//! A message is settled once every notification holding its alerts has completed, with the
+//! precedence rejected > failed > delivered (Vector's finalizers): delivered everywhere →
+//! ack; rejected by a sink → the dead-letter queue at once, with the sink's reason; failed
+//! (an outage) → kept in flight and prepared again after a growing delay, never let go to the
+//! redrive policy; held by another replica → invisible until that replica's claim ends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::classify::{Classified, RuleCatalog, classify};
+use crate::config::Config;
+use crate::decode::decode;
+use crate::dedupe::Incident;
+use crate::group::{Grouper, Notification};
+use crate::metrics::Metrics;
+use crate::model::Alert;
+use crate::route::route;
+use crate::source::Envelope;
+
+/// How long a message stays in flight at most: SQS allows 12 hours from its receive
+/// (SQS developer guide, "Visibility timeout": "the maximum is 12 hours"; the total time a
+/// message is in flight counts from its first receive), with a margin.
+pub const MAX_IN_FLIGHT: Duration = Duration::from_secs(11 * 3600 + 30 * 60);
+
+/// The wait before a failed delivery is tried again: the visibility timeout, doubled per
+/// retry, at most 15 minutes (the sink's own `retry_for` retries came before it).
+pub fn retry_delay(visibility: Duration, retries: u32) -> Duration {
+    visibility
+        .saturating_mul(1u32 << retries.min(10))
+        .min(Duration::from_secs(900))
+}
+
+/// What a message in flight needs at `now`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Its visibility has more than half its timeout left.
+    Keep,
+    /// Half its visibility timeout has passed since the last renewal: renew it for another.
+    Renew,
+    /// Another renewal would take it past SQS's 12 hours in flight, where
+    /// ChangeMessageVisibility fails ("Visibility timeout", SQS developer guide): let it go,
+    /// it comes back to the queue.
+    LetGo,
+}
+
+pub fn renewal(received: Instant, extended: Instant, now: Instant, vis: Duration) -> Renewal {
+    if now.saturating_duration_since(received) + vis >= MAX_IN_FLIGHT {
+        Renewal::LetGo
+    } else if now.saturating_duration_since(extended) >= vis / 2 {
+        Renewal::Renew
+    } else {
+        Renewal::Keep
+    }
+}
+
+/// How long a message another replica holds stays invisible: until that replica's claim ends
+/// (SQS ChangeMessageVisibility counts from the call: "Changing a message's visibility
+/// timeout", SQS developer guide), with a margin for the clocks of two hosts, at least a few
+/// seconds and at most this agent's own lease (a holder's lease is never longer) and the time
+/// SQS allows in flight.
+pub fn hold_for(until_ms: i64, now_ms: i64, lease: Duration) -> Duration {
+    let left = Duration::from_millis(u64::try_from(until_ms.saturating_sub(now_ms)).unwrap_or(0));
+    (left + Duration::from_secs(2))
+        .max(Duration::from_secs(5))
+        .min(lease.max(Duration::from_secs(5)))
+        .min(MAX_IN_FLIGHT)
+}
+
+/// The two clocks of an event: monotonic for time in flight, wall (Unix ms) for the store
+/// and the claims of other replicas.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    pub now: Instant,
+    pub wall_ms: i64,
+}
+
+/// An alert and the sinks its routes chose.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub alert: Alert,
+    pub sinks: Vec<usize>,
+}
+
+/// What the store (and enrichment) made of a message's alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// Alerts this replica delivers (sink, alert, incident); `held_until`: another replica
+    /// claims some of the others until then (Unix ms).
+    Ready {
+        adds: Vec<(usize, Alert, Incident)>,
+        held_until: Option<i64>,
+    },
+    /// The dedupe store failed: the message returns to the queue after its visibility
+    /// timeout and is tried again.
+    StoreFailed(String),
+}
+
+/// A notification's end: delivered, or failed (`permanent`: rejected) with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub id: u64,
+    pub failed: Option<(bool, String)>,
+}
+
+/// What the runtime carries out.
+#[derive(Debug)]
+pub enum Effect {
+    /// Remember each alert's incident and claim its deliveries (then enrich the alarms), and
+    /// answer with [`Core::on_prepared`].
+    Prepare {
+        id: u64,
+        message_id: String,
+        alerts: Vec<Routed>,
+    },
+    /// A notification for sink `n.sink`.
+    Send(Notification<u64>),
+    /// Delete these messages.
+    Ack(Vec<String>),
+    /// To the dead-letter queue with the reason.
+    DeadLetter { env: Envelope, reason: String },
+    /// Keep these messages invisible for `by`. `ids` are the core's messages still in flight
+    /// (a failure is reported with [`Core::on_extend_failed`]); empty for a message the core
+    /// has let go of (held by another replica).
+    Extend {
+        ids: Vec<u64>,
+        tokens: Vec<String>,
+        by: Duration,
+    },
+    /// Forget delivery records older than this (Unix ms).
+    Prune { before_ms: i64 },
+}
+
+/// What the core needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub visibility: Duration,
+    pub claim_lease: Duration,
+    pub retention: Duration,
+}
+
+enum Stage {
+    /// The store and enrichment are working on it.
+    Preparing,
+    /// Its alerts wait in the grouper or at the sinks: this many deliveries outstanding.
+    Delivering(usize),
+    /// A delivery failed; prepared again at this time.
+    Waiting(Instant),
+}
+
+struct InFlight<P> {
+    env: Envelope,
+    stage: Stage,
+    /// A sink did not take it: (permanently, why).
+    failed: Option<(bool, String)>,
+    retries: u32,
+    received: Instant,
+    /// Another replica holds some of its alerts until then (Unix ms).
+    held_until: Option<i64>,
+    extended: Instant,
+    _permit: P,
+}
+
+/// The agent's decisions. `P` is what a message in flight holds on to (the runtime's
+/// in-flight permit; `()` in tests).
+pub struct Core<P> {
+    config: Arc<Config>,
+    settings: Settings,
+    catalog: Arc<dyn RuleCatalog>,
+    metrics: Arc<Metrics>,
+    grouper: Grouper<u64>,
+    msgs: HashMap<u64, InFlight<P>>,
+    next_id: u64,
+    draining: Option<Instant>,
+    last_prune: Option<Instant>,
+}
+
+impl<P> Core<P> {
+    pub fn new(
+        config: Arc<Config>,
+        settings: Settings,
+        catalog: Arc<dyn RuleCatalog>,
+        metrics: Arc<Metrics>,
+    ) -> Core<P> {
+        Core {
+            grouper: Grouper::new(config.group.clone(), config.dedupe.window),
+            config,
+            settings,
+            catalog,
+            metrics,
+            msgs: HashMap::new(),
+            next_id: 0,
+            draining: None,
+            last_prune: None,
+        }
+    }
+
+    /// Messages in flight.
+    pub fn in_flight(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// A message from the queue: decoded and classified here; its alerts go to be prepared.
+    pub fn on_received(&mut self, env: Envelope, permit: P, clock: Clock) -> Vec<Effect> {
+        let m = &self.metrics;
+        let decoded = match decode(&env.body) {
+            Ok(d) => d,
+            Err(reason) => {
+                Metrics::inc(&m.dead_lettered);
+                if reason.is_forged() {
+                    Metrics::inc(&m.forged);
+                }
+                tracing::warn!(message_id = %env.message_id, receive_count = env.receive_count, %reason, "undecodable message: to the dead-letter queue");
+                return vec![Effect::DeadLetter {
+                    env,
+                    reason: reason.to_string(),
+                }];
+            }
+        };
+        Metrics::inc(&m.decoded);
+        let alerts = match classify(&decoded, self.catalog.as_ref()) {
+            Classified::Alerts(a) => a,
+            Classified::Ignored(why) => {
+                Metrics::inc(&m.ignored);
+                tracing::debug!(message_id = %env.message_id, %why, "nothing to alert on");
+                return vec![Effect::Ack(vec![env.token])];
+            }
+        };
+        let routed: Vec<Routed> = alerts
+            .into_iter()
+            .map(|alert| {
+                Metrics::inc(&m.alerts);
+                let sinks = route(&alert, &self.config.routes, &self.config.default_sinks);
+                if sinks.is_empty() {
+                    Metrics::inc(&m.unrouted);
+                    tracing::warn!(rule = %alert.rule_id, account = %alert.account, "no route takes this alert");
+                }
+                Routed { alert, sinks }
+            })
+            .collect();
+        self.next_id += 1;
+        let id = self.next_id;
+        let message_id = env.message_id.clone();
+        m.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.msgs.insert(
+            id,
+            InFlight {
+                env,
+                stage: Stage::Preparing,
+                failed: None,
+                retries: 0,
+                received: clock.now,
+                held_until: None,
+                extended: clock.now,
+                _permit: permit,
+            },
+        );
+        vec![Effect::Prepare {
+            id,
+            message_id,
+            alerts: routed,
+        }]
+    }
+
+    /// The store's (and enrichment's) answer for message `id`.
+    pub fn on_prepared(&mut self, id: u64, prepared: Prepared, clock: Clock) -> Vec<Effect> {
+        let Some(msg) = self.msgs.get_mut(&id) else {
+            return Vec::new();
+        };
+        match prepared {
+            Prepared::StoreFailed(e) => {
+                tracing::error!(message_id = %msg.env.message_id, error = %e, "dedupe store failed; the message returns to the queue");
+                self.remove(id);
+                Vec::new()
+            }
+            Prepared::Ready { adds, held_until } => {
+                msg.held_until = match (msg.held_until, held_until) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                if adds.is_empty() {
+                    let Some(m) = self.remove(id) else {
+                        return Vec::new();
+                    };
+                    return match m.held_until {
+                        Some(until) => {
+                            Metrics::inc(&self.metrics.held_elsewhere);
+                            // Invisible until the other replica's claim ends (delivered,
+                            // released, or its lease over), not back every visibility
+                            // timeout: each return is a receive the redrive policy counts.
+                            let by = hold_for(until, clock.wall_ms, self.settings.claim_lease);
+                            tracing::debug!(message_id = %m.env.message_id, wait = ?by, "another replica is delivering it; the message returns when its claim ends");
+                            vec![Effect::Extend {
+                                ids: Vec::new(),
+                                tokens: vec![m.env.token],
+                                by,
+                            }]
+                        }
+                        None => {
+                            Metrics::inc(&self.metrics.duplicates);
+                            tracing::debug!(message_id = %m.env.message_id, "duplicate: every routed sink has it");
+                            vec![Effect::Ack(vec![m.env.token])]
+                        }
+                    };
+                }
+                msg.stage = Stage::Delivering(adds.len());
+                for (sink, alert, incident) in adds {
+                    self.grouper.add(sink, alert, incident, id, clock.now);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// A sink worker finished notification `c.id`.
+    pub fn on_completed(&mut self, c: Completion, clock: Clock) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut acks = Vec::new();
+        for id in self.grouper.completed(c.id, c.failed.is_none(), clock.now) {
+            let Some(m) = self.msgs.get_mut(&id) else {
+                continue;
+            };
+            if let Stage::Delivering(n) = &mut m.stage {
+                *n = n.saturating_sub(1);
+            }
+            if let Some(f) = &c.failed {
+                // A rejection outweighs a transient failure of the same message.
+                if !m.failed.as_ref().is_some_and(|(permanent, _)| *permanent) {
+                    m.failed = Some(f.clone());
+                }
+            }
+            if matches!(m.stage, Stage::Delivering(n) if n > 0) {
+                continue;
+            }
+            let delay = retry_delay(self.settings.visibility, m.retries);
+            match (m.held_until, m.failed.clone()) {
+                (None, Some((false, why)))
+                    if self.draining.is_none()
+                        && clock.now.saturating_duration_since(m.received) + delay
+                            < MAX_IN_FLIGHT =>
+                {
+                    // Kept in flight (its visibility renewed) and tried again: the queue's
+                    // redrive policy counts receives, so a message let go during an outage
+                    // would reach the dead-letter queue without a reason after
+                    // maxReceiveCount visibility timeouts.
+                    m.retries += 1;
+                    m.stage = Stage::Waiting(clock.now + delay);
+                    m.failed = None;
+                    Metrics::inc(&self.metrics.retried);
+                    tracing::warn!(message_id = %m.env.message_id, retries = m.retries, ?delay, reason = %why, "a sink did not take the message; it stays in flight and is tried again");
+                }
+                _ => {
+                    let Some(m) = self.remove(id) else { continue };
+                    match m.failed {
+                        _ if let Some(until) = m.held_until => {
+                            tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns when that claim ends");
+                            effects.push(Effect::Extend {
+                                ids: Vec::new(),
+                                tokens: vec![m.env.token],
+                                by: hold_for(until, clock.wall_ms, self.settings.claim_lease),
+                            });
+                        }
+                        Some((true, why)) => {
+                            Metrics::inc(&self.metrics.dead_lettered);
+                            tracing::error!(message_id = %m.env.message_id, reason = %why, "a sink rejected the message: to the dead-letter queue");
+                            effects.push(Effect::DeadLetter {
+                                env: m.env,
+                                reason: format!("rejected by a sink: {why}"),
+                            });
+                        }
+                        Some((false, why)) => {
+                            tracing::warn!(message_id = %m.env.message_id, reason = %why, "a sink did not take the message; it returns to the queue after its visibility timeout");
+                        }
+                        None => acks.push(m.env.token),
+                    }
+                }
+            }
+        }
+        if !acks.is_empty() {
+            effects.push(Effect::Ack(acks));
+        }
+        effects
+    }
+
+    /// A renewal of these messages failed: renew them again at the next tick.
+    pub fn on_extend_failed(&mut self, ids: &[u64], clock: Clock) {
+        let vis = self.settings.visibility;
+        for id in ids {
+            if let Some(m) = self.msgs.get_mut(id) {
+                m.extended = clock.now.checked_sub(vis).unwrap_or(m.extended);
+            }
+        }
+    }
+
+    /// Stop taking work: every group is flushed, waiting retries are let go (they return
+    /// after their visibility timeout), and the core is done once nothing is in flight.
+    pub fn on_shutdown(&mut self, clock: Clock) {
+        if self.draining.is_none() {
+            tracing::info!(in_flight = self.msgs.len(), "draining");
+            self.draining = Some(clock.now);
+        }
+    }
+
+    /// True when draining and nothing is left, or the drain has lasted `drain`.
+    pub fn done(&self, clock: Clock, drain: Duration) -> bool {
+        match self.draining {
+            None => false,
+            Some(_) if self.msgs.is_empty() => true,
+            Some(since) => {
+                let over = clock.now.saturating_duration_since(since) >= drain;
+                if over {
+                    tracing::warn!(
+                        in_flight = self.msgs.len(),
+                        "drain timeout; unacknowledged messages return to the queue"
+                    );
+                }
+                over
+            }
+        }
+    }
+
+    /// The passing of time: due notifications, retries and renewals.
+    pub fn on_tick(&mut self, clock: Clock) -> Vec<Effect> {
+        let now = clock.now;
+        let mut effects = Vec::new();
+        if self.draining.is_some() {
+            self.grouper.flush(now);
+            let waiting: Vec<u64> = self
+                .msgs
+                .iter()
+                .filter(|(_, m)| matches!(m.stage, Stage::Waiting(_)))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in waiting {
+                self.remove(id);
+            }
+        }
+        // Failed deliveries whose wait is over: prepared again (the sinks that have it answer
+        // from the dedupe store).
+        let due: Vec<u64> = self
+            .msgs
+            .iter()
+            .filter(|(_, m)| matches!(m.stage, Stage::Waiting(t) if t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(m) = self.msgs.get_mut(&id) else {
+                continue;
+            };
+            m.stage = Stage::Preparing;
+            m.held_until = None;
+            let env = m.env.clone();
+            match self.reclassify(&env) {
+                Some(alerts) => effects.push(Effect::Prepare {
+                    id,
+                    message_id: env.message_id,
+                    alerts,
+                }),
+                // Nothing to alert on any more (the rules changed): done with it.
+                None => {
+                    if let Some(m) = self.remove(id) {
+                        effects.push(Effect::Ack(vec![m.env.token]));
+                    }
+                }
+            }
+        }
+        for n in self.grouper.due(now) {
+            effects.push(Effect::Send(n));
+        }
+        // Renew visibility of what has been in flight for half the timeout, but never past
+        // SQS's 12 hours in flight: such a message is let go and comes back.
+        let vis = self.settings.visibility;
+        let expired: Vec<u64> = self
+            .msgs
+            .iter()
+            .filter(|(_, m)| renewal(m.received, m.extended, now, vis) == Renewal::LetGo)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(m) = self.remove(id) {
+                tracing::warn!(message_id = %m.env.message_id, "in flight for nearly 12 hours: let go, it comes back to the queue");
+            }
+        }
+        let mut ids = Vec::new();
+        let mut tokens = Vec::new();
+        for (id, m) in self.msgs.iter_mut() {
+            if renewal(m.received, m.extended, now, vis) == Renewal::Renew {
+                m.extended = now;
+                ids.push(*id);
+                tokens.push(m.env.token.clone());
+            }
+        }
+        if !tokens.is_empty() {
+            effects.push(Effect::Extend {
+                ids,
+                tokens,
+                by: vis,
+            });
+        }
+        if self
+            .last_prune
+            .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(60))
+        {
+            self.last_prune = Some(now);
+            let keep = i64::try_from(self.settings.retention.as_millis()).unwrap_or(i64::MAX);
+            effects.push(Effect::Prune {
+                before_ms: clock.wall_ms.saturating_sub(keep),
+            });
+        }
+        effects
+    }
+
+    /// A message's alerts again, for a retry (the catalog may have changed meanwhile).
+    fn reclassify(&self, env: &Envelope) -> Option<Vec<Routed>> {
+        let decoded = decode(&env.body).ok()?;
+        match classify(&decoded, self.catalog.as_ref()) {
+            Classified::Alerts(a) => Some(
+                a.into_iter()
+                    .map(|alert| {
+                        let sinks = route(&alert, &self.config.routes, &self.config.default_sinks);
+                        Routed { alert, sinks }
+                    })
+                    .collect(),
+            ),
+            Classified::Ignored(_) => None,
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<InFlight<P>> {
+        let m = self.msgs.remove(&id)?;
+        self.metrics
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        Some(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::test_catalog;
+    use crate::decode::fixtures;
+    use crate::dedupe::{DedupeStore, Incident, MemoryStore};
+
+    const T: &str = "2024-05-01T12:05:00.000+0000";
+
+    /// Two sinks (0: "a", 1: "b"), every alert to both, groups by rule, wait 1 s.
+    fn core() -> Core<()> {
+        let text = "[source]\nqueue = \"q\"\nvisibility = \"60s\"\n[group]\nby = [\"rule\"]\nwait = \"1s\"\ninterval = \"1s\"\n[[sink]]\nname = \"a\"\ntype = \"stdout\"\n[[sink]]\nname = \"b\"\ntype = \"stdout\"\n";
+        let path = std::path::Path::new("agent.toml");
+        let raw = crate::config::parse(path, text).unwrap();
+        let cfg = crate::config::validate(&raw, path, text, &|_| None).unwrap();
+        Core::new(
+            Arc::new(cfg),
+            Settings {
+                visibility: Duration::from_secs(60),
+                claim_lease: Duration::from_secs(100),
+                retention: Duration::from_secs(86_400),
+            },
+            Arc::new(test_catalog()),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    fn clock(t0: Instant, secs: u64) -> Clock {
+        Clock {
+            now: t0 + Duration::from_secs(secs),
+            wall_ms: 1_700_000_000_000 + 1000 * secs as i64,
+        }
+    }
+
+    fn env(id: &str, body: String) -> Envelope {
+        Envelope {
+            message_id: id.into(),
+            body,
+            token: format!("tok-{id}"),
+            receive_count: 1,
+            sent_ms: None,
+        }
+    }
+
+    /// A root user's API call (one rule of the test catalog matches it).
+    fn root_sign_in(account: &str, event: &str) -> String {
+        let mut record = fixtures::root_sign_in(account, event, T);
+        record["eventName"] = "CreateAccessKey".into();
+        record["eventSource"] = "iam.amazonaws.com".into();
+        fixtures::eventbridge(&record, Some(account)).to_string()
+    }
+
+    /// What the store would answer for `alerts`, as a fresh store does: every routed sink
+    /// is this replica's.
+    fn fresh(alerts: &[Routed]) -> Prepared {
+        let store = MemoryStore::default();
+        let mut adds = Vec::new();
+        for r in alerts {
+            let key = crate::fingerprint::incident_key(&r.alert);
+            let incident: Incident = store
+                .remember(
+                    &key,
+                    r.alert.at_ms,
+                    r.alert.state,
+                    Duration::from_secs(900),
+                    0,
+                )
+                .unwrap();
+            for s in &r.sinks {
+                adds.push((*s, r.alert.clone(), incident));
+            }
+        }
+        Prepared::Ready {
+            adds,
+            held_until: None,
+        }
+    }
+
+    fn prepare(effects: &[Effect]) -> (u64, Vec<Routed>) {
+        effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Prepare { id, alerts, .. } => Some((*id, alerts.clone())),
+                _ => None,
+            })
+            .expect("a Prepare effect")
+    }
+
+    fn sends(effects: Vec<Effect>) -> Vec<Notification<u64>> {
+        effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send(n) => Some(n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn acked(effects: &[Effect]) -> Vec<String> {
+        effects
+            .iter()
+            .flat_map(|e| match e {
+                Effect::Ack(t) => t.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn poison_is_dead_lettered_and_nothing_to_alert_on_is_acked() {
+        let mut c = core();
+        let t0 = Instant::now();
+        let e = c.on_received(env("p", "{not json".into()), (), clock(t0, 0));
+        assert!(
+            matches!(&e[..], [Effect::DeadLetter { reason, .. }] if reason.contains("not JSON")),
+            "{e:?}"
+        );
+        let quiet = fixtures::eventbridge(
+            &serde_json::json!({"eventName": "DescribeInstances", "eventSource": "ec2.amazonaws.com",
+                "eventID": "q1", "eventTime": T, "awsRegion": "us-east-1",
+                "recipientAccountId": "111122223333", "userIdentity": {"type": "IAMUser"}}),
+            Some("111122223333"),
+        );
+        let e = c.on_received(env("q", quiet.to_string()), (), clock(t0, 0));
+        assert_eq!(acked(&e), ["tok-q"]);
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn duplicates_group_into_one_notification_and_ack_when_every_sink_took_it() {
+        let mut c = core();
+        let t0 = Instant::now();
+        // The same sign-in twice (a redelivery), and another account's.
+        let mut ids = Vec::new();
+        for (n, (acct, ev)) in [
+            ("111122223333", "e1"),
+            ("111122223333", "e1"),
+            ("444455556666", "e2"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let e = c.on_received(
+                env(&format!("m{n}"), root_sign_in(acct, ev)),
+                (),
+                clock(t0, 0),
+            );
+            let (id, alerts) = prepare(&e);
+            assert!(c.on_prepared(id, fresh(&alerts), clock(t0, 0)).is_empty());
+            ids.push(id);
+        }
+        assert!(sends(c.on_tick(clock(t0, 0))).is_empty(), "group wait");
+        let out = sends(c.on_tick(clock(t0, 1)));
+        assert_eq!(out.len(), 2, "one notification per sink");
+        for n in &out {
+            assert_eq!(n.alerts.len(), 2, "two incidents, the duplicate folded in");
+            assert_eq!(n.accounts(), ["111122223333", "444455556666"]);
+        }
+        // Sink a takes it: nothing acked yet, b still outstanding.
+        let e = c.on_completed(
+            Completion {
+                id: out[0].id,
+                failed: None,
+            },
+            clock(t0, 2),
+        );
+        assert!(acked(&e).is_empty(), "{e:?}");
+        let e = c.on_completed(
+            Completion {
+                id: out[1].id,
+                failed: None,
+            },
+            clock(t0, 2),
+        );
+        let mut tokens = acked(&e);
+        tokens.sort();
+        assert_eq!(tokens, ["tok-m0", "tok-m1", "tok-m2"]);
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_rejection_dead_letters_with_the_reason_at_once_and_outweighs_a_failure() {
+        let mut c = core();
+        let t0 = Instant::now();
+        let e = c.on_received(
+            env("m", root_sign_in("111122223333", "e1")),
+            (),
+            clock(t0, 0),
+        );
+        let (id, alerts) = prepare(&e);
+        c.on_prepared(id, fresh(&alerts), clock(t0, 0));
+        let out = sends(c.on_tick(clock(t0, 1)));
+        c.on_completed(
+            Completion {
+                id: out[0].id,
+                failed: Some((false, "a: HTTP 503".into())),
+            },
+            clock(t0, 2),
+        );
+        let e = c.on_completed(
+            Completion {
+                id: out[1].id,
+                failed: Some((true, "b: HTTP 400: bad payload".into())),
+            },
+            clock(t0, 2),
+        );
+        match &e[..] {
+            [Effect::DeadLetter { env, reason }] => {
+                assert_eq!(env.token, "tok-m");
+                assert_eq!(reason, "rejected by a sink: b: HTTP 400: bad payload");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_failed_delivery_stays_in_flight_renewed_and_is_prepared_again_later() {
+        let mut c = core();
+        let t0 = Instant::now();
+        let e = c.on_received(
+            env("m", root_sign_in("111122223333", "e1")),
+            (),
+            clock(t0, 0),
+        );
+        let (id, alerts) = prepare(&e);
+        c.on_prepared(id, fresh(&alerts), clock(t0, 0));
+        let out = sends(c.on_tick(clock(t0, 1)));
+        c.on_completed(
+            Completion {
+                id: out[0].id,
+                failed: None,
+            },
+            clock(t0, 2),
+        );
+        let e = c.on_completed(
+            Completion {
+                id: out[1].id,
+                failed: Some((false, "b: HTTP 503".into())),
+            },
+            clock(t0, 2),
+        );
+        assert!(e.is_empty(), "neither acked nor let go: {e:?}");
+        assert_eq!(c.in_flight(), 1);
+        // Renewed at half the visibility timeout while it waits.
+        let e = c.on_tick(clock(t0, 30));
+        assert!(
+            e.iter()
+                .any(|e| matches!(e, Effect::Extend { ids, tokens, by }
+                if ids == &[id] && tokens == &["tok-m"] && *by == Duration::from_secs(60))),
+            "{e:?}"
+        );
+        // A renewal that failed is tried at the next tick.
+        c.on_extend_failed(&[id], clock(t0, 30));
+        let e = c.on_tick(clock(t0, 31));
+        assert!(
+            e.iter().any(|e| matches!(e, Effect::Extend { .. })),
+            "{e:?}"
+        );
+        // After the visibility timeout (the first retry's delay): prepared again.
+        let e = c.on_tick(clock(t0, 62));
+        let (again, _) = prepare(&e);
+        assert_eq!(again, id);
+        // This time sink a has it (the store says so), b is tried again.
+        let Prepared::Ready { adds, .. } = fresh(&alerts) else {
+            unreachable!()
+        };
+        let only_b = adds.into_iter().filter(|(s, _, _)| *s == 1).collect();
+        c.on_prepared(
+            id,
+            Prepared::Ready {
+                adds: only_b,
+                held_until: None,
+            },
+            clock(t0, 62),
+        );
+        let out = sends(c.on_tick(clock(t0, 63)));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].sink, 1);
+        let e = c.on_completed(
+            Completion {
+                id: out[0].id,
+                failed: None,
+            },
+            clock(t0, 64),
+        );
+        assert_eq!(acked(&e), ["tok-m"]);
+    }
+
+    #[test]
+    fn held_by_another_replica_it_waits_for_that_claim() {
+        let mut c = core();
+        let t0 = Instant::now();
+        let e = c.on_received(
+            env("m", root_sign_in("111122223333", "e1")),
+            (),
+            clock(t0, 0),
+        );
+        let (id, _) = prepare(&e);
+        let until = clock(t0, 0).wall_ms + 40_000;
+        let e = c.on_prepared(
+            id,
+            Prepared::Ready {
+                adds: Vec::new(),
+                held_until: Some(until),
+            },
+            clock(t0, 0),
+        );
+        match &e[..] {
+            [Effect::Extend { ids, tokens, by }] => {
+                assert!(ids.is_empty(), "let go of: the other replica delivers it");
+                assert_eq!(tokens, &["tok-m"]);
+                assert_eq!(*by, Duration::from_secs(42));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.in_flight(), 0);
+        // Every sink has it already: a duplicate, acked.
+        let e = c.on_received(
+            env("d", root_sign_in("111122223333", "e1")),
+            (),
+            clock(t0, 1),
+        );
+        let (id, _) = prepare(&e);
+        let e = c.on_prepared(
+            id,
+            Prepared::Ready {
+                adds: Vec::new(),
+                held_until: None,
+            },
+            clock(t0, 1),
+        );
+        assert_eq!(acked(&e), ["tok-d"]);
+        // The store failed: the message is let go and comes back after its timeout.
+        let e = c.on_received(
+            env("s", root_sign_in("111122223333", "e2")),
+            (),
+            clock(t0, 1),
+        );
+        let (id, _) = prepare(&e);
+        assert!(
+            c.on_prepared(id, Prepared::StoreFailed("throttled".into()), clock(t0, 1))
+                .is_empty()
+        );
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn draining_flushes_groups_and_lets_waiting_retries_go() {
+        let mut c = core();
+        let t0 = Instant::now();
+        let e = c.on_received(
+            env("m", root_sign_in("111122223333", "e1")),
+            (),
+            clock(t0, 0),
+        );
+        let (id, alerts) = prepare(&e);
+        c.on_prepared(id, fresh(&alerts), clock(t0, 0));
+        let e = c.on_received(
+            env("w", root_sign_in("444455556666", "e2")),
+            (),
+            clock(t0, 0),
+        );
+        let (wid, walerts) = prepare(&e);
+        c.on_prepared(wid, fresh(&walerts), clock(t0, 0));
+        assert!(!c.done(clock(t0, 0), Duration::from_secs(30)));
+        c.on_shutdown(clock(t0, 0));
+        // Flushed at once, without the group wait.
+        let out = sends(c.on_tick(clock(t0, 0)));
+        assert_eq!(out.len(), 2);
+        c.on_completed(
+            Completion {
+                id: out[0].id,
+                failed: None,
+            },
+            clock(t0, 0),
+        );
+        // While draining a failure is not retried: the message returns to the queue.
+        let e = c.on_completed(
+            Completion {
+                id: out[1].id,
+                failed: Some((false, "503".into())),
+            },
+            clock(t0, 0),
+        );
+        assert!(acked(&e).is_empty());
+        assert!(
+            c.done(clock(t0, 0), Duration::from_secs(30)),
+            "nothing left in flight"
+        );
+    }
+
+    #[test]
+    fn failed_deliveries_wait_longer_each_time_up_to_fifteen_minutes() {
+        let v = Duration::from_secs(10);
+        assert_eq!(retry_delay(v, 0), v);
+        assert_eq!(retry_delay(v, 1), Duration::from_secs(20));
+        assert_eq!(retry_delay(v, 3), Duration::from_secs(80));
+        assert_eq!(retry_delay(v, 30), Duration::from_secs(900));
+        assert!(MAX_IN_FLIGHT < Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn a_held_message_waits_for_the_holders_claim_not_a_whole_lease() {
+        let lease = Duration::from_secs(100);
+        assert_eq!(hold_for(60_000, 10_000, lease), Duration::from_secs(52));
+        // Expired or nearly so: back soon, not at once.
+        assert_eq!(hold_for(10_000, 10_000, lease), Duration::from_secs(5));
+        assert_eq!(hold_for(0, 10_000, lease), Duration::from_secs(5));
+        // A holder's clock far ahead cannot keep it away longer than a lease.
+        assert_eq!(hold_for(i64::MAX, 0, lease), lease);
+    }
+
+    #[test]
+    fn visibility_is_renewed_at_half_time_and_never_past_twelve_hours_in_flight() {
+        let vis = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(renewal(t0, t0, at(29), vis), Renewal::Keep);
+        assert_eq!(renewal(t0, t0, at(30), vis), Renewal::Renew);
+        // Renewed at 30 s: kept until 60 s.
+        assert_eq!(renewal(t0, at(30), at(59), vis), Renewal::Keep);
+        assert_eq!(renewal(t0, at(30), at(60), vis), Renewal::Renew);
+        // Eleven and a half hours after its receive, one more renewal of 60 s would pass the
+        // 12 hours SQS allows in flight only after the margin: let go before that.
+        let last = MAX_IN_FLIGHT.as_secs() - 60;
+        assert_eq!(
+            renewal(t0, at(last - 31), at(last - 1), vis),
+            Renewal::Renew
+        );
+        assert_eq!(renewal(t0, at(last - 1), at(last), vis), Renewal::LetGo);
+        // A long timeout is let go earlier: the renewal itself may not cross the limit.
+        let long = Duration::from_secs(3600);
+        assert_eq!(
+            renewal(
+                t0,
+                at(0),
+                MAX_IN_FLIGHT.checked_sub(long).map(|d| t0 + d).unwrap(),
+                long
+            ),
+            Renewal::LetGo
+        );
+        assert!(at(last) + vis <= t0 + Duration::from_secs(12 * 3600));
+    }
+}
