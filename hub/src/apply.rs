@@ -546,6 +546,22 @@ async fn object(c: &Clients, key: &str, s: &ObjectSpec) -> Result<(), OpError> {
     Ok(())
 }
 
+/// Deletes alarms, at most 100 names per DeleteAlarms call (CloudWatch API reference,
+/// DeleteAlarms: "AlarmNames ... Maximum number of 100 items"; deleting an alarm that does
+/// not exist is not an error).
+pub async fn delete_alarms(c: &Clients, names: &[String]) -> Result<(), OpError> {
+    for chunk in names.chunks(100) {
+        call!(
+            "DeleteAlarms",
+            c.cloudwatch()
+                .delete_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .send()
+        )?;
+    }
+    Ok(())
+}
+
 /// The lease table of `hub watch`: on-demand, one string partition key, tagged. Its key
 /// cannot change in place (DynamoDB API reference, UpdateTable: key schema is not
 /// updatable), so an update only sets the billing mode.

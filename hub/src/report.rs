@@ -216,6 +216,7 @@ mod tests {
             writes: 0,
             calls: 4,
             calls_by_account: Default::default(),
+            calls_by_operation: Default::default(),
             warnings: Vec::new(),
         };
         let text = table(&report);

@@ -147,6 +147,9 @@ pub struct Report {
     /// resources; `home` is the organisation discovery before the hub's own account id
     /// was known).
     pub calls_by_account: BTreeMap<String, CallCount>,
+    /// Every AWS call made, per `Service:Operation` (what a run costs against the APIs'
+    /// quotas).
+    pub calls_by_operation: BTreeMap<String, u64>,
     pub warnings: Vec<String>,
 }
 
@@ -292,6 +295,12 @@ pub async fn run(
                     },
                 )
             })
+            .collect(),
+        calls_by_operation: factory
+            .calls()
+            .snapshot()
+            .into_iter()
+            .map(|(service, operation, n)| (format!("{service}:{operation}"), n))
             .collect(),
         warnings,
     };
@@ -541,7 +550,40 @@ async fn reconcile(
         plan.changes.clear();
     }
     if failure.is_none() && matches!(mode, Mode::Enroll | Mode::Offboard) {
+        // Alarms are deleted a hundred at a time (CloudWatch API reference, DeleteAlarms:
+        // AlarmNames holds at most 100), at the place of the first one in the plan: an
+        // offboarded account's alarms cost one call per region, not one per rule.
+        let mut alarms_deleted: std::collections::BTreeSet<String> = Default::default();
         for change in &plan.changes {
+            if change.key.kind == Kind::Alarm && matches!(change.action, Action::Delete) {
+                let region = &change.key.region;
+                if !alarms_deleted.insert(region.clone()) {
+                    continue;
+                }
+                let names: Vec<String> = plan
+                    .changes
+                    .iter()
+                    .filter(|o| {
+                        o.key.kind == Kind::Alarm
+                            && matches!(o.action, Action::Delete)
+                            && &o.key.region == region
+                    })
+                    .map(|o| o.key.name.clone())
+                    .collect();
+                tracing::debug!(region = %region, alarms = names.len(), "apply: delete alarms");
+                let regional;
+                let c = if *region == c.region() {
+                    c
+                } else {
+                    regional = c.in_region(region);
+                    &regional
+                };
+                if let Err(e) = apply::delete_alarms(c, &names).await {
+                    failure = Some(format!("{} {}: {e}", change.key.kind, names.join(", ")));
+                    break;
+                }
+                continue;
+            }
             tracing::debug!(key = %change.key, action = ?change.action, "apply");
             // A resource of this outcome may live in another region (the organisation-events
             // rule is in us-east-1 whatever the home region).

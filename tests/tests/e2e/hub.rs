@@ -476,6 +476,21 @@ async fn drift_is_named_repaired_exactly_and_offboarding_is_scoped() {
     // Offboard one account: it ends with no orgwatch resources; the others are intact.
     let off = hub(&emu, &config, &["offboard", "--account", a]);
     assert_eq!(off.code, 0, "{}", off.stderr);
+    // Its alarms go a hundred per DeleteAlarms call: one call per region, not one per rule.
+    let deleted: Vec<String> = changes(&off)
+        .into_iter()
+        .filter(|c| c.contains(" alarm ") && c.ends_with(" delete"))
+        .collect();
+    let alarm_deletes = deleted.len();
+    let regions: std::collections::BTreeSet<&str> =
+        deleted.iter().filter_map(|c| c.split(' ').nth(1)).collect();
+    assert!(alarm_deletes > regions.len(), "{deleted:?}");
+    assert_eq!(
+        off.json["calls_by_operation"]["CloudWatch:DeleteAlarms"],
+        regions.len(),
+        "{alarm_deletes} alarms deleted in {:#}",
+        off.json["calls_by_operation"]
+    );
     let (filters, alarms, rules) = count_member_resources(&factory, a, "us-east-1").await;
     assert_eq!((filters, alarms, rules), (0, 0, 0));
     let trail = ca
