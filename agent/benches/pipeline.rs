@@ -4,6 +4,9 @@
 //! (redb; one transaction per alert, as the agent does), whose state lives on disk: for it
 //! the figure is the file's bytes per tracked fingerprint. A fingerprint is one incident;
 //! a key (rule, account, region) holds up to `MAX_INCIDENTS_PER_KEY` of them.
+//! A third run drives the agent's own core (`agent::core::Core`: decode, classify, route,
+//! group, settle) with the in-memory store answering its Prepare effects inline, as the
+//! runtime's tasks would: the cost of the decisions themselves.
 //! `cargo bench -p orgwatch-agent --bench pipeline`.
 
 use std::path::PathBuf;
@@ -15,6 +18,109 @@ use agent::decode::decode;
 use agent::dedupe::{DedupeStore, FileStore, MemoryStore};
 use agent::fingerprint::incident_key;
 use agent::group::Grouper;
+use std::sync::Arc;
+
+/// The agent's core over `messages`: every Prepare answered from `store` at once, the
+/// groups sent after their wait, every notification completed as delivered.
+fn run_core(messages: &[String], catalog: Arc<PackCatalog>, store: &dyn DedupeStore) -> Run {
+    use agent::core::{Clock, Completion, Core, Effect, Prepared, Settings};
+    let text = "[source]\nqueue = \"q\"\n[group]\nwait = \"1s\"\ninterval = \"1s\"\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\n";
+    let path = std::path::Path::new("bench.toml");
+    let cfg = agent::config::parse(path, text)
+        .map_err(|e| e.to_string())
+        .and_then(|raw| {
+            agent::config::validate(&raw, path, text, &|_| None).map_err(|e| format!("{e:?}"))
+        })
+        .unwrap_or_else(|e| fail("bench configuration", e));
+    let window = cfg.dedupe.window;
+    let mut core: Core<()> = Core::new(
+        Arc::new(cfg),
+        Settings {
+            visibility: Duration::from_secs(60),
+            claim_lease: Duration::from_secs(120),
+            retention: Duration::from_secs(86_400),
+        },
+        catalog,
+        Arc::new(agent::metrics::Metrics::default()),
+    );
+    let t0 = Instant::now();
+    let clock = |secs: u64| Clock {
+        now: t0 + Duration::from_secs(secs),
+        wall_ms: 1_700_000_000_000 + 1000 * secs as i64,
+    };
+    let start = Instant::now();
+    let (mut alerts, mut store_errors, mut acked, mut notifications) = (0, 0, 0, 0);
+    for (i, body) in messages.iter().enumerate() {
+        let env = agent::source::Envelope {
+            message_id: format!("m-{i}"),
+            body: body.clone(),
+            token: format!("t-{i}"),
+            receive_count: 1,
+            sent_ms: None,
+        };
+        for effect in core.on_received(env, (), clock(0)) {
+            match effect {
+                Effect::Prepare {
+                    id, alerts: routed, ..
+                } => {
+                    let mut adds = Vec::new();
+                    for r in routed {
+                        alerts += 1;
+                        match store.remember(
+                            &incident_key(&r.alert),
+                            r.alert.at_ms,
+                            r.alert.state,
+                            window,
+                            0,
+                        ) {
+                            Ok(inc) => {
+                                adds.extend(r.sinks.iter().map(|s| (*s, r.alert.clone(), inc)))
+                            }
+                            Err(_) => store_errors += 1,
+                        }
+                    }
+                    let done = core.on_prepared(
+                        id,
+                        Prepared::Ready {
+                            adds,
+                            held_until: None,
+                        },
+                        clock(0),
+                    );
+                    acked += done.iter().filter(|e| matches!(e, Effect::Ack(_))).count();
+                }
+                Effect::Ack(t) => acked += t.len(),
+                _ => {}
+            }
+        }
+    }
+    for effect in core.on_tick(clock(2)) {
+        if let Effect::Send(n) = effect {
+            notifications += 1;
+            for e in core.on_completed(
+                Completion {
+                    id: n.id,
+                    failed: None,
+                },
+                clock(2),
+            ) {
+                if let Effect::Ack(t) = e {
+                    acked += t.len();
+                }
+            }
+        }
+    }
+    if core.in_flight() > 0 || acked == 0 {
+        eprintln!("core: {} still in flight, {acked} acked", core.in_flight());
+        store_errors += 1;
+    }
+    Run {
+        alerts,
+        notifications,
+        secs: start.elapsed().as_secs_f64(),
+        store_errors,
+    }
+}
 
 fn message(i: usize) -> String {
     let account = format!("{:012}", 100_000_000_000u64 + (i % 5000) as u64);
@@ -128,7 +234,11 @@ fn main() {
         Err(e) => eprintln!("cannot stat {}: {e}", path.display()),
     }
     let _ = std::fs::remove_file(&path);
-    if r.store_errors > 0 {
+    let catalog =
+        Arc::new(PackCatalog::builtin().unwrap_or_else(|e| fail("cannot load the pack", e)));
+    let core = run_core(&messages, catalog, &MemoryStore::default());
+    report("the agent's core, in-memory store", &core);
+    if r.store_errors > 0 || core.store_errors > 0 {
         std::process::exit(1);
     }
 }
