@@ -33,11 +33,24 @@ pub fn message<T>(n: &Notification<T>) -> Value {
             json!({"type": "mrkdwn", "text": format!("*When*\n{}", format_timestamp(al.at_ms))}),
         ];
         if let Some(actor) = &al.actor {
-            if let Some(p) = &actor.principal {
-                fields.push(json!({"type": "mrkdwn", "text": format!("*Who*\n{p}")}));
-            }
-            if let Some(ip) = &actor.source_ip {
-                fields.push(json!({"type": "mrkdwn", "text": format!("*From*\n{ip}")}));
+            // Who, what, from where and with which client: each written by whoever made the
+            // call (a user agent is any string the caller sends), so each is shown inert.
+            let what = match (&actor.event_name, &actor.event_source) {
+                (Some(n), Some(s)) => Some(format!("{n} ({s})")),
+                (Some(n), None) => Some(n.clone()),
+                _ => None,
+            };
+            for (label, value) in [
+                ("Who", actor.principal.clone()),
+                ("What", what),
+                ("From", actor.source_ip.clone()),
+                ("Client", actor.user_agent.clone()),
+            ] {
+                if let Some(v) = value {
+                    fields.push(
+                        json!({"type": "mrkdwn", "text": format!("*{label}*\n{}", inert(&v))}),
+                    );
+                }
             }
         }
         blocks.push(json!({
@@ -56,6 +69,33 @@ pub fn message<T>(n: &Notification<T>) -> Value {
     json!({"text": summary, "blocks": blocks})
 }
 
+/// Slack's limit for a section field's text is 2,000 characters (Block Kit reference,
+/// section block `fields`); a value is cut well before it.
+const MAX_FIELD_VALUE: usize = 500;
+
+/// A value from outside (a principal, a user agent) as inert mrkdwn: `&`, `<` and `>` escaped
+/// as Slack asks ("Formatting text for app surfaces", escaping), so no `<!channel>`,
+/// `<@U…>` or `<url|text>` it carries becomes a mention or a link; inside an inline code
+/// span, so `*`, `_` and `~` format nothing; its own backticks and line breaks replaced, so
+/// it cannot leave the span or start a quote.
+pub fn inert(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('`');
+    for ch in value.chars().take(MAX_FIELD_VALUE) {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '`' => out.push('\''),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('`');
+    out
+}
+
 pub struct Slack {
     pub url: Secret,
     pub http: HttpClient,
@@ -68,5 +108,75 @@ impl Slack {
         self.http
             .post_json(self.url.expose(), &[], body, self.timeout)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GroupSpec;
+    use crate::dedupe::{DedupeStore, MemoryStore};
+    use crate::group::Grouper;
+    use crate::model::{Actor, Alert, AlertState, Origin, Severity};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn what_a_caller_wrote_arrives_inert() {
+        let hostile = "<!channel> *bold* <https://evil|click> `x` &amp;\n> quote";
+        let alert = Alert {
+            rule_id: "root-activity".into(),
+            title: "Root user activity".into(),
+            severity: Severity::Critical,
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            state: AlertState::Firing,
+            at_ms: 1_714_565_100_000,
+            origin: Origin::Event {
+                event_id: "e1".into(),
+            },
+            actor: Some(Actor {
+                principal: Some("arn:aws:iam::111122223333:user/<@U123>".into()),
+                event_name: Some("ConsoleLogin".into()),
+                event_source: Some("signin.amazonaws.com".into()),
+                source_ip: Some("198.51.100.7".into()),
+                user_agent: Some(hostile.into()),
+                ..Actor::default()
+            }),
+            remediation: None,
+            enrichment: None,
+        };
+        let store = MemoryStore::default();
+        let key = crate::fingerprint::incident_key(&alert);
+        let incident = store
+            .remember(&key, alert.at_ms, alert.state, Duration::from_secs(900), 0)
+            .unwrap();
+        let mut g: Grouper<u64> = Grouper::new(GroupSpec::default(), Duration::from_secs(900));
+        let now = Instant::now();
+        g.add(0, alert, incident, 1, now);
+        let n = g.due(now + Duration::from_secs(3600)).remove(0);
+        let text = message(&n).to_string();
+        for live in [
+            "<!channel>",
+            "<https://evil|click>",
+            "<@U123>",
+            "*bold*`",
+            "\\n> quote",
+        ] {
+            assert!(!text.contains(live), "{live} is live in {text}");
+        }
+        assert!(
+            text.contains(
+                "`&lt;!channel&gt; *bold* &lt;https://evil|click&gt; 'x' &amp;amp; &gt; quote`"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("*What*\\n`ConsoleLogin (signin.amazonaws.com)`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("*Who*\\n`arn:aws:iam::111122223333:user/&lt;@U123&gt;`"),
+            "{text}"
+        );
     }
 }
