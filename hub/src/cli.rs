@@ -167,6 +167,9 @@ pub struct ReconcileArgs {
     /// `terraform plan -detailed-exitcode`).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// offboard: do not ask (needed when stdin is not a terminal: scripts and pipelines).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 impl ReconcileArgs {
@@ -186,6 +189,7 @@ impl ReconcileArgs {
                 self.detailed_exitcode,
                 ["plan"].as_slice(),
             ),
+            ("--yes", self.yes, ["offboard"].as_slice()),
         ];
         misplaced
             .into_iter()
@@ -305,6 +309,7 @@ mod flag_tests {
             delete_archive,
             adopt,
             detailed_exitcode,
+            yes: false,
         }
     }
 
@@ -319,5 +324,11 @@ mod flag_tests {
         assert!(why.contains("--adopt does nothing for hub status"), "{why}");
         assert!(args(false, true, false).misplaced_flag("plan").is_some());
         assert!(args(false, false, true).misplaced_flag("enroll").is_some());
+        let yes = ReconcileArgs {
+            yes: true,
+            ..args(false, false, false)
+        };
+        assert_eq!(yes.misplaced_flag("offboard"), None);
+        assert!(yes.misplaced_flag("enroll").is_some());
     }
 }

@@ -121,11 +121,49 @@ fn reconcile(global: &cli::GlobalArgs, args: &cli::ReconcileArgs, mode: Mode) ->
         eprintln!("error: {why}");
         return ExitStatus::Usage;
     }
+    if mode == Mode::Offboard && !args.yes && !confirm_offboard(args) {
+        return ExitStatus::Usage;
+    }
     match prepare(global, &args.account) {
         Ok((config, rules, runtime)) => {
             runtime.block_on(commands::reconcile::run(global, args, mode, rules, config))
         }
         Err(status) => status,
+    }
+}
+
+/// `hub offboard` deletes what orgwatch created: like `terraform destroy`, it asks on a
+/// terminal (the answer must be `yes`) and refuses without `--yes` elsewhere, so a script
+/// that meant `plan` cannot take an organisation's monitoring down by accident.
+fn confirm_offboard(args: &cli::ReconcileArgs) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    let scope = if args.account.is_empty() {
+        "every enrolled account and the central resources".to_string()
+    } else {
+        format!("account(s) {}", args.account.join(", "))
+    };
+    let archive = if args.delete_archive {
+        ", and the archive bucket with every log file in it"
+    } else {
+        " (the archive bucket stays)"
+    };
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: hub offboard removes orgwatch's resources from {scope}{archive}; stdin is not a terminal, so pass --yes to confirm"
+        );
+        return false;
+    }
+    eprint!(
+        "hub offboard removes orgwatch's resources from {scope}{archive}: monitoring stops there.\nType yes to go on: "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let read = std::io::stdin().lock().read_line(&mut answer);
+    if read.is_ok() && answer.trim() == "yes" {
+        true
+    } else {
+        eprintln!("error: not confirmed; nothing was changed");
+        false
     }
 }
 

@@ -244,7 +244,7 @@ async fn unmanaged_resources_are_conflicts_until_adopted_and_survive_offboarding
         .send()
         .await
         .expect("untag");
-    let off = hub(&emu, &config, &["offboard", "--account", &a]);
+    let off = hub(&emu, &config, &["offboard", "--yes", "--account", &a]);
     assert_eq!(off.code, 0, "{:#}", off.json);
     let skipped = unmanaged(&off);
     assert!(

@@ -474,7 +474,7 @@ async fn drift_is_named_repaired_exactly_and_offboarding_is_scoped() {
     assert_eq!(same_name, 1, "repair must replace, not duplicate");
 
     // Offboard one account: it ends with no orgwatch resources; the others are intact.
-    let off = hub(&emu, &config, &["offboard", "--account", a]);
+    let off = hub(&emu, &config, &["offboard", "--yes", "--account", a]);
     assert_eq!(off.code, 0, "{}", off.stderr);
     // Its alarms go a hundred per DeleteAlarms call: one call per region, not one per rule.
     let deleted: Vec<String> = changes(&off)
@@ -504,6 +504,47 @@ async fn drift_is_named_repaired_exactly_and_offboarding_is_scoped() {
     assert_eq!(others.code, 0, "{:?}", changes(&others));
     let after = hub(&emu, &config, &["status", "--account", a]);
     assert_eq!(after.code, 3, "an offboarded account is missing everything");
+}
+
+/// `hub offboard` removes an organisation's monitoring: without a terminal to ask on it needs
+/// `--yes`, and refuses (a usage error, before any AWS call) otherwise.
+#[test]
+fn offboard_without_a_terminal_needs_yes() {
+    let dir = tempfile_dir::Dir::new();
+    let config = write_config(dir.path(), "eventbridge");
+    for args in [
+        vec!["offboard"],
+        vec!["offboard", "--account", "111122223333", "--delete-archive"],
+    ] {
+        let out = Command::new(bin("hub"))
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            // Nowhere to go: a call would fail, not hang.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run hub");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("pass --yes to confirm"), "{stderr}");
+        if args.contains(&"--delete-archive") {
+            assert!(
+                stderr.contains("the archive bucket with every log file"),
+                "{stderr}"
+            );
+            assert!(stderr.contains("111122223333"), "{stderr}");
+        }
+    }
+    // --yes is for offboard only.
+    let out = Command::new(bin("hub"))
+        .args(["enroll", "--yes", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run hub");
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

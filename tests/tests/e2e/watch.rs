@@ -554,7 +554,7 @@ async fn the_guardrail_scp_is_planned_attached_checked_and_removed() {
     assert_eq!(targets(orgs.clone(), id.clone()).await, vec![root.clone()]);
 
     // Offboarding detaches and deletes it.
-    let off = hub(&emu, &config, &["offboard"]);
+    let off = hub(&emu, &config, &["offboard", "--yes"]);
     assert_eq!(off.code, 0, "{:#}\n{}", off.json, off.stderr);
     let left = orgs
         .list_policies()
