@@ -99,6 +99,22 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
     let (prepared_tx, mut prepared_rx) = mpsc::unbounded_channel::<(u64, Prepared)>();
     let (renew_tx, mut renew_rx) = mpsc::unbounded_channel::<Vec<u64>>();
     let preparing = Arc::new(Semaphore::new(MAX_PREPARING));
+    // A local store places the alerts of everything waiting in one transaction (one per
+    // received batch, not one per alert); the shared store's calls are per message.
+    let local = match &p.store {
+        Store::Local(store) => {
+            let (tx, rx) = mpsc::unbounded_channel::<Job>();
+            tokio::spawn(prepare_locally(
+                p.clone(),
+                store.clone(),
+                rx,
+                prepared_tx.clone(),
+                preparing.clone(),
+            ));
+            Some(tx)
+        }
+        Store::Shared(_) => None,
+    };
     let settings = Settings {
         visibility: cfg.source.visibility,
         claim_lease: claim_lease(&p),
@@ -117,6 +133,7 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
         prepared: prepared_tx,
         renew_failed: renew_tx,
         preparing,
+        local,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -164,6 +181,15 @@ struct Shell<S> {
     prepared: mpsc::UnboundedSender<(u64, Prepared)>,
     renew_failed: mpsc::UnboundedSender<Vec<u64>>,
     preparing: Arc<Semaphore>,
+    /// The local store's batcher ([`prepare_locally`]); `None` with the shared store.
+    local: Option<mpsc::UnboundedSender<Job>>,
+}
+
+/// One message's alerts to prepare.
+struct Job {
+    id: u64,
+    message_id: String,
+    alerts: Vec<Routed>,
 }
 
 impl<S: Source> Shell<S> {
@@ -171,6 +197,22 @@ impl<S: Source> Shell<S> {
         let mut acks: Vec<String> = Vec::new();
         for effect in effects {
             match effect {
+                Effect::Prepare {
+                    id,
+                    message_id,
+                    alerts,
+                } if self.local.is_some() => {
+                    if let Some(local) = &self.local
+                        && let Err(e) = local.send(Job {
+                            id,
+                            message_id,
+                            alerts,
+                        })
+                    {
+                        // The batcher is gone (only at exit): the message stays unacked.
+                        tracing::error!(id = e.0.id, "the dedupe batcher stopped");
+                    }
+                }
                 Effect::Prepare {
                     id,
                     message_id,
@@ -248,6 +290,101 @@ impl<S: Source> Shell<S> {
                     }
                 }
             });
+        }
+    }
+}
+
+/// The most messages whose alerts go in one local transaction.
+const MAX_LOCAL_BATCH: usize = 256;
+
+/// The local store's preparer: takes every job waiting (up to [`MAX_LOCAL_BATCH`]), places
+/// all their alerts in one transaction, answers the deliveries already recorded from it, and
+/// enriches in tasks of their own, so the next batch does not wait for CloudWatch Logs.
+async fn prepare_locally(
+    p: Arc<Pipeline>,
+    store: Arc<dyn crate::dedupe::DedupeStore>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    done: mpsc::UnboundedSender<(u64, Prepared)>,
+    enriching: Arc<Semaphore>,
+) {
+    let window = p.config.dedupe.window;
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_LOCAL_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<_> = batch
+            .iter()
+            .flat_map(|j| {
+                j.alerts
+                    .iter()
+                    .map(|r| (incident_key(&r.alert), r.alert.at_ms, r.alert.state))
+            })
+            .collect();
+        let placed = match store.remember_many(&items, window, now_ms()) {
+            Ok(v) => v,
+            Err(e) => {
+                for j in batch {
+                    let _ = done.send((j.id, Prepared::StoreFailed(e.to_string())));
+                }
+                continue;
+            }
+        };
+        let mut placed = placed.into_iter();
+        for job in batch {
+            let mut adds: Adds = Vec::new();
+            let mut failed = None;
+            for Routed { alert, sinks } in job.alerts {
+                let Some(incident) = placed.next() else {
+                    failed = Some("the store placed fewer alerts than it was given".to_string());
+                    break;
+                };
+                for s in sinks {
+                    let Some(sink) = p.sinks.get(s) else { continue };
+                    match store.delivered(&incident, alert.state, &sink.name) {
+                        Ok(true) => {}
+                        Ok(false) => adds.push((s, alert.clone(), incident)),
+                        Err(e) => failed = Some(e.to_string()),
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                let _ = done.send((job.id, Prepared::StoreFailed(e)));
+                continue;
+            }
+            match &p.enricher {
+                Some(enricher) if adds.iter().any(|(_, a, _)| wants_enrichment(a)) => {
+                    let (enricher, metrics, done) =
+                        (enricher.clone(), p.metrics.clone(), done.clone());
+                    let gate = enriching.clone();
+                    tokio::spawn(async move {
+                        let Ok(_slot) = gate.acquire_owned().await else {
+                            return;
+                        };
+                        tracing::debug!(message_id = %job.message_id, "enriching");
+                        let adds = enrich(enricher.as_ref(), adds, &metrics).await;
+                        let _ = done.send((
+                            job.id,
+                            Prepared::Ready {
+                                adds,
+                                held_until: None,
+                            },
+                        ));
+                    });
+                }
+                _ => {
+                    let _ = done.send((
+                        job.id,
+                        Prepared::Ready {
+                            adds,
+                            held_until: None,
+                        },
+                    ));
+                }
+            }
         }
     }
 }

@@ -113,6 +113,44 @@ impl DedupeStore for FileStore {
         })
     }
 
+    /// One write transaction for every alert of a batch (the agent's received batch), not one
+    /// per alert: redb's commit is the cost (redb docs, "Durability": each non-durable commit
+    /// still writes a new tree root).
+    fn remember_many(
+        &self,
+        alerts: &[(IncidentKey, i64, AlertState)],
+        window: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<Incident>, StoreError> {
+        if alerts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut txn = self.db.begin_write().map_err(err)?;
+        txn.set_durability(Durability::None)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let mut out = Vec::with_capacity(alerts.len());
+        {
+            let mut table = txn.open_table(INCIDENTS).map_err(err)?;
+            for (key, at_ms, state) in alerts {
+                let mut entries = match table.get(&key.0).map_err(err)? {
+                    Some(v) => decode(v.value()),
+                    None => Vec::new(),
+                };
+                let (start_ms, new) = correlate(&mut entries, *at_ms, *state, window, now_ms);
+                table
+                    .insert(&key.0, encode(&entries).as_slice())
+                    .map_err(err)?;
+                out.push(Incident {
+                    key: *key,
+                    start_ms,
+                    new,
+                });
+            }
+        }
+        txn.commit().map_err(err)?;
+        Ok(out)
+    }
+
     fn record_delivery(
         &self,
         items: &[(Incident, AlertState)],

@@ -62,6 +62,20 @@ pub trait DedupeStore: Send + Sync {
         now_ms: i64,
     ) -> Result<Incident, StoreError>;
 
+    /// [`DedupeStore::remember`] for many alerts at once, in order (a later alert of a key
+    /// sees the earlier ones). A store with transactions places them all in one.
+    fn remember_many(
+        &self,
+        alerts: &[(IncidentKey, i64, AlertState)],
+        window: Duration,
+        now_ms: i64,
+    ) -> Result<Vec<Incident>, StoreError> {
+        alerts
+            .iter()
+            .map(|(key, at_ms, state)| self.remember(key, *at_ms, *state, window, now_ms))
+            .collect()
+    }
+
     /// Records, durably, that `sink` accepted these incidents in these states.
     fn record_delivery(
         &self,
@@ -443,6 +457,53 @@ mod tests {
         assert!(store.delivered(&inc, AlertState::Firing, "hook").unwrap());
         assert!(!store.delivered(&inc, AlertState::Firing, "pager").unwrap());
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// One batch places its alerts as the same calls one by one would: the same table of
+    /// questions as [`behaves`], asked at once.
+    fn places_a_batch_like_one_by_one(store: &dyn DedupeStore) {
+        let k = key_of("root-activity", "111122223333", "us-east-1");
+        let other = key_of("cis-4.3", "111122223333", "us-east-1");
+        let (f, r) = (AlertState::Firing, AlertState::Resolved);
+        let batch = [
+            (k, 0, f),
+            (other, MIN, f),
+            (k, 3 * MIN, f),
+            (k, 20 * MIN, f),
+            (k, 25 * MIN, r),
+            (other, 2 * MIN, f),
+        ];
+        let got: Vec<(i64, bool)> = store
+            .remember_many(&batch, W, 1)
+            .unwrap()
+            .iter()
+            .map(|i| (i.start_ms, i.new))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, true),
+                (MIN, true),
+                (0, false),
+                (20 * MIN, true),
+                (20 * MIN, false),
+                (MIN, false)
+            ]
+        );
+        assert!(store.remember_many(&[], W, 1).unwrap().is_empty());
+        // What the batch wrote is there for the next call.
+        assert!(!store.remember(&k, 21 * MIN, f, W, 2).unwrap().new);
+    }
+
+    #[test]
+    fn batches_are_placed_like_single_alerts() {
+        places_a_batch_like_one_by_one(&MemoryStore::default());
+        let dir =
+            std::env::temp_dir().join(format!("orgwatch-dedupe-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        places_a_batch_like_one_by_one(&FileStore::open(&dir.join("agent.db")).unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
