@@ -64,6 +64,13 @@ enum Command {
     /// it back after a fix.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Send one clearly marked test notification to the sink NAME and report its answer
+    /// (exit 0 when it took it, 1 when it did not, 2 for a sink that is not configured). A
+    /// heartbeat sink is called once.
+    TestSink {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +110,14 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             runtime.block_on(dlq(&cli.global, &cmd))
+        }
+        Command::TestSink { name } => {
+            shared::pipe::end_quietly_on_closed_pipe();
+            let runtime = match runtime() {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            runtime.block_on(test_sink(&cli.global, &name))
         }
         Command::Validate => {
             // A printing command: a closed reader ends it quietly (`run` keeps SIGPIPE
@@ -165,6 +180,101 @@ fn validate(global: &GlobalArgs) -> ExitCode {
 }
 
 /// `agent dlq list|redrive`.
+/// `agent test-sink NAME`: one delivery attempt of a test notification (Alertmanager's
+/// `amtool` sends test alerts the same way), its outcome printed.
+async fn test_sink(global: &GlobalArgs, name: &str) -> ExitCode {
+    use agent::sinks::Outcome;
+    let cfg = match agent::config::load(&global.config) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("error: {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let Some(spec) = cfg.sinks.iter().find(|s| s.name == name) else {
+        let names: Vec<&str> = cfg.sinks.iter().map(|s| s.name.as_str()).collect();
+        eprintln!(
+            "error: no sink is named {name:?} in {} (sinks: {})",
+            global.config.display(),
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let http = agent::sinks::http::HttpClient::new();
+    let outcome = if let agent::config::SinkKind::Heartbeat { url, post, .. } = &spec.kind {
+        if *post {
+            http.post_json(
+                url.expose(),
+                &[],
+                b"{\"status\":\"test\"}".to_vec(),
+                spec.timeout,
+            )
+            .await
+        } else {
+            http.get(url.expose(), spec.timeout).await
+        }
+    } else {
+        let aws = if matches!(spec.kind, agent::config::SinkKind::Sns { .. }) {
+            match shared::aws::ClientFactory::new(shared::aws::AwsOptions {
+                region: cfg.source.region.clone(),
+                session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
+                ..shared::aws::AwsOptions::default()
+            })
+            .await
+            {
+                Ok(f) => Some(f.home()),
+                Err(e) => {
+                    eprintln!("error: cannot configure AWS access: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        } else {
+            None
+        };
+        let sink = match agent::sinks::Sink::build(spec, &http, aws.as_ref()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match sink.healthcheck().await {
+            Err(e) => Outcome::Reject(format!("healthcheck: {e}")),
+            Ok(()) => sink.deliver(&agent::sinks::test_notification()).await,
+        }
+    };
+    let (status, reason) = match &outcome {
+        Outcome::Delivered => ("delivered", None),
+        Outcome::Retry(r) | Outcome::RetryAfter(r, _) => {
+            ("failed, would be retried", Some(r.clone()))
+        }
+        Outcome::Reject(r) => ("rejected", Some(r.clone())),
+    };
+    match global.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "schema_version": 1,
+                "sink": spec.name,
+                "type": spec.kind.type_name(),
+                "outcome": outcome.kind(),
+                "reason": reason,
+            })
+        ),
+        Output::Table => match &reason {
+            None => println!("{} ({}): {status}", spec.name, spec.kind.type_name()),
+            Some(r) => println!("{} ({}): {status}: {r}", spec.name, spec.kind.type_name()),
+        },
+    }
+    if outcome == Outcome::Delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 async fn dlq(global: &GlobalArgs, cmd: &DlqCommand) -> ExitCode {
     use agent::source::dlq;
     let cfg = match agent::config::load(&global.config) {

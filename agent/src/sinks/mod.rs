@@ -45,6 +45,57 @@ impl Outcome {
     }
 }
 
+/// The notification `agent test-sink` sends: one informational alert of the rule
+/// `orgwatch-test` in account 000000000000, titled and explained as a test, so nobody acts
+/// on it.
+pub fn test_notification() -> Notification<u64> {
+    use crate::dedupe::DedupeStore;
+    use crate::model::{Alert, AlertState, Origin, Severity};
+    let now_ms = crate::runtime::now_ms();
+    let alert = Alert {
+        rule_id: "orgwatch-test".into(),
+        title: "orgwatch test notification: no action needed".into(),
+        severity: Severity::Info,
+        account: "000000000000".into(),
+        region: "us-east-1".into(),
+        state: AlertState::Firing,
+        at_ms: now_ms,
+        origin: Origin::Event {
+            event_id: format!("orgwatch-test-{now_ms}"),
+        },
+        actor: None,
+        remediation: Some(
+            "Sent by `agent test-sink` to check this destination; nothing happened in any account."
+                .into(),
+        ),
+        enrichment: None,
+    };
+    let window = Duration::from_secs(60);
+    let store = crate::dedupe::MemoryStore::default();
+    let key = crate::fingerprint::incident_key(&alert);
+    let incident = store
+        .remember(&key, alert.at_ms, alert.state, window, now_ms)
+        .unwrap_or(crate::dedupe::Incident {
+            key,
+            start_ms: now_ms,
+            new: true,
+        });
+    let mut grouper = crate::group::Grouper::new(crate::config::GroupSpec::default(), window);
+    let now = Instant::now();
+    grouper.add(0, alert, incident, 0, now);
+    grouper
+        .due(now + Duration::from_secs(86_400))
+        .pop()
+        .unwrap_or(Notification {
+            id: 0,
+            sink: 0,
+            labels: Vec::new(),
+            alerts: Vec::new(),
+            repeat: false,
+            tokens: Vec::new(),
+        })
+}
+
 /// The longest `Retry-After` honoured: a longer one waits this, then tries (and the
 /// runtime keeps the message in flight past `retry_for`).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);

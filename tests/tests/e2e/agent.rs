@@ -1746,3 +1746,49 @@ async fn a_heartbeat_sink_is_called_while_the_pipeline_is_healthy() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// #13 item 6: `agent test-sink NAME` sends one clearly marked test notification and says what
+/// the sink answered; a sink that refuses it, or a name that is not configured, is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_sink_sends_one_marked_notification_and_reports_the_answer() {
+    let emu = Emulator::start().expect("emulator");
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("test-sink");
+    let config = write_config(&dir, &a, &b, "1s", "1m");
+    let (code, doc, err) = agent_cli(&emu, &config, &["test-sink", "hook-a"]);
+    assert_eq!(code, 0, "{doc:#}\n{err}");
+    assert_eq!(doc["outcome"], "delivered", "{doc:#}");
+    let got = a.accepted();
+    assert_eq!(got.len(), 1);
+    let body = got[0].json().expect("json");
+    assert_eq!(body["alerts"][0]["rule_id"], "orgwatch-test", "{body:#}");
+    assert!(
+        body["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("test notification")),
+        "{body:#}"
+    );
+    assert!(
+        got[0].header("x-orgwatch-signature").is_some(),
+        "signed like any delivery"
+    );
+    assert!(b.requests().is_empty(), "only the named sink");
+    b.set_status(400);
+    let (code, doc, _) = agent_cli(&emu, &config, &["test-sink", "hook-b"]);
+    assert_eq!(
+        (code, doc["outcome"].as_str()),
+        (1, Some("reject")),
+        "{doc:#}"
+    );
+    assert!(
+        doc["reason"].as_str().is_some_and(|r| r.contains("400")),
+        "{doc:#}"
+    );
+    let (code, _, err) = agent_cli(&emu, &config, &["test-sink", "nobody"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("hook-a, hook-b"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
