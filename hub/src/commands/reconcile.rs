@@ -719,30 +719,62 @@ pub(crate) async fn member_account(
     regions: &[String],
     mode: Mode,
 ) -> Vec<Outcome> {
-    let (config, facts) = (&ctx.config, &ctx.facts);
     let c = match ctx.factory.for_account(account).await {
         Ok(c) => c,
         Err(e) => return vec![Outcome::failed(account, "-", "member", e.to_string())],
     };
-    let mut outs = Vec::new();
-    for region in regions {
-        let rc = c.in_region(region);
-        let observed = match observe::member(&rc, account, region, config.home_region()).await {
-            Ok(o) => o,
-            Err(e) => {
-                outs.push(Outcome::failed(account, region, "member", e.to_string()));
-                continue;
-            }
-        };
-        let desired = if mode == Mode::Offboard {
-            BTreeMap::new()
-        } else {
-            desired::member(config, facts, &ctx.rules, account, region)
-        };
-        let done = reconcile(&rc, &desired, observed, mode, &ctx.options).await;
-        outs.push(outcome_of(account, region, "member", mode, done));
+    // The regions of one account at once: each has its own rate limiters (account, region,
+    // service) and nothing of one region waits on another's (the forwarding role and the
+    // member trail are global or home-region only, and only read).
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, region) in regions.iter().enumerate() {
+        let (ctx, rc, account, region) = (
+            ctx.clone(),
+            c.in_region(region),
+            account.to_string(),
+            region.clone(),
+        );
+        tasks.spawn(async move { (i, member_region(&ctx, &rc, &account, &region, mode).await) });
     }
-    outs
+    let mut outs: Vec<(usize, Outcome)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(o) => outs.push(o),
+            Err(e) => outs.push((
+                usize::MAX,
+                Outcome::failed(
+                    account,
+                    "-",
+                    "member",
+                    format!("internal: task failed: {e}"),
+                ),
+            )),
+        }
+    }
+    outs.sort_by_key(|(i, _)| *i);
+    outs.into_iter().map(|(_, o)| o).collect()
+}
+
+/// The member resources of `account` in `region` (`rc`: its clients there).
+async fn member_region(
+    ctx: &Ctx,
+    rc: &Clients,
+    account: &str,
+    region: &str,
+    mode: Mode,
+) -> Outcome {
+    let (config, facts) = (&ctx.config, &ctx.facts);
+    let observed = match observe::member(rc, account, region, config.home_region()).await {
+        Ok(o) => o,
+        Err(e) => return Outcome::failed(account, region, "member", e.to_string()),
+    };
+    let desired = if mode == Mode::Offboard {
+        BTreeMap::new()
+    } else {
+        desired::member(config, facts, &ctx.rules, account, region)
+    };
+    let done = reconcile(rc, &desired, observed, mode, &ctx.options).await;
+    outcome_of(account, region, "member", mode, done)
 }
 
 /// Progress on stderr. On a terminal (and neither `--quiet` nor JSON logs): a bar over
