@@ -179,19 +179,38 @@ fn validate(global: &GlobalArgs) -> ExitCode {
     }
 }
 
-/// `agent dlq list|redrive`.
+/// The configuration of a one-shot command; its problems on stderr and exit 2.
+fn load_config(global: &GlobalArgs) -> Result<agent::config::Config, ExitCode> {
+    agent::config::load(&global.config).map_err(|errs| {
+        for e in errs {
+            eprintln!("error: {e}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+/// The AWS access of a one-shot command (the queue's region, the agent's session name);
+/// exit 1 when it cannot be configured.
+async fn cli_factory(cfg: &agent::config::Config) -> Result<shared::aws::ClientFactory, ExitCode> {
+    shared::aws::ClientFactory::new(shared::aws::AwsOptions {
+        region: cfg.source.region.clone(),
+        session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
+        ..shared::aws::AwsOptions::default()
+    })
+    .await
+    .map_err(|e| {
+        eprintln!("error: cannot configure AWS access: {e}");
+        ExitCode::from(1)
+    })
+}
+
 /// `agent test-sink NAME`: one delivery attempt of a test notification (Alertmanager's
 /// `amtool` sends test alerts the same way), its outcome printed.
 async fn test_sink(global: &GlobalArgs, name: &str) -> ExitCode {
     use agent::sinks::Outcome;
-    let cfg = match agent::config::load(&global.config) {
+    let cfg = match load_config(global) {
         Ok(c) => c,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let Some(spec) = cfg.sinks.iter().find(|s| s.name == name) else {
         let names: Vec<&str> = cfg.sinks.iter().map(|s| s.name.as_str()).collect();
@@ -217,18 +236,9 @@ async fn test_sink(global: &GlobalArgs, name: &str) -> ExitCode {
         }
     } else {
         let aws = if matches!(spec.kind, agent::config::SinkKind::Sns { .. }) {
-            match shared::aws::ClientFactory::new(shared::aws::AwsOptions {
-                region: cfg.source.region.clone(),
-                session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
-                ..shared::aws::AwsOptions::default()
-            })
-            .await
-            {
+            match cli_factory(&cfg).await {
                 Ok(f) => Some(f.home()),
-                Err(e) => {
-                    eprintln!("error: cannot configure AWS access: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             }
         } else {
             None
@@ -275,29 +285,16 @@ async fn test_sink(global: &GlobalArgs, name: &str) -> ExitCode {
     }
 }
 
+/// `agent dlq list|redrive`.
 async fn dlq(global: &GlobalArgs, cmd: &DlqCommand) -> ExitCode {
     use agent::source::dlq;
-    let cfg = match agent::config::load(&global.config) {
+    let cfg = match load_config(global) {
         Ok(c) => c,
-        Err(errs) => {
-            for e in errs {
-                eprintln!("error: {e}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let factory = match shared::aws::ClientFactory::new(shared::aws::AwsOptions {
-        region: cfg.source.region.clone(),
-        session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
-        ..shared::aws::AwsOptions::default()
-    })
-    .await
-    {
+    let factory = match cli_factory(&cfg).await {
         Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: cannot configure AWS access: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let mut report = Vec::new();
     let mut failed = false;

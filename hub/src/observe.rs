@@ -580,26 +580,8 @@ pub async fn central(
             );
         }
     }
-    let sns = c.sns();
     let topic_arn = arn::topic(region, account, &names.topic);
-    let topic = optional(
-        call!(
-            "GetTopicAttributes",
-            sns.get_topic_attributes().topic_arn(&topic_arn).send()
-        ),
-        &["NotFound", "NotFoundException"],
-    )?;
-    if let Some(t) = topic {
-        let policy = t
-            .attributes()
-            .and_then(|a| a.get("Policy"))
-            .map(|p| canonical_json(p))
-            .unwrap_or_default();
-        let tags = call!(
-            "ListTagsForResource",
-            sns.list_tags_for_resource().resource_arn(&topic_arn).send()
-        )?;
-        let topic_managed = managed(tags.tags().iter().map(|t| (t.key(), t.value())));
+    if let Some((policy, topic_managed)) = topic(c, &topic_arn).await? {
         out.insert(
             ResourceKey::new(account, region, Kind::Topic, names.topic.clone()),
             Spec::Policy(PolicySpec { policy }),
@@ -622,26 +604,11 @@ pub async fn central(
         }
     }
     let ops_arn = arn::topic(region, account, &names.ops_topic);
-    if let Some(t) = optional(
-        call!(
-            "GetTopicAttributes",
-            sns.get_topic_attributes().topic_arn(&ops_arn).send()
-        ),
-        &["NotFound", "NotFoundException"],
-    )? {
-        let policy = t
-            .attributes()
-            .and_then(|a| a.get("Policy"))
-            .map(|p| canonical_json(p))
-            .unwrap_or_default();
-        let tags = call!(
-            "ListTagsForResource",
-            sns.list_tags_for_resource().resource_arn(&ops_arn).send()
-        )?;
+    if let Some((policy, is_managed)) = topic(c, &ops_arn).await? {
         out.insert(
             ResourceKey::new(account, region, Kind::Topic, names.ops_topic.clone()),
             Spec::Policy(PolicySpec { policy }),
-            managed(tags.tags().iter().map(|t| (t.key(), t.value()))),
+            is_managed,
         );
     }
     // Tags are read later, only for alarms the plan would change (see alarm_managed).
@@ -782,6 +749,35 @@ async fn manifest(c: &Clients, bucket: &str) -> Result<Option<(ObjectSpec, bool)
     let body = String::from_utf8_lossy(&bytes.into_bytes()).into_owned();
     let is_managed = shared::rules::manifest::Manifest::from_json("", &body).is_ok();
     Ok(Some((ObjectSpec::new(bucket, body), is_managed)))
+}
+
+/// A topic's policy (canonical JSON) and whether it carries the managed tag; `None` when
+/// there is no such topic (SNS API reference, GetTopicAttributes: NotFound).
+async fn topic(c: &Clients, arn: &str) -> Result<Option<(String, bool)>, OpError> {
+    let sns = c.sns();
+    let Some(t) = optional(
+        call!(
+            "GetTopicAttributes",
+            sns.get_topic_attributes().topic_arn(arn).send()
+        ),
+        &["NotFound", "NotFoundException"],
+    )?
+    else {
+        return Ok(None);
+    };
+    let policy = t
+        .attributes()
+        .and_then(|a| a.get("Policy"))
+        .map(|p| canonical_json(p))
+        .unwrap_or_default();
+    let tags = call!(
+        "ListTagsForResource",
+        sns.list_tags_for_resource().resource_arn(arn).send()
+    )?;
+    Ok(Some((
+        policy,
+        managed(tags.tags().iter().map(|t| (t.key(), t.value()))),
+    )))
 }
 
 /// Every metric alarm whose name starts with `prefix` (DescribeAlarms, paginated).
