@@ -634,6 +634,14 @@ mod tests {
             .expect("a Prepare effect")
     }
 
+    /// A message received and prepared as a fresh store would: its id and alerts.
+    fn ready(c: &mut Core<()>, name: &str, body: String, at: Clock) -> (u64, Vec<Routed>) {
+        let e = c.on_received(env(name, body), (), at);
+        let (id, alerts) = prepare(&e);
+        assert!(c.on_prepared(id, fresh(&alerts), at).is_empty());
+        (id, alerts)
+    }
+
     fn sends(effects: Vec<Effect>) -> Vec<Notification<u64>> {
         effects
             .into_iter()
@@ -730,13 +738,12 @@ mod tests {
     fn a_rejection_dead_letters_with_the_reason_at_once_and_outweighs_a_failure() {
         let mut c = core();
         let t0 = Instant::now();
-        let e = c.on_received(
-            env("m", root_sign_in("111122223333", "e1")),
-            (),
+        ready(
+            &mut c,
+            "m",
+            root_sign_in("111122223333", "e1"),
             clock(t0, 0),
         );
-        let (id, alerts) = prepare(&e);
-        c.on_prepared(id, fresh(&alerts), clock(t0, 0));
         let out = sends(c.on_tick(clock(t0, 1)));
         c.on_completed(
             Completion {
@@ -766,13 +773,12 @@ mod tests {
     fn a_failed_delivery_stays_in_flight_renewed_and_is_prepared_again_later() {
         let mut c = core();
         let t0 = Instant::now();
-        let e = c.on_received(
-            env("m", root_sign_in("111122223333", "e1")),
-            (),
+        let (id, alerts) = ready(
+            &mut c,
+            "m",
+            root_sign_in("111122223333", "e1"),
             clock(t0, 0),
         );
-        let (id, alerts) = prepare(&e);
-        c.on_prepared(id, fresh(&alerts), clock(t0, 0));
         let out = sends(c.on_tick(clock(t0, 1)));
         c.on_completed(
             Completion {
@@ -897,20 +903,18 @@ mod tests {
     fn draining_flushes_groups_and_lets_waiting_retries_go() {
         let mut c = core();
         let t0 = Instant::now();
-        let e = c.on_received(
-            env("m", root_sign_in("111122223333", "e1")),
-            (),
+        ready(
+            &mut c,
+            "m",
+            root_sign_in("111122223333", "e1"),
             clock(t0, 0),
         );
-        let (id, alerts) = prepare(&e);
-        c.on_prepared(id, fresh(&alerts), clock(t0, 0));
-        let e = c.on_received(
-            env("w", root_sign_in("444455556666", "e2")),
-            (),
+        ready(
+            &mut c,
+            "w",
+            root_sign_in("444455556666", "e2"),
             clock(t0, 0),
         );
-        let (wid, walerts) = prepare(&e);
-        c.on_prepared(wid, fresh(&walerts), clock(t0, 0));
         assert!(!c.done(clock(t0, 0), Duration::from_secs(30)));
         c.on_shutdown(clock(t0, 0));
         // Flushed at once, without the group wait.

@@ -90,27 +90,9 @@ impl DedupeStore for FileStore {
         window: Duration,
         now_ms: i64,
     ) -> Result<Incident, StoreError> {
-        let mut txn = self.db.begin_write().map_err(err)?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| StoreError(e.to_string()))?;
-        let (start_ms, new) = {
-            let mut table = txn.open_table(INCIDENTS).map_err(err)?;
-            let mut entries = match table.get(&key.0).map_err(err)? {
-                Some(v) => decode(v.value()),
-                None => Vec::new(),
-            };
-            let out = correlate(&mut entries, at_ms, state, window, now_ms);
-            table
-                .insert(&key.0, encode(&entries).as_slice())
-                .map_err(err)?;
-            out
-        };
-        txn.commit().map_err(err)?;
-        Ok(Incident {
-            key: *key,
-            start_ms,
-            new,
-        })
+        self.remember_many(&[(*key, at_ms, state)], window, now_ms)?
+            .pop()
+            .ok_or_else(|| StoreError("the store placed no incident".into()))
     }
 
     /// One write transaction for every alert of a batch (the agent's received batch), not one
