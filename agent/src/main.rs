@@ -45,6 +45,10 @@ struct GlobalArgs {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Named profile of ~/.aws/config and ~/.aws/credentials (as the AWS CLI's `--profile`;
+    /// default: `AWS_PROFILE`, else `default`).
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -191,9 +195,13 @@ fn load_config(global: &GlobalArgs) -> Result<agent::config::Config, ExitCode> {
 
 /// The AWS access of a one-shot command (the queue's region, the agent's session name);
 /// exit 1 when it cannot be configured.
-async fn cli_factory(cfg: &agent::config::Config) -> Result<shared::aws::ClientFactory, ExitCode> {
+async fn cli_factory(
+    global: &GlobalArgs,
+    cfg: &agent::config::Config,
+) -> Result<shared::aws::ClientFactory, ExitCode> {
     shared::aws::ClientFactory::new(shared::aws::AwsOptions {
         region: cfg.source.region.clone(),
+        profile: global.profile.clone(),
         session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
         ..shared::aws::AwsOptions::default()
     })
@@ -236,7 +244,7 @@ async fn test_sink(global: &GlobalArgs, name: &str) -> ExitCode {
         }
     } else {
         let aws = if matches!(spec.kind, agent::config::SinkKind::Sns { .. }) {
-            match cli_factory(&cfg).await {
+            match cli_factory(global, &cfg).await {
                 Ok(f) => Some(f.home()),
                 Err(code) => return code,
             }
@@ -292,7 +300,7 @@ async fn dlq(global: &GlobalArgs, cmd: &DlqCommand) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let factory = match cli_factory(&cfg).await {
+    let factory = match cli_factory(global, &cfg).await {
         Ok(f) => f,
         Err(code) => return code,
     };
@@ -431,6 +439,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
         session_name: shared::naming::AGENT_SESSION_NAME.to_string(),
         member_role: cfg.enrich.member_role.clone(),
         external_id: cfg.enrich.external_id.clone(),
+        profile: global.profile.clone(),
         ..shared::aws::AwsOptions::default()
     })
     .await

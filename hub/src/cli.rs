@@ -45,6 +45,10 @@ pub struct GlobalArgs {
     /// AWS region of the hub's own calls (default: from the AWS chain).
     #[arg(long, global = true, env = "AWS_REGION")]
     pub region: Option<String>,
+    /// Named profile of ~/.aws/config and ~/.aws/credentials (as the AWS CLI's `--profile`;
+    /// default: `AWS_PROFILE`, else `default`).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -331,6 +331,9 @@ pub struct AwsOptions {
     pub static_credentials: Option<(String, String)>,
     /// Maximum attempts per call, including the first.
     pub max_attempts: u32,
+    /// The named profile of the shared config and credentials files (`--profile`, as the
+    /// AWS CLI's); `None` takes `AWS_PROFILE` or `default`.
+    pub profile: Option<String>,
 }
 
 impl Default for AwsOptions {
@@ -343,6 +346,7 @@ impl Default for AwsOptions {
             session_name: naming::HUB_SESSION_NAME.to_string(),
             static_credentials: None,
             max_attempts: 6,
+            profile: None,
         }
     }
 }
@@ -681,6 +685,12 @@ impl ClientFactory {
                     .operation_attempt_timeout(Duration::from_secs(60))
                     .build(),
             );
+        // AWS SDK for Rust developer guide, "Configuration and credential file settings":
+        // the named profile selects region, credentials (static, SSO, assume-role, process)
+        // and endpoint settings from ~/.aws/config and ~/.aws/credentials.
+        if let Some(profile) = &options.profile {
+            loader = loader.profile_name(profile);
+        }
         if let Some(region) = &options.region {
             loader = loader.region(Region::new(region.clone()));
         }

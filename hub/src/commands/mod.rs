@@ -40,6 +40,7 @@ pub async fn factory(
             .or_else(|| Some(config.home_region().to_string())),
         member_role: config.hub.member_role.clone(),
         external_id: config.hub.external_id.clone(),
+        profile: global.profile.clone(),
         ..shared::aws::AwsOptions::default()
     };
     match shared::aws::ClientFactory::new(options).await {

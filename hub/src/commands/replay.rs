@@ -654,6 +654,7 @@ async fn replay(
                     None => {
                         let factory = ClientFactory::new(AwsOptions {
                             region: global.region.clone(),
+                            profile: global.profile.clone(),
                             ..AwsOptions::default()
                         })
                         .await

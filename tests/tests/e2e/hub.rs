@@ -506,6 +506,64 @@ async fn drift_is_named_repaired_exactly_and_offboarding_is_scoped() {
     assert_eq!(after.code, 3, "an offboarded account is missing everything");
 }
 
+/// #13 item 4: `--profile NAME` selects the named profile of the shared config and
+/// credentials files, as the AWS CLI's does: with no credentials in the environment, the
+/// profile's are used (and without it there are none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_profile_supplies_region_and_credentials() {
+    let emu = Emulator::start().expect("emulator");
+    emu.create_org(1).await.expect("organisation");
+    let dir = tempfile_dir::Dir::new();
+    let config = write_config(dir.path(), "eventbridge");
+    let (aws_config, credentials) = (dir.path().join("config"), dir.path().join("credentials"));
+    std::fs::write(&aws_config, "[profile emu]\nregion = us-east-1\n").expect("config");
+    std::fs::write(
+        &credentials,
+        format!(
+            "[emu]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            orgwatch_tests::TEST_ACCESS_KEY,
+            orgwatch_tests::TEST_SECRET_KEY
+        ),
+    )
+    .expect("credentials");
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(bin("hub"));
+        cmd.args(extra)
+            .args(["status", "--output", "json", "--config"])
+            .arg(&config);
+        for (k, v) in emu.env() {
+            if !k.starts_with("AWS_ACCESS_KEY_ID")
+                && !k.starts_with("AWS_SECRET_ACCESS_KEY")
+                && k != "AWS_REGION"
+                && k != "AWS_CONFIG_FILE"
+                && k != "AWS_SHARED_CREDENTIALS_FILE"
+            {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", &aws_config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run hub");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The profile's credentials reach the emulator: status reports drift (nothing enrolled).
+    let (code, stderr) = run(&["--profile", "emu"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    // Without it the default profile has no credentials: a failure, not drift.
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+}
+
 /// `hub offboard` removes an organisation's monitoring: without a terminal to ask on it needs
 /// `--yes`, and refuses (a usage error, before any AWS call) otherwise.
 #[test]
