@@ -236,18 +236,7 @@ impl<P> Core<P> {
                 return vec![Effect::Ack(vec![env.token])];
             }
         };
-        let routed: Vec<Routed> = alerts
-            .into_iter()
-            .map(|alert| {
-                Metrics::inc(&m.alerts);
-                let sinks = route(&alert, &self.config.routes, &self.config.default_sinks);
-                if sinks.is_empty() {
-                    Metrics::inc(&m.unrouted);
-                    tracing::warn!(rule = %alert.rule_id, account = %alert.account, "no route takes this alert");
-                }
-                Routed { alert, sinks }
-            })
-            .collect();
+        let routed = self.routed(alerts, true);
         self.next_id += 1;
         let id = self.next_id;
         let message_id = env.message_id.clone();
@@ -525,16 +514,28 @@ impl<P> Core<P> {
     fn reclassify(&self, env: &Envelope) -> Option<Vec<Routed>> {
         let decoded = decode(&env.body).ok()?;
         match classify(&decoded, self.catalog.as_ref()) {
-            Classified::Alerts(a) => Some(
-                a.into_iter()
-                    .map(|alert| {
-                        let sinks = route(&alert, &self.config.routes, &self.config.default_sinks);
-                        Routed { alert, sinks }
-                    })
-                    .collect(),
-            ),
+            Classified::Alerts(a) => Some(self.routed(a, false)),
             Classified::Ignored(_) => None,
         }
+    }
+
+    /// Each alert with the sinks its routes choose; `first_look` counts the alerts (and
+    /// says which no route takes) once per message, not again on each retry.
+    fn routed(&self, alerts: Vec<Alert>, first_look: bool) -> Vec<Routed> {
+        alerts
+            .into_iter()
+            .map(|alert| {
+                let sinks = route(&alert, &self.config.routes, &self.config.default_sinks);
+                if first_look {
+                    Metrics::inc(&self.metrics.alerts);
+                    if sinks.is_empty() {
+                        Metrics::inc(&self.metrics.unrouted);
+                        tracing::warn!(rule = %alert.rule_id, account = %alert.account, "no route takes this alert");
+                    }
+                }
+                Routed { alert, sinks }
+            })
+            .collect()
     }
 
     fn remove(&mut self, id: u64) -> Option<InFlight<P>> {

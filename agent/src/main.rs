@@ -230,18 +230,21 @@ async fn test_sink(global: &GlobalArgs, name: &str) -> ExitCode {
         return ExitCode::from(2);
     };
     let http = agent::sinks::http::HttpClient::new();
-    let outcome = if let agent::config::SinkKind::Heartbeat { url, post, .. } = &spec.kind {
-        if *post {
-            http.post_json(
-                url.expose(),
-                &[],
-                b"{\"status\":\"test\"}".to_vec(),
-                spec.timeout,
-            )
-            .await
-        } else {
-            http.get(url.expose(), spec.timeout).await
+    let outcome = if let agent::config::SinkKind::Heartbeat {
+        url,
+        post,
+        interval,
+    } = &spec.kind
+    {
+        agent::sinks::heartbeat::Heartbeat {
+            url: url.clone(),
+            post: *post,
+            interval: *interval,
+            timeout: spec.timeout,
+            http: http.clone(),
         }
+        .beat("test")
+        .await
     } else {
         let aws = if matches!(spec.kind, agent::config::SinkKind::Sns { .. }) {
             match cli_factory(global, &cfg).await {

@@ -201,23 +201,19 @@ impl<S: Source> Shell<S> {
                     id,
                     message_id,
                     alerts,
-                } if self.local.is_some() => {
-                    if let Some(local) = &self.local
-                        && let Err(e) = local.send(Job {
+                } => {
+                    if let Some(local) = &self.local {
+                        let job = Job {
                             id,
                             message_id,
                             alerts,
-                        })
-                    {
-                        // The batcher is gone (only at exit): the message stays unacked.
-                        tracing::error!(id = e.0.id, "the dedupe batcher stopped");
+                        };
+                        if let Err(e) = local.send(job) {
+                            // The batcher is gone (only at exit): the message stays unacked.
+                            tracing::error!(id = e.0.id, "the dedupe batcher stopped");
+                        }
+                        continue;
                     }
-                }
-                Effect::Prepare {
-                    id,
-                    message_id,
-                    alerts,
-                } => {
                     let p = self.p.clone();
                     let tx = self.prepared.clone();
                     let gate = self.preparing.clone();

@@ -34,6 +34,21 @@ pub fn healthy(
 }
 
 impl Heartbeat {
+    /// One call of the URL: a GET, or a POST saying `status` (`ok`; `test` from
+    /// `agent test-sink`).
+    pub async fn beat(&self, status: &str) -> Outcome {
+        if self.post {
+            let body = serde_json::json!({"status": status, "source": "orgwatch-agent"})
+                .to_string()
+                .into_bytes();
+            self.http
+                .post_json(self.url.expose(), &[], body, self.timeout)
+                .await
+        } else {
+            self.http.get(self.url.expose(), self.timeout).await
+        }
+    }
+
     /// Calls the URL every interval while [`healthy`]; runs until the agent exits.
     pub async fn run(self, name: String, metrics: Arc<Metrics>, long_poll: Duration) {
         let mut tick = tokio::time::interval(self.interval);
@@ -51,17 +66,7 @@ impl Heartbeat {
                 Metrics::inc(&metrics.heartbeats_withheld);
                 continue;
             }
-            let outcome = if self.post {
-                let body = serde_json::json!({"status": "ok", "source": "orgwatch-agent"})
-                    .to_string()
-                    .into_bytes();
-                self.http
-                    .post_json(self.url.expose(), &[], body, self.timeout)
-                    .await
-            } else {
-                self.http.get(self.url.expose(), self.timeout).await
-            };
-            match outcome {
+            match self.beat("ok").await {
                 Outcome::Delivered => Metrics::inc(&metrics.heartbeats_sent),
                 other => {
                     Metrics::inc(&metrics.heartbeats_failed);

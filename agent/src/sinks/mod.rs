@@ -49,7 +49,6 @@ impl Outcome {
 /// `orgwatch-test` in account 000000000000, titled and explained as a test, so nobody acts
 /// on it.
 pub fn test_notification() -> Notification<u64> {
-    use crate::dedupe::DedupeStore;
     use crate::model::{Alert, AlertState, Origin, Severity};
     let now_ms = crate::runtime::now_ms();
     let alert = Alert {
@@ -70,30 +69,23 @@ pub fn test_notification() -> Notification<u64> {
         ),
         enrichment: None,
     };
-    let window = Duration::from_secs(60);
-    let store = crate::dedupe::MemoryStore::default();
-    let key = crate::fingerprint::incident_key(&alert);
-    let incident = store
-        .remember(&key, alert.at_ms, alert.state, window, now_ms)
-        .unwrap_or(crate::dedupe::Incident {
-            key,
-            start_ms: now_ms,
-            new: true,
-        });
-    let mut grouper = crate::group::Grouper::new(crate::config::GroupSpec::default(), window);
-    let now = Instant::now();
-    grouper.add(0, alert, incident, 0, now);
-    grouper
-        .due(now + Duration::from_secs(86_400))
-        .pop()
-        .unwrap_or(Notification {
-            id: 0,
-            sink: 0,
-            labels: Vec::new(),
-            alerts: Vec::new(),
-            repeat: false,
-            tokens: Vec::new(),
-        })
+    let incident = crate::dedupe::Incident {
+        key: crate::fingerprint::incident_key(&alert),
+        start_ms: now_ms,
+        new: true,
+    };
+    Notification {
+        id: 0,
+        sink: 0,
+        labels: crate::group::labels(&crate::config::GroupSpec::default().by, &alert),
+        alerts: vec![crate::group::Notified {
+            fingerprint: incident.fingerprint(),
+            alert,
+            incident,
+        }],
+        repeat: false,
+        tokens: Vec::new(),
+    }
 }
 
 /// The longest `Retry-After` honoured: a longer one waits this, then tries (and the
