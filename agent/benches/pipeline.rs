@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use agent::classify::{Classified, PackCatalog, classify};
 use agent::config::GroupSpec;
 use agent::decode::decode;
-use agent::dedupe::{DedupeStore, FileStore, MemoryStore};
+use agent::dedupe::{FileStore, LocalStore, MemoryStore};
 use agent::fingerprint::incident_key;
 use agent::group::Grouper;
 use std::sync::Arc;
 
 /// The agent's core over `messages`: every Prepare answered from `store` at once, the
 /// groups sent after their wait, every notification completed as delivered.
-fn run_core(messages: &[String], catalog: Arc<PackCatalog>, store: &dyn DedupeStore) -> Run {
+fn run_core(messages: &[String], catalog: Arc<PackCatalog>, store: &dyn LocalStore) -> Run {
     use agent::core::{Clock, Completion, Core, Effect, Prepared, Settings};
     let text = "[source]\nqueue = \"q\"\n[group]\nwait = \"1s\"\ninterval = \"1s\"\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\n";
     let path = std::path::Path::new("bench.toml");
@@ -151,7 +151,7 @@ struct Run {
 
 /// The stages over `messages`, the store asked once per received batch of 10 (SQS's
 /// largest), as the agent's local batcher does at least.
-fn run(messages: &[String], catalog: &PackCatalog, store: &dyn DedupeStore) -> Run {
+fn run(messages: &[String], catalog: &PackCatalog, store: &dyn LocalStore) -> Run {
     let window = Duration::from_secs(900);
     let mut grouper: Grouper<usize> = Grouper::new(GroupSpec::default(), window);
     let start = Instant::now();

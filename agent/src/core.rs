@@ -552,7 +552,7 @@ mod tests {
     use super::*;
     use crate::classify::test_catalog;
     use crate::decode::fixtures;
-    use crate::dedupe::{DedupeStore, Incident, MemoryStore};
+    use crate::dedupe::{Incident, LocalStore, MemoryStore};
 
     const T: &str = "2024-05-01T12:05:00.000+0000";
 

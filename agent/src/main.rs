@@ -456,7 +456,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     let home = factory.home();
     let store = match &cfg.dedupe.store {
         StoreSpec::File { path } => match FileStore::open(path) {
-            Ok(s) => Store::Local(Arc::new(s)),
+            Ok(s) => Arc::new(s) as Store,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the dedupe store");
                 return ExitCode::from(1);
@@ -464,7 +464,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
         },
         StoreSpec::DynamoDb { table } => {
             match DynamoStore::connect(home.dynamodb(), table, cfg.dedupe.retention).await {
-                Ok(s) => Store::Shared(Arc::new(s)),
+                Ok(s) => Arc::new(s) as Store,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot use the dedupe table");
                     return ExitCode::from(1);
@@ -497,7 +497,7 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     // delivering is held back until that claim ends, then received again: one receive for
     // the first look and one after the claim, so a redrive policy must allow a third
     // before it dead-letters a live alert.
-    if matches!(store, Store::Shared(_)) {
+    if store.shared() {
         for (region, q) in &queues {
             if let Some(n) = q.max_receives().filter(|n| *n < 3) {
                 tracing::error!(

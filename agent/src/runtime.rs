@@ -6,8 +6,10 @@
 //!   bounded channel.
 //! * The core ([`crate::core::Core`]) makes every decision (decode, classify, route, group,
 //!   settle, retry, renew) with no I/O; this loop feeds it events and carries out the effects
-//!   it returns, each in a task of its own: the dedupe store and enrichment of a message
-//!   (at most [`MAX_PREPARING`] at once), acks, dead letters, renewals.
+//!   it returns, each in a task of its own: the dedupe store's work in batches (everything
+//!   waiting, up to [`MAX_BATCH`] messages, as one call per kind; as many batches at once as
+//!   the store takes), enrichment (at most [`MAX_ENRICHING`] messages at once), acks, dead
+//!   letters, renewals.
 //! * Each sink has its own worker, so a failing sink backs off without delaying the others.
 //!   Core -> worker channels are unbounded: what can be queued there is bounded by the
 //!   in-flight permits (each notification holds at least one in-flight message).
@@ -27,6 +29,7 @@ use crate::config::Config;
 use crate::core::{Clock, Completion, Core, Effect, Prepared, Routed, Settings};
 use crate::dedupe::{Claim, Incident, Store};
 use crate::enrich::{Enricher, Request};
+use crate::fingerprint::IncidentKey;
 use crate::fingerprint::incident_key;
 use crate::group::Notification;
 use crate::metrics::Metrics;
@@ -58,9 +61,12 @@ pub struct Pipeline {
 /// Alerts of one message, routed and placed, waiting for the grouper.
 type Adds = Vec<(usize, Alert, Incident)>;
 
-/// How many messages are prepared (dedupe store round trips, enrichment) at once. Each holds
-/// an in-flight permit too, so the queue's backpressure still applies.
-const MAX_PREPARING: usize = 64;
+/// How many messages are enriched (CloudWatch Logs queries) at once. Each holds an in-flight
+/// permit too, so the queue's backpressure still applies.
+const MAX_ENRICHING: usize = 64;
+
+/// The most messages whose alerts go to the store in one batch.
+const MAX_BATCH: usize = 256;
 
 /// Runs until `shutdown` turns true, then drains. The decisions are the core's
 /// ([`crate::core::Core`]); this loop only feeds it events and carries out its effects, each
@@ -98,23 +104,8 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
     }
     let (prepared_tx, mut prepared_rx) = mpsc::unbounded_channel::<(u64, Prepared)>();
     let (renew_tx, mut renew_rx) = mpsc::unbounded_channel::<Vec<u64>>();
-    let preparing = Arc::new(Semaphore::new(MAX_PREPARING));
-    // A local store places the alerts of everything waiting in one transaction (one per
-    // received batch, not one per alert); the shared store's calls are per message.
-    let local = match &p.store {
-        Store::Local(store) => {
-            let (tx, rx) = mpsc::unbounded_channel::<Job>();
-            tokio::spawn(prepare_locally(
-                p.clone(),
-                store.clone(),
-                rx,
-                prepared_tx.clone(),
-                preparing.clone(),
-            ));
-            Some(tx)
-        }
-        Store::Shared(_) => None,
-    };
+    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel::<Job>();
+    tokio::spawn(batch_jobs(p.clone(), jobs_rx, prepared_tx.clone()));
     let settings = Settings {
         visibility: cfg.source.visibility,
         claim_lease: claim_lease(&p),
@@ -130,10 +121,8 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
         p: p.clone(),
         source: source.clone(),
         sink_txs,
-        prepared: prepared_tx,
+        jobs: jobs_tx,
         renew_failed: renew_tx,
-        preparing,
-        local,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,11 +167,9 @@ struct Shell<S> {
     p: Arc<Pipeline>,
     source: Arc<S>,
     sink_txs: Vec<mpsc::UnboundedSender<Notification<u64>>>,
-    prepared: mpsc::UnboundedSender<(u64, Prepared)>,
+    /// To the store's batcher ([`batch_jobs`]).
+    jobs: mpsc::UnboundedSender<Job>,
     renew_failed: mpsc::UnboundedSender<Vec<u64>>,
-    preparing: Arc<Semaphore>,
-    /// The local store's batcher ([`prepare_locally`]); `None` with the shared store.
-    local: Option<mpsc::UnboundedSender<Job>>,
 }
 
 /// One message's alerts to prepare.
@@ -202,29 +189,15 @@ impl<S: Source> Shell<S> {
                     message_id,
                     alerts,
                 } => {
-                    if let Some(local) = &self.local {
-                        let job = Job {
-                            id,
-                            message_id,
-                            alerts,
-                        };
-                        if let Err(e) = local.send(job) {
-                            // The batcher is gone (only at exit): the message stays unacked.
-                            tracing::error!(id = e.0.id, "the dedupe batcher stopped");
-                        }
-                        continue;
+                    let job = Job {
+                        id,
+                        message_id,
+                        alerts,
+                    };
+                    if let Err(e) = self.jobs.send(job) {
+                        // The batcher is gone (only at exit): the message stays unacked.
+                        tracing::error!(id = e.0.id, "the dedupe batcher stopped");
                     }
-                    let p = self.p.clone();
-                    let tx = self.prepared.clone();
-                    let gate = self.preparing.clone();
-                    tokio::spawn(async move {
-                        let Ok(_slot) = gate.acquire_owned().await else {
-                            return;
-                        };
-                        let prepared = prepare(&p, &message_id, alerts).await;
-                        // The core is gone only at exit: the message then stays unacked.
-                        let _ = tx.send((id, prepared));
-                    });
                 }
                 Effect::Send(n) => {
                     if let Some(tx) = self.sink_txs.get(n.sink)
@@ -290,141 +263,133 @@ impl<S: Source> Shell<S> {
     }
 }
 
-/// The most messages whose alerts go in one local transaction.
-const MAX_LOCAL_BATCH: usize = 256;
-
-/// The local store's preparer: takes every job waiting (up to [`MAX_LOCAL_BATCH`]), places
-/// all their alerts in one transaction, answers the deliveries already recorded from it, and
-/// enriches in tasks of their own, so the next batch does not wait for CloudWatch Logs.
-async fn prepare_locally(
+/// The store's batcher: takes every job waiting (up to [`MAX_BATCH`]) as one batch, and
+/// hands it to a task of its own, with at most [`crate::dedupe::DedupeStore::parallel_batches`]
+/// batches in the store's hands at once. While they are busy, jobs wait here and the next
+/// batch is larger: under load the store is asked in fewer, bigger calls.
+async fn batch_jobs(
     p: Arc<Pipeline>,
-    store: Arc<dyn crate::dedupe::DedupeStore>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     done: mpsc::UnboundedSender<(u64, Prepared)>,
-    enriching: Arc<Semaphore>,
 ) {
-    let window = p.config.dedupe.window;
-    while let Some(first) = jobs.recv().await {
+    let slots = Arc::new(Semaphore::new(p.store.parallel_batches().max(1)));
+    let enriching = Arc::new(Semaphore::new(MAX_ENRICHING));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = jobs.recv().await else {
+            return;
+        };
         let mut batch = vec![first];
-        while batch.len() < MAX_LOCAL_BATCH {
+        while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
             }
         }
-        let items: Vec<_> = batch
-            .iter()
-            .flat_map(|j| {
-                j.alerts
-                    .iter()
-                    .map(|r| (incident_key(&r.alert), r.alert.at_ms, r.alert.state))
-            })
-            .collect();
-        let placed = match store.remember_many(&items, window, now_ms()) {
-            Ok(v) => v,
-            Err(e) => {
-                for j in batch {
-                    let _ = done.send((j.id, Prepared::StoreFailed(e.to_string())));
-                }
-                continue;
-            }
-        };
-        let mut placed = placed.into_iter();
-        for job in batch {
-            let mut adds: Adds = Vec::new();
-            let mut failed = None;
-            for Routed { alert, sinks } in job.alerts {
-                let Some(incident) = placed.next() else {
-                    failed = Some("the store placed fewer alerts than it was given".to_string());
-                    break;
-                };
-                for s in sinks {
-                    let Some(sink) = p.sinks.get(s) else { continue };
-                    match store.delivered(&incident, alert.state, &sink.name) {
-                        Ok(true) => {}
-                        Ok(false) => adds.push((s, alert.clone(), incident)),
-                        Err(e) => failed = Some(e.to_string()),
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                let _ = done.send((job.id, Prepared::StoreFailed(e)));
-                continue;
-            }
-            match &p.enricher {
-                Some(enricher) if adds.iter().any(|(_, a, _)| wants_enrichment(a)) => {
-                    let (enricher, metrics, done) =
-                        (enricher.clone(), p.metrics.clone(), done.clone());
-                    let gate = enriching.clone();
-                    tokio::spawn(async move {
-                        let Ok(_slot) = gate.acquire_owned().await else {
-                            return;
-                        };
-                        tracing::debug!(message_id = %job.message_id, "enriching");
-                        let adds = enrich(enricher.as_ref(), adds, &metrics).await;
-                        let _ = done.send((
-                            job.id,
-                            Prepared::Ready {
-                                adds,
-                                held_until: None,
-                            },
-                        ));
-                    });
-                }
-                _ => {
-                    let _ = done.send((
-                        job.id,
-                        Prepared::Ready {
-                            adds,
-                            held_until: None,
-                        },
-                    ));
-                }
-            }
-        }
+        let (p, done, enriching) = (p.clone(), done.clone(), enriching.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            prepare(&p, batch, &done, &enriching).await;
+        });
     }
 }
 
-/// The I/O of one message: each alert's incident remembered, each routed delivery claimed,
-/// then the alarms this replica delivers enriched.
-async fn prepare(p: &Pipeline, message_id: &str, alerts: Vec<Routed>) -> Prepared {
-    let cfg = &p.config;
-    let lease = claim_lease(p);
-    let mut held_until: Option<i64> = None;
-    let mut adds: Adds = Vec::new();
-    for Routed { alert, sinks } in alerts {
-        let key = incident_key(&alert);
-        let incident = match p
-            .store
-            .remember(&key, alert.at_ms, alert.state, cfg.dedupe.window, now_ms())
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => return Prepared::StoreFailed(e.to_string()),
-        };
-        for s in sinks {
-            let Some(sink) = p.sinks.get(s) else { continue };
-            match p
-                .store
-                .claim(&incident, alert.state, &sink.name, lease, now_ms())
-                .await
-            {
-                Ok(Claim::Delivered) => {}
-                Ok(Claim::Held { until_ms }) => {
-                    held_until = Some(held_until.map_or(until_ms, |h| h.max(until_ms)));
-                }
-                Ok(Claim::Mine) => adds.push((s, alert.clone(), incident)),
-                Err(e) => return Prepared::StoreFailed(e.to_string()),
+/// The store's work for a batch of messages: every alert placed in its incident (one
+/// `remember_many`), every routed delivery claimed (one `claim_many`); then each message's
+/// alarms enriched in a task of its own, so the next batch does not wait for CloudWatch
+/// Logs. Each message is answered on `done`; a store failure fails the whole batch (each
+/// message returns to the queue after its visibility timeout).
+async fn prepare(
+    p: &Pipeline,
+    batch: Vec<Job>,
+    done: &mpsc::UnboundedSender<(u64, Prepared)>,
+    enriching: &Arc<Semaphore>,
+) {
+    let fail = |batch: Vec<Job>, e: String| {
+        for j in batch {
+            let _ = done.send((j.id, Prepared::StoreFailed(e.clone())));
+        }
+    };
+    let items: Vec<(IncidentKey, i64, AlertState)> = batch
+        .iter()
+        .flat_map(|j| {
+            j.alerts
+                .iter()
+                .map(|r| (incident_key(&r.alert), r.alert.at_ms, r.alert.state))
+        })
+        .collect();
+    let placed = match p
+        .store
+        .remember_many(&items, p.config.dedupe.window, now_ms())
+        .await
+    {
+        Ok(v) if v.len() == items.len() => v,
+        Ok(_) => {
+            return fail(
+                batch,
+                "the store placed fewer alerts than it was given".into(),
+            );
+        }
+        Err(e) => return fail(batch, e.to_string()),
+    };
+    // Every (job, alert, sink) routed, beside what the store is asked about it.
+    let mut routed: Vec<(usize, usize, usize)> = Vec::new();
+    let mut asks: Vec<(Incident, AlertState, &str)> = Vec::new();
+    let mut next = placed.iter();
+    for (j, job) in batch.iter().enumerate() {
+        for (a, r) in job.alerts.iter().enumerate() {
+            let Some(incident) = next.next() else {
+                continue;
+            };
+            for &s in &r.sinks {
+                let Some(sink) = p.sinks.get(s) else { continue };
+                routed.push((j, a, s));
+                asks.push((*incident, r.alert.state, sink.name.as_str()));
             }
         }
     }
-    if let Some(enricher) = &p.enricher
-        && adds.iter().any(|(_, a, _)| wants_enrichment(a))
-    {
-        tracing::debug!(%message_id, "enriching");
-        adds = enrich(enricher.as_ref(), adds, &p.metrics).await;
+    let claims = match p.store.claim_many(&asks, claim_lease(p), now_ms()).await {
+        Ok(c) if c.len() == asks.len() => c,
+        Ok(_) => {
+            return fail(
+                batch,
+                "the store answered fewer claims than it was asked".into(),
+            );
+        }
+        Err(e) => return fail(batch, e.to_string()),
+    };
+    let mut outcome: Vec<(Adds, Option<i64>)> = batch.iter().map(|_| (Vec::new(), None)).collect();
+    for (((j, a, s), claim), (incident, _, _)) in routed.into_iter().zip(claims).zip(asks) {
+        let (adds, held_until) = &mut outcome[j];
+        match claim {
+            Claim::Delivered => {}
+            Claim::Held { until_ms } => {
+                *held_until = Some(held_until.map_or(until_ms, |h: i64| h.max(until_ms)));
+            }
+            Claim::Mine => adds.push((s, batch[j].alerts[a].alert.clone(), incident)),
+        }
     }
-    Prepared::Ready { adds, held_until }
+    for (job, (adds, held_until)) in batch.into_iter().zip(outcome) {
+        match &p.enricher {
+            Some(enricher) if adds.iter().any(|(_, a, _)| wants_enrichment(a)) => {
+                let (enricher, metrics, done) = (enricher.clone(), p.metrics.clone(), done.clone());
+                let gate = enriching.clone();
+                tokio::spawn(async move {
+                    let Ok(_slot) = gate.acquire_owned().await else {
+                        return;
+                    };
+                    tracing::debug!(message_id = %job.message_id, "enriching");
+                    let adds = enrich(enricher.as_ref(), adds, &metrics).await;
+                    let _ = done.send((job.id, Prepared::Ready { adds, held_until }));
+                });
+            }
+            _ => {
+                let _ = done.send((job.id, Prepared::Ready { adds, held_until }));
+            }
+        }
+    }
 }
 
 async fn receive_loop<S: Source>(
@@ -628,7 +593,7 @@ mod tests {
             .collect();
         Pipeline {
             config: cfg,
-            store: Store::Local(store),
+            store,
             catalog: Arc::new(test_catalog()),
             sinks,
             metrics,

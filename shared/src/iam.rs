@@ -977,16 +977,22 @@ pub const GRANTS: &[Grant] = &[
         calls: &[
             ("DynamoDB", "DescribeTable"),
             ("DynamoDB", "DescribeTimeToLive"),
-            ("DynamoDB", "GetItem"),
+            ("DynamoDB", "BatchGetItem"),
             ("DynamoDB", "PutItem"),
             ("DynamoDB", "UpdateItem"),
+            ("DynamoDB", "TransactWriteItems"),
+            ("DynamoDB", "BatchWriteItem"),
         ],
+        // TransactWriteItems has no action of its own: its Put and Update are governed by
+        // PutItem and UpdateItem (DynamoDB developer guide, "Using IAM with DynamoDB
+        // transactions").
         actions: &[
             "dynamodb:DescribeTable",
             "dynamodb:DescribeTimeToLive",
-            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
+            "dynamodb:BatchWriteItem",
         ],
         resources: &["arn:aws:dynamodb:*:*:table/{table}"],
         conditions: &[],

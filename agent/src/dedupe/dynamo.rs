@@ -24,20 +24,47 @@
 //!   later, when the delivery is recorded (a duplicate) or the claim has expired (the owner
 //!   died: it delivers). At-least-once in, exactly-once out, across replicas.
 //!
+//! Every call takes the batch of every message waiting to be prepared, so its cost is a
+//! few round trips per batch, not per alert: one BatchGetItem of the keys, one
+//! TransactWriteItems of the conditional writes (per 100), a BatchWriteItem of the
+//! delivered records (per 25). A transaction is all or nothing: when one condition fails
+//! (another replica placed or claimed meanwhile) the batch is read again and redone, and
+//! for claims only the ones still free are asked again. A batch of one uses the plain
+//! conditional PutItem / UpdateItem (a transaction costs twice the write capacity).
+//!
+//! IAM: transactions need no action of their own; their Put and Update are governed by
+//! `dynamodb:PutItem` and `dynamodb:UpdateItem` (DynamoDB developer guide, "Using IAM with
+//! DynamoDB transactions"). The batch calls need `dynamodb:BatchGetItem` and
+//! `dynamodb:BatchWriteItem` (the agent's `DedupeTable` grant).
+//!
 //! Every record expires through the table's TTL after the store's retention; `prune` has
 //! nothing to do.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use super::{Claim, Entry, Incident, StoreError, correlate, decode, encode};
+use super::{
+    Ask, Claim, DedupeStore, Entry, Incident, StoreError, StoreFuture, correlate, decode, encode,
+};
 use crate::fingerprint::IncidentKey;
 use crate::model::AlertState;
 
-/// Placement attempts before giving up on a contended key.
+/// Attempts before giving up on a contended (or throttled) batch.
 const MAX_ATTEMPTS: usize = 8;
+/// Keys per BatchGetItem (DynamoDB API reference, BatchGetItem).
+const MAX_BATCH_GET: usize = 100;
+/// Actions per TransactWriteItems (DynamoDB API reference, TransactWriteItems).
+const MAX_TRANSACTION: usize = 100;
+/// Requests per BatchWriteItem (DynamoDB API reference, BatchWriteItem).
+const MAX_BATCH_WRITE: usize = 25;
+
+type Item = HashMap<String, AttributeValue>;
 
 /// Dedupe state in a DynamoDB table.
 pub struct DynamoStore {
@@ -150,225 +177,555 @@ impl DynamoStore {
         format!("dlv#{}#{}#{sink}", incident.fingerprint(), state.as_str())
     }
 
-    /// See [`super::DedupeStore::remember`].
-    pub async fn remember(
-        &self,
-        key: &IncidentKey,
-        at_ms: i64,
-        state: AlertState,
-        window: Duration,
-        now_ms: i64,
-    ) -> Result<Incident, StoreError> {
-        let pk = format!("key#{key}");
-        for _ in 0..MAX_ATTEMPTS {
-            let item = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(pk.clone()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| aws("reading an incident", e))?
-                .item;
-            // TTL deletes expired items lazily, days later (DynamoDB developer guide, "Time
-            // to Live": items "are typically deleted within a few days"): an expired one is
-            // read as gone (its version still guards the write).
-            let expired = item
-                .as_ref()
-                .and_then(|i| i.get("expires_at"))
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse::<i64>().ok())
-                .is_some_and(|secs| secs < now_ms / 1000);
-            let (mut entries, version) = match &item {
-                Some(item) => (
-                    if expired {
-                        Vec::new()
-                    } else {
-                        item.get("entries")
-                            .and_then(|v| v.as_b().ok())
-                            .map(|b| decode(b.as_ref()))
-                            .unwrap_or_default()
-                    },
-                    item.get("version")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|n| n.parse::<u64>().ok()),
-                ),
-                None => (Vec::<Entry>::new(), None),
-            };
-            let (start_ms, new) = correlate(&mut entries, at_ms, state, window, now_ms);
-            let next = version.map(|v| v + 1).unwrap_or(1);
-            let mut put = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item("pk", AttributeValue::S(pk.clone()))
-                .item(
-                    "entries",
-                    AttributeValue::B(aws_smithy_types::Blob::new(encode(&entries))),
-                )
-                .item("version", AttributeValue::N(next.to_string()))
-                .item("expires_at", self.incident_expires_at(&entries, now_ms));
-            put = match version {
-                Some(v) => put
-                    .condition_expression("version = :v")
-                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-                None => put.condition_expression("attribute_not_exists(pk)"),
-            };
-            match put.send().await {
-                Ok(_) => {
-                    return Ok(Incident {
-                        key: *key,
-                        start_ms,
-                        new,
-                    });
+    /// Strongly consistent reads of `pks`: BatchGetItem, at most 100 keys a call, its
+    /// `UnprocessedKeys` asked again after a backoff (DynamoDB API reference, BatchGetItem:
+    /// "a single operation can retrieve up to 16 MB of data, which can contain as many as 100
+    /// items"; `ConsistentRead` is set per table). Absent items are absent from the map.
+    async fn read_many(&self, pks: &[String]) -> Result<HashMap<String, Item>, StoreError> {
+        let mut out = HashMap::with_capacity(pks.len());
+        for chunk in pks.chunks(MAX_BATCH_GET) {
+            let mut keys: Vec<Item> = chunk.iter().map(|pk| key(pk)).collect();
+            let mut round = 0;
+            while !keys.is_empty() {
+                round += 1;
+                if round > MAX_ATTEMPTS {
+                    return Err(StoreError(format!(
+                        "reading the dedupe table: {} keys still unprocessed after {MAX_ATTEMPTS} attempts (throttled?)",
+                        keys.len()
+                    )));
                 }
-                Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
-                    // Another replica placed an alert of this key meanwhile: redo.
-                    continue;
+                if round > 1 {
+                    tokio::time::sleep(backoff(round)).await;
                 }
-                Err(e) => return Err(aws("writing an incident", e)),
+                let ask = KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| aws("reading the dedupe table", e))?;
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ask)
+                    .send()
+                    .await
+                    .map_err(|e| aws("reading incidents and deliveries", e))?;
+                for item in got
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
+                        out.insert(pk.clone(), item.clone());
+                    }
+                }
+                keys = got
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
             }
         }
-        Err(StoreError(format!(
-            "incident {key}: still contended after {MAX_ATTEMPTS} attempts"
-        )))
+        Ok(out)
     }
 
-    /// Claims the delivery of `incident` in `state` to `sink` for this replica until
-    /// `now_ms + lease`.
-    pub async fn claim(
-        &self,
-        incident: &Incident,
-        state: AlertState,
-        sink: &str,
-        lease: Duration,
-        now_ms: i64,
-    ) -> Result<Claim, StoreError> {
-        let pk = Self::delivery_pk(incident, state, sink);
-        let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2));
-        let claimed = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk.clone()))
-            .update_expression("SET #o = :me, lease_until = :until, expires_at = :exp")
-            .condition_expression(
-                "attribute_not_exists(pk) OR (attribute_not_exists(delivered) AND (#o = :me OR lease_until < :now))",
-            )
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
-            .expression_attribute_values(":until", AttributeValue::N(until.to_string()))
-            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
-            .expression_attribute_values(":exp", self.expires_at(now_ms))
-            .send()
-            .await;
-        match claimed {
-            Ok(_) => Ok(Claim::Mine),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => {
-                self.claim_state(&pk).await
-            }
-            Err(e) => Err(aws("claiming a delivery", e)),
+    /// Writes `writes` (each on its own item) all or none. One write goes as itself (a
+    /// transaction costs twice the write capacity: DynamoDB developer guide, "Capacity
+    /// management for transactions"); more go in one TransactWriteItems (at most 100
+    /// actions, no two on one item; DynamoDB API reference, TransactWriteItems), whose
+    /// idempotency token makes the SDK's own retry of a committed one harmless. `Ok(false)`:
+    /// a condition did not hold or a concurrent write interfered; read again and redo.
+    async fn write_all(&self, writes: Vec<Write>, what: &str) -> Result<bool, StoreError> {
+        if let [one] = writes.as_slice() {
+            let result = match one.clone() {
+                Write::Put(p) => self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(p.item)
+                    .condition_expression(p.condition)
+                    .set_expression_attribute_values(p.values)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.as_service_error().is_some_and(is_conditional_failure),
+                            aws(what, e),
+                        )
+                    }),
+                Write::Update(u) => self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(u.pk))
+                    .update_expression(u.update)
+                    .condition_expression(u.condition)
+                    .set_expression_attribute_names(u.names)
+                    .set_expression_attribute_values(u.values)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.as_service_error().is_some_and(is_conditional_failure),
+                            aws(what, e),
+                        )
+                    }),
+            };
+            return match result {
+                Ok(()) => Ok(true),
+                Err((true, _)) => Ok(false),
+                Err((false, e)) => Err(e),
+            };
         }
-    }
-
-    /// Gives up this replica's claim on a delivery that failed, so another replica (or
-    /// this one, on the message's next attempt) need not wait for the lease to end. Only
-    /// an undelivered claim of ours is released (a conditional update: DynamoDB developer
-    /// guide, "Condition expressions").
-    pub async fn release(
-        &self,
-        incident: &Incident,
-        state: AlertState,
-        sink: &str,
-    ) -> Result<(), StoreError> {
-        let pk = Self::delivery_pk(incident, state, sink);
-        let released = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .update_expression("SET lease_until = :zero")
-            .condition_expression("#o = :me AND attribute_not_exists(delivered)")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":me", AttributeValue::S(self.owner.clone()))
-            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
-            .send()
-            .await;
-        match released {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(()),
-            Err(e) => Err(aws("releasing a claim", e)),
+        let mut items = Vec::with_capacity(writes.len());
+        for w in writes {
+            items.push(w.transact(&self.table).map_err(|e| aws(what, e))?);
         }
-    }
-
-    /// What a claim that could not be placed found: delivered, or held until the holder's
-    /// `lease_until` (Unix ms).
-    async fn claim_state(&self, pk: &str) -> Result<Claim, StoreError> {
-        let item = self
+        let token = format!("{:032x}", fastrand::u128(..));
+        match self
             .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk.to_string()))
-            .consistent_read(true)
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .client_request_token(token)
             .send()
             .await
-            .map_err(|e| aws("reading a delivery", e))?
-            .item
-            .unwrap_or_default();
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    // Per item, in order: "None" for the items that were fine,
+                    // ConditionalCheckFailed, TransactionConflict (another transaction on
+                    // the item), or a throttling code (API reference, TransactWriteItems,
+                    // "Errors"): all worth a fresh read and another attempt; a validation
+                    // error is not.
+                    let fatal: Vec<&str> = c
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|r| r.code())
+                        .filter(|code| {
+                            matches!(*code, "ValidationError" | "ItemCollectionSizeLimitExceeded")
+                        })
+                        .collect();
+                    if fatal.is_empty() {
+                        return Ok(false);
+                    }
+                    return Err(StoreError(format!(
+                        "{what}: the transaction was refused ({})",
+                        fatal.join(", ")
+                    )));
+                }
+                Err(aws(what, e))
+            }
+        }
+    }
+
+    /// The incidents of one item as read (an expired one as gone) and its version.
+    fn incidents_of(item: Option<&Item>, now_ms: i64) -> (Vec<Entry>, Option<u64>) {
+        let Some(item) = item else {
+            return (Vec::new(), None);
+        };
+        // TTL deletes expired items lazily, days later (DynamoDB developer guide, "Time to
+        // Live": items "are typically deleted within a few days"): an expired one is read as
+        // gone (its version still guards the write).
+        let expired = item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|secs| secs < now_ms / 1000);
+        let entries = if expired {
+            Vec::new()
+        } else {
+            item.get("entries")
+                .and_then(|v| v.as_b().ok())
+                .map(|b| decode(b.as_ref()))
+                .unwrap_or_default()
+        };
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok());
+        (entries, version)
+    }
+
+    /// What a delivery's item says: delivered, held by another replica until its lease ends,
+    /// or free to claim (absent, released, expired, or ours).
+    fn claim_of(&self, item: Option<&Item>, now_ms: i64) -> Option<Claim> {
+        let item = item?;
         if item
             .get("delivered")
             .and_then(|v| v.as_bool().ok())
             .copied()
             .unwrap_or(false)
         {
-            return Ok(Claim::Delivered);
+            return Some(Claim::Delivered);
         }
+        let owner = item.get("owner").and_then(|v| v.as_s().ok());
         let until_ms = item
             .get("lease_until")
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse::<i64>().ok())
             .unwrap_or(0);
-        Ok(Claim::Held { until_ms })
+        (owner.is_some_and(|o| *o != self.owner) && until_ms >= now_ms)
+            .then_some(Claim::Held { until_ms })
     }
 
-    /// See [`super::DedupeStore::record_delivery`].
-    pub async fn record_delivery(
-        &self,
-        items: &[(Incident, AlertState)],
-        sink: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        for (incident, state) in items {
-            self.client
-                .update_item()
-                .table_name(&self.table)
-                .key(
-                    "pk",
-                    AttributeValue::S(Self::delivery_pk(incident, *state, sink)),
+    /// The conditional claim of one delivery (see the module documentation).
+    fn claim_write(&self, pk: &str, until_ms: i64, now_ms: i64) -> Write {
+        Write::Update(Update {
+            pk: pk.to_string(),
+            update: "SET #o = :me, lease_until = :until, expires_at = :exp".into(),
+            condition: "attribute_not_exists(pk) OR (attribute_not_exists(delivered) AND (#o = :me OR lease_until < :now))".into(),
+            names: Some(HashMap::from([("#o".to_string(), "owner".to_string())])),
+            values: Some(HashMap::from([
+                (":me".to_string(), AttributeValue::S(self.owner.clone())),
+                (":until".to_string(), AttributeValue::N(until_ms.to_string())),
+                (":now".to_string(), AttributeValue::N(now_ms.to_string())),
+                (":exp".to_string(), self.expires_at(now_ms)),
+            ])),
+        })
+    }
+}
+
+/// A write of [`DynamoStore::write_all`]: a conditional put or update of one item.
+#[derive(Clone)]
+enum Write {
+    Put(PutWrite),
+    Update(Update),
+}
+
+#[derive(Clone)]
+struct PutWrite {
+    item: Option<Item>,
+    condition: String,
+    values: Option<HashMap<String, AttributeValue>>,
+}
+
+#[derive(Clone)]
+struct Update {
+    pk: String,
+    update: String,
+    condition: String,
+    names: Option<HashMap<String, String>>,
+    values: Option<HashMap<String, AttributeValue>>,
+}
+
+impl Write {
+    fn transact(
+        self,
+        table: &str,
+    ) -> Result<TransactWriteItem, aws_sdk_dynamodb::error::BuildError> {
+        Ok(match self {
+            Write::Put(p) => TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(table)
+                        .set_item(p.item)
+                        .condition_expression(p.condition)
+                        .set_expression_attribute_values(p.values)
+                        .build()?,
                 )
-                .update_expression("SET delivered = :t, delivered_at = :now, expires_at = :exp")
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
-                .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
-                .expression_attribute_values(":exp", self.expires_at(now_ms))
-                .send()
-                .await
-                .map_err(|e| aws("recording a delivery", e))?;
-        }
-        Ok(())
+                .build(),
+            Write::Update(u) => TransactWriteItem::builder()
+                .update(
+                    aws_sdk_dynamodb::types::Update::builder()
+                        .table_name(table)
+                        .key("pk", AttributeValue::S(u.pk))
+                        .update_expression(u.update)
+                        .condition_expression(u.condition)
+                        .set_expression_attribute_names(u.names)
+                        .set_expression_attribute_values(u.values)
+                        .build()?,
+                )
+                .build(),
+        })
+    }
+}
+
+fn key(pk: &str) -> Item {
+    HashMap::from([("pk".to_string(), AttributeValue::S(pk.to_string()))])
+}
+
+/// Between attempts on a contended or throttled batch: 20 ms, doubling, at most 1 s, with
+/// jitter so that two replicas do not retry in step.
+fn backoff(attempt: usize) -> Duration {
+    let base = 20u64 << attempt.min(6);
+    Duration::from_millis(base.min(1000) / 2 + fastrand::u64(..base.min(1000) / 2 + 1))
+}
+
+/// Distinct values in order of first appearance, and each input's index into them.
+fn distinct<T: Clone + Eq + std::hash::Hash>(all: impl Iterator<Item = T>) -> (Vec<T>, Vec<usize>) {
+    let mut seen: HashMap<T, usize> = HashMap::new();
+    let mut order = Vec::new();
+    let index = all
+        .map(|v| {
+            *seen.entry(v.clone()).or_insert_with(|| {
+                order.push(v);
+                order.len() - 1
+            })
+        })
+        .collect();
+    (order, index)
+}
+
+impl DedupeStore for DynamoStore {
+    /// Per chunk of at most 100 distinct keys: one consistent read of them all, the
+    /// correlation of every alert in order, and one all-or-nothing write conditioned on
+    /// every version read; a conflicting replica cancels it and the chunk is read and
+    /// placed again.
+    fn remember_many<'a>(
+        &'a self,
+        alerts: &'a [(IncidentKey, i64, AlertState)],
+        window: Duration,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<Incident>> {
+        Box::pin(async move {
+            let (keys, index) = distinct(alerts.iter().map(|(k, _, _)| *k));
+            let mut placed: Vec<Option<Incident>> = vec![None; alerts.len()];
+            for (c, chunk) in keys.chunks(MAX_TRANSACTION).enumerate() {
+                let first = c * MAX_TRANSACTION;
+                let pks: Vec<String> = chunk.iter().map(|k| format!("key#{k}")).collect();
+                let mut done = false;
+                for attempt in 0..MAX_ATTEMPTS {
+                    if attempt > 0 {
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    let read = self.read_many(&pks).await?;
+                    let mut state: Vec<(Vec<Entry>, Option<u64>)> = pks
+                        .iter()
+                        .map(|pk| Self::incidents_of(read.get(pk), now_ms))
+                        .collect();
+                    for (i, (key, at_ms, alert_state)) in alerts.iter().enumerate() {
+                        let Some(k) = index[i].checked_sub(first).filter(|k| *k < chunk.len())
+                        else {
+                            continue;
+                        };
+                        let (start_ms, new) =
+                            correlate(&mut state[k].0, *at_ms, *alert_state, window, now_ms);
+                        placed[i] = Some(Incident {
+                            key: *key,
+                            start_ms,
+                            new,
+                        });
+                    }
+                    let writes = pks
+                        .iter()
+                        .zip(&state)
+                        .map(|(pk, (entries, version))| {
+                            let next = version.map(|v| v + 1).unwrap_or(1);
+                            let item = HashMap::from([
+                                ("pk".to_string(), AttributeValue::S(pk.clone())),
+                                (
+                                    "entries".to_string(),
+                                    AttributeValue::B(aws_smithy_types::Blob::new(encode(entries))),
+                                ),
+                                ("version".to_string(), AttributeValue::N(next.to_string())),
+                                (
+                                    "expires_at".to_string(),
+                                    self.incident_expires_at(entries, now_ms),
+                                ),
+                            ]);
+                            let (condition, values) = match version {
+                                Some(v) => (
+                                    "version = :v",
+                                    Some(HashMap::from([(
+                                        ":v".to_string(),
+                                        AttributeValue::N(v.to_string()),
+                                    )])),
+                                ),
+                                None => ("attribute_not_exists(pk)", None),
+                            };
+                            Write::Put(PutWrite {
+                                item: Some(item),
+                                condition: condition.into(),
+                                values,
+                            })
+                        })
+                        .collect();
+                    if self.write_all(writes, "writing incidents").await? {
+                        done = true;
+                        break;
+                    }
+                }
+                if !done {
+                    return Err(StoreError(format!(
+                        "{} incidents (the first {}): still contended after {MAX_ATTEMPTS} attempts",
+                        chunk.len(),
+                        chunk[0]
+                    )));
+                }
+            }
+            placed
+                .into_iter()
+                .map(|p| p.ok_or_else(|| StoreError("an alert was not placed".into())))
+                .collect()
+        })
     }
 
-    /// See [`super::DedupeStore::delivered`].
-    pub async fn delivered(
-        &self,
-        incident: &Incident,
-        state: AlertState,
-        sink: &str,
-    ) -> Result<bool, StoreError> {
-        Ok(matches!(
-            self.claim_state(&Self::delivery_pk(incident, state, sink))
-                .await?,
-            Claim::Delivered
-        ))
+    /// Every distinct delivery claimed in one all-or-nothing write (per 100); when some
+    /// condition fails, one consistent read says which are delivered or held by another
+    /// replica, and the rest are claimed again.
+    fn claim_many<'a>(
+        &'a self,
+        asks: &'a [Ask<'a>],
+        lease: Duration,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<Claim>> {
+        Box::pin(async move {
+            let until =
+                now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2));
+            let (pks, index) = distinct(
+                asks.iter()
+                    .map(|(incident, state, sink)| Self::delivery_pk(incident, *state, sink)),
+            );
+            let mut answers: HashMap<&str, Claim> = HashMap::with_capacity(pks.len());
+            let mut todo: Vec<&str> = pks.iter().map(String::as_str).collect();
+            for attempt in 0..MAX_ATTEMPTS {
+                if todo.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                let mut refused: Vec<String> = Vec::new();
+                for chunk in todo.chunks(MAX_TRANSACTION) {
+                    let writes = chunk
+                        .iter()
+                        .map(|pk| self.claim_write(pk, until, now_ms))
+                        .collect();
+                    if self.write_all(writes, "claiming deliveries").await? {
+                        answers.extend(chunk.iter().map(|pk| (*pk, Claim::Mine)));
+                    } else {
+                        refused.extend(chunk.iter().map(|pk| pk.to_string()));
+                    }
+                }
+                let read = self.read_many(&refused).await?;
+                todo.retain(|pk| !answers.contains_key(pk));
+                for pk in &todo {
+                    if let Some(c) = self.claim_of(read.get(*pk), now_ms) {
+                        answers.insert(pk, c);
+                    }
+                }
+                todo.retain(|pk| !answers.contains_key(pk));
+            }
+            if let Some(pk) = todo.first() {
+                return Err(StoreError(format!(
+                    "delivery {pk}: still contended after {MAX_ATTEMPTS} attempts"
+                )));
+            }
+            index
+                .iter()
+                .map(|i| {
+                    answers
+                        .get(pks[*i].as_str())
+                        .copied()
+                        .ok_or_else(|| StoreError("a delivery was not claimed".into()))
+                })
+                .collect()
+        })
+    }
+
+    /// BatchWriteItem puts, 25 a call, unprocessed ones written again after a backoff
+    /// (DynamoDB API reference, BatchWriteItem: "up to 25 put or delete requests", no two on
+    /// the same key, and no updates: a delivered record is final, so a put is what it
+    /// means; the claim it replaces is no longer read).
+    fn record_delivery<'a>(
+        &'a self,
+        items: &'a [(Incident, AlertState)],
+        sink: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (pks, _) = distinct(
+                items
+                    .iter()
+                    .map(|(incident, state)| Self::delivery_pk(incident, *state, sink)),
+            );
+            for chunk in pks.chunks(MAX_BATCH_WRITE) {
+                let mut requests = Vec::with_capacity(chunk.len());
+                for pk in chunk {
+                    let put = PutRequest::builder()
+                        .item("pk", AttributeValue::S(pk.clone()))
+                        .item("delivered", AttributeValue::Bool(true))
+                        .item("delivered_at", AttributeValue::N(now_ms.to_string()))
+                        .item("expires_at", self.expires_at(now_ms))
+                        .build()
+                        .map_err(|e| aws("recording deliveries", e))?;
+                    requests.push(WriteRequest::builder().put_request(put).build());
+                }
+                let mut round = 0;
+                while !requests.is_empty() {
+                    round += 1;
+                    if round > MAX_ATTEMPTS {
+                        return Err(StoreError(format!(
+                            "recording deliveries: {} still unprocessed after {MAX_ATTEMPTS} attempts (throttled?)",
+                            requests.len()
+                        )));
+                    }
+                    if round > 1 {
+                        tokio::time::sleep(backoff(round)).await;
+                    }
+                    let out = self
+                        .client
+                        .batch_write_item()
+                        .request_items(&self.table, requests)
+                        .send()
+                        .await
+                        .map_err(|e| aws("recording deliveries", e))?;
+                    requests = out
+                        .unprocessed_items()
+                        .and_then(|u| u.get(&self.table))
+                        .cloned()
+                        .unwrap_or_default();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Gives up this replica's claim on deliveries that failed, so another replica (or this
+    /// one, on the message's next attempt) need not wait for the lease to end. Only an
+    /// undelivered claim of ours is released (a conditional update: DynamoDB developer
+    /// guide, "Condition expressions"), one at a time: a failed delivery is the rare path,
+    /// and one condition that does not hold must not undo the others.
+    fn release<'a>(
+        &'a self,
+        items: &'a [(Incident, AlertState)],
+        sink: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            for (incident, state) in items {
+                let write = Write::Update(Update {
+                    pk: Self::delivery_pk(incident, *state, sink),
+                    update: "SET lease_until = :zero".into(),
+                    condition: "#o = :me AND attribute_not_exists(delivered)".into(),
+                    names: Some(HashMap::from([("#o".to_string(), "owner".to_string())])),
+                    values: Some(HashMap::from([
+                        (":me".to_string(), AttributeValue::S(self.owner.clone())),
+                        (":zero".to_string(), AttributeValue::N("0".into())),
+                    ])),
+                });
+                // Not ours any more (delivered, or taken over): nothing to release.
+                self.write_all(vec![write], "releasing a claim").await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records expire through the table's TTL instead.
+    fn prune(&self, _before_ms: i64) -> StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
+    /// Each batch is a few round trips of latency: several at once keep the queue moving.
+    fn parallel_batches(&self) -> usize {
+        16
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    DedupeStore, Incident, MAX_SINKS, StoreError, correlate, decode, encode, is_marked, mark,
+    Incident, LocalStore, MAX_SINKS, StoreError, correlate, decode, encode, is_marked, mark,
 };
 use crate::fingerprint::IncidentKey;
 use crate::model::AlertState;
@@ -81,7 +81,7 @@ impl FileStore {
     }
 }
 
-impl DedupeStore for FileStore {
+impl LocalStore for FileStore {
     fn remember(
         &self,
         key: &IncidentKey,
@@ -172,6 +172,26 @@ impl DedupeStore for FileStore {
             Some(v) => is_marked(&decode(v.value()), incident.start_ms, state, bit),
             None => false,
         })
+    }
+
+    /// One read transaction for the whole batch.
+    fn delivered_many(&self, asks: &[super::Ask<'_>]) -> Result<Vec<bool>, StoreError> {
+        if asks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().map_err(err)?;
+        let table = txn.open_table(INCIDENTS).map_err(err)?;
+        asks.iter()
+            .map(|(incident, state, sink)| {
+                let Some(bit) = self.known_bit(sink) else {
+                    return Ok(false);
+                };
+                Ok(match table.get(&incident.key.0).map_err(err)? {
+                    Some(v) => is_marked(&decode(v.value()), incident.start_ms, *state, bit),
+                    None => false,
+                })
+            })
+            .collect()
     }
 
     fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{DedupeStore, Entry, Incident, MAX_SINKS, StoreError, correlate, is_marked, mark};
+use super::{Entry, Incident, LocalStore, MAX_SINKS, StoreError, correlate, is_marked, mark};
 use crate::fingerprint::IncidentKey;
 use crate::model::AlertState;
 
@@ -73,7 +73,7 @@ impl MemoryStore {
     }
 }
 
-impl DedupeStore for MemoryStore {
+impl LocalStore for MemoryStore {
     fn remember(
         &self,
         key: &IncidentKey,

@@ -1,8 +1,8 @@
 //! Dedupe: which incident an alert belongs to, and which sinks already have it.
 //!
-//! [`DedupeStore::remember`] places an alert in an incident of its [`IncidentKey`]
+//! [`LocalStore::remember`] places an alert in an incident of its [`IncidentKey`]
 //! (see [`crate::fingerprint`]); [`DedupeStore::record_delivery`] and
-//! [`DedupeStore::delivered`] track, per incident, state (firing/resolved) and sink, what was
+//! [`DedupeStore::claim_many`] track, per incident, state (firing/resolved) and sink, what was
 //! delivered — so a redelivered message skips the sinks that already took it, and a message
 //! whose every routed sink has it is a duplicate.
 //!
@@ -13,6 +13,8 @@ mod dynamo;
 mod file;
 mod memory;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,8 +50,75 @@ impl Incident {
     }
 }
 
-/// Where dedupe state lives.
+/// A store's answer, later: the one shape of every [`DedupeStore`] call, so one trait
+/// serves the local stores (ready at once) and the shared one (network round trips).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One delivery asked of [`DedupeStore::claim_many`]: an incident, in a state, to a sink.
+pub type Ask<'a> = (Incident, AlertState, &'a str);
+
+/// Where dedupe state lives: the one interface the runtime talks to, for the file, memory
+/// and DynamoDB stores alike. Every call takes a batch (the alerts of every message waiting
+/// to be prepared), so a store with transactions or batch APIs answers it in a few round
+/// trips, not one per alert.
 pub trait DedupeStore: Send + Sync {
+    /// Places each alert (key, time, state) in an incident, in order, a later alert of a key
+    /// seeing the earlier ones (see [`LocalStore::remember`]).
+    fn remember_many<'a>(
+        &'a self,
+        alerts: &'a [(IncidentKey, i64, AlertState)],
+        window: Duration,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<Incident>>;
+
+    /// May this agent deliver each of `asks`? One answer per ask, in order. A local store
+    /// has no other replica: delivered or mine. The shared store claims each delivery for
+    /// this replica until `now_ms + lease`; the same delivery asked twice gets one answer.
+    fn claim_many<'a>(
+        &'a self,
+        asks: &'a [Ask<'a>],
+        lease: Duration,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<Claim>>;
+
+    /// Records, durably, that `sink` accepted these incidents in these states.
+    fn record_delivery<'a>(
+        &'a self,
+        items: &'a [(Incident, AlertState)],
+        sink: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Gives up this agent's claims on deliveries that failed (a local store has none).
+    fn release<'a>(
+        &'a self,
+        items: &'a [(Incident, AlertState)],
+        sink: &'a str,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Forgets incidents untouched since `before_ms`; returns how many were forgotten (the
+    /// shared store expires records by TTL instead: 0).
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, usize>;
+
+    /// How many batches may be in the store's hands at once: one for a local file (a single
+    /// writer; a second would only wait for the first's lock), several for a network store
+    /// (each batch is a few round trips of latency, not of work).
+    fn parallel_batches(&self) -> usize {
+        1
+    }
+
+    /// True for a store shared by replicas (claims are real; a message may be held back).
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
+/// The store the runtime holds.
+pub type Store = Arc<dyn DedupeStore>;
+
+/// A store in this process (file or memory): synchronous, each call one transaction. Every
+/// local store is a [`DedupeStore`] whose answers are ready at once.
+pub trait LocalStore: Send + Sync {
     /// Places an alert of `key` that happened at `at_ms` in an incident: the open one whose
     /// start lies within `window` of it (for a resolution: the latest one that started
     /// before it), else a new one starting at `at_ms`. `now_ms` stamps the record.
@@ -62,7 +131,7 @@ pub trait DedupeStore: Send + Sync {
         now_ms: i64,
     ) -> Result<Incident, StoreError>;
 
-    /// [`DedupeStore::remember`] for many alerts at once, in order (a later alert of a key
+    /// [`LocalStore::remember`] for many alerts at once, in order (a later alert of a key
     /// sees the earlier ones). A store with transactions places them all in one.
     fn remember_many(
         &self,
@@ -92,8 +161,65 @@ pub trait DedupeStore: Send + Sync {
         sink: &str,
     ) -> Result<bool, StoreError>;
 
+    /// [`LocalStore::delivered`] for many at once (one read transaction where the store
+    /// has them).
+    fn delivered_many(&self, asks: &[Ask<'_>]) -> Result<Vec<bool>, StoreError> {
+        asks.iter()
+            .map(|(incident, state, sink)| self.delivered(incident, *state, sink))
+            .collect()
+    }
+
     /// Forgets incidents untouched since `before_ms`; returns how many were forgotten.
     fn prune(&self, before_ms: i64) -> Result<usize, StoreError>;
+}
+
+impl<T: LocalStore> DedupeStore for T {
+    fn remember_many<'a>(
+        &'a self,
+        alerts: &'a [(IncidentKey, i64, AlertState)],
+        window: Duration,
+        now_ms: i64,
+    ) -> StoreFuture<'a, Vec<Incident>> {
+        Box::pin(std::future::ready(LocalStore::remember_many(
+            self, alerts, window, now_ms,
+        )))
+    }
+
+    fn claim_many<'a>(
+        &'a self,
+        asks: &'a [Ask<'a>],
+        _lease: Duration,
+        _now_ms: i64,
+    ) -> StoreFuture<'a, Vec<Claim>> {
+        Box::pin(std::future::ready(self.delivered_many(asks).map(|v| {
+            v.into_iter()
+                .map(|d| if d { Claim::Delivered } else { Claim::Mine })
+                .collect()
+        })))
+    }
+
+    fn record_delivery<'a>(
+        &'a self,
+        items: &'a [(Incident, AlertState)],
+        sink: &'a str,
+        now_ms: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(LocalStore::record_delivery(
+            self, items, sink, now_ms,
+        )))
+    }
+
+    fn release<'a>(
+        &'a self,
+        _items: &'a [(Incident, AlertState)],
+        _sink: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, usize> {
+        Box::pin(std::future::ready(LocalStore::prune(self, before_ms)))
+    }
 }
 
 /// Whether this replica may deliver an incident (in a state) to a sink.
@@ -107,103 +233,6 @@ pub enum Claim {
     /// the message to come back when the claim ends (delivered, released, or expired because
     /// the holder died).
     Held { until_ms: i64 },
-}
-
-/// The store the runtime talks to: a local one (one agent; file or memory), or the
-/// DynamoDB one shared by replicas (network calls, hence async).
-#[derive(Clone)]
-pub enum Store {
-    Local(Arc<dyn DedupeStore>),
-    Shared(Arc<DynamoStore>),
-}
-
-impl Store {
-    /// See [`DedupeStore::remember`].
-    pub async fn remember(
-        &self,
-        key: &IncidentKey,
-        at_ms: i64,
-        state: AlertState,
-        window: Duration,
-        now_ms: i64,
-    ) -> Result<Incident, StoreError> {
-        match self {
-            Store::Local(s) => s.remember(key, at_ms, state, window, now_ms),
-            Store::Shared(s) => s.remember(key, at_ms, state, window, now_ms).await,
-        }
-    }
-
-    /// May this agent deliver `incident` in `state` to `sink`? A local store has no other
-    /// replica: delivered or mine. The shared store claims it until `now_ms + lease`.
-    pub async fn claim(
-        &self,
-        incident: &Incident,
-        state: AlertState,
-        sink: &str,
-        lease: Duration,
-        now_ms: i64,
-    ) -> Result<Claim, StoreError> {
-        match self {
-            Store::Local(s) => Ok(if s.delivered(incident, state, sink)? {
-                Claim::Delivered
-            } else {
-                Claim::Mine
-            }),
-            Store::Shared(s) => s.claim(incident, state, sink, lease, now_ms).await,
-        }
-    }
-
-    /// Releases this agent's claims on deliveries that failed (shared store; a local store
-    /// has no claims).
-    pub async fn release(
-        &self,
-        items: &[(Incident, AlertState)],
-        sink: &str,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Local(_) => Ok(()),
-            Store::Shared(s) => {
-                for (incident, state) in items {
-                    s.release(incident, *state, sink).await?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// See [`DedupeStore::record_delivery`].
-    pub async fn record_delivery(
-        &self,
-        items: &[(Incident, AlertState)],
-        sink: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Local(s) => s.record_delivery(items, sink, now_ms),
-            Store::Shared(s) => s.record_delivery(items, sink, now_ms).await,
-        }
-    }
-
-    /// See [`DedupeStore::delivered`].
-    pub async fn delivered(
-        &self,
-        incident: &Incident,
-        state: AlertState,
-        sink: &str,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Local(s) => s.delivered(incident, state, sink),
-            Store::Shared(s) => s.delivered(incident, state, sink).await,
-        }
-    }
-
-    /// See [`DedupeStore::prune`]; the shared store expires records by TTL instead.
-    pub async fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
-        match self {
-            Store::Local(s) => s.prune(before_ms),
-            Store::Shared(_) => Ok(0),
-        }
-    }
 }
 
 /// One remembered incident: 32 bytes.
@@ -359,7 +388,7 @@ mod tests {
     const W: Duration = Duration::from_secs(15 * 60);
 
     /// Both stores answer the same table of questions.
-    fn behaves(store: &dyn DedupeStore) {
+    fn behaves(store: &dyn LocalStore) {
         let k = key_of("root-activity", "111122223333", "us-east-1");
         let f = AlertState::Firing;
         let r = AlertState::Resolved;
@@ -398,7 +427,7 @@ mod tests {
     }
 
     /// An incident delivered firing and not resolved outlives the retention (bounded).
-    fn keeps_open_incidents(store: &dyn DedupeStore) {
+    fn keeps_open_incidents(store: &dyn LocalStore) {
         let (f, r) = (AlertState::Firing, AlertState::Resolved);
         let day = 86_400_000;
         let open = key_of("cis-4.4", "111122223333", "us-east-1");
@@ -462,7 +491,7 @@ mod tests {
 
     /// One batch places its alerts as the same calls one by one would: the same table of
     /// questions as [`behaves`], asked at once.
-    fn places_a_batch_like_one_by_one(store: &dyn DedupeStore) {
+    fn places_a_batch_like_one_by_one(store: &dyn LocalStore) {
         let k = key_of("root-activity", "111122223333", "us-east-1");
         let other = key_of("cis-4.3", "111122223333", "us-east-1");
         let (f, r) = (AlertState::Firing, AlertState::Resolved);

@@ -115,7 +115,7 @@ impl Slack {
 mod tests {
     use super::*;
     use crate::config::GroupSpec;
-    use crate::dedupe::{DedupeStore, MemoryStore};
+    use crate::dedupe::{LocalStore, MemoryStore};
     use crate::group::Grouper;
     use crate::model::{Actor, Alert, AlertState, Origin, Severity};
     use std::time::{Duration, Instant};

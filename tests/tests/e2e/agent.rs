@@ -766,9 +766,43 @@ async fn dedupe_table(emu: &Emulator) -> aws_sdk_dynamodb::Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dynamodb_store_places_claims_and_records_like_one_store_for_two_replicas() {
-    use agent::dedupe::{Claim, DynamoStore};
+    use agent::dedupe::{Claim, DedupeStore, DynamoStore, Incident};
+    use agent::fingerprint::IncidentKey;
     use agent::fingerprint::key_of;
+    use agent::model::AlertState;
     use agent::model::AlertState::{Firing, Resolved};
+
+    // One alert or one delivery at a time, through the batch calls of the one trait.
+    async fn remember(
+        s: &DynamoStore,
+        k: &IncidentKey,
+        at: i64,
+        state: AlertState,
+        w: Duration,
+        now: i64,
+    ) -> Incident {
+        let mut v = s
+            .remember_many(&[(*k, at, state)], w, now)
+            .await
+            .expect("remember");
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    }
+    async fn claim(
+        s: &DynamoStore,
+        inc: &Incident,
+        state: AlertState,
+        sink: &str,
+        lease: Duration,
+        now: i64,
+    ) -> Claim {
+        let v = s
+            .claim_many(&[(*inc, state, sink)], lease, now)
+            .await
+            .expect("claim");
+        assert_eq!(v.len(), 1);
+        v[0]
+    }
 
     let emu = Emulator::start().expect("emulator");
     let db = dedupe_table(&emu).await;
@@ -803,17 +837,16 @@ async fn the_dynamodb_store_places_claims_and_records_like_one_store_for_two_rep
         (&b, -5 * MIN, Firing, 0, false),
     ];
     for (store, at, state, start, new) in table {
-        let inc = store.remember(&k, at, state, w, 1).await.expect("remember");
+        let inc = remember(store, &k, at, state, w, 1).await;
         assert_eq!((inc.start_ms, inc.new), (start, new), "at {at} {state:?}");
     }
 
     // Concurrent placements of one new incident from both replicas: one opens it.
     let k2 = key_of("cis-4.3", "111122223333", "us-east-1");
     let (ra, rb) = tokio::join!(
-        a.remember(&k2, 0, Firing, w, 1),
-        b.remember(&k2, 0, Firing, w, 1)
+        remember(&a, &k2, 0, Firing, w, 1),
+        remember(&b, &k2, 0, Firing, w, 1)
     );
-    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
     assert_eq!(ra.start_ms, rb.start_ms);
     assert!(
         ra.new ^ rb.new,
@@ -822,83 +855,149 @@ async fn the_dynamodb_store_places_claims_and_records_like_one_store_for_two_rep
 
     // Claims: one replica delivers; the other waits, then sees it delivered.
     let lease = Duration::from_secs(600);
-    let inc = a.remember(&k, 0, Firing, w, 2).await.expect("remember");
+    let inc = remember(&a, &k, 0, Firing, w, 2).await;
     assert_eq!(
-        a.claim(&inc, Firing, "hook", lease, 10)
-            .await
-            .expect("claim"),
+        claim(&a, &inc, Firing, "hook", lease, 10).await,
         Claim::Mine
     );
     assert_eq!(
-        a.claim(&inc, Firing, "hook", lease, 11)
-            .await
-            .expect("claim"),
+        claim(&a, &inc, Firing, "hook", lease, 11).await,
         Claim::Mine,
         "re-entrant"
     );
     assert_eq!(
-        b.claim(&inc, Firing, "hook", lease, 12)
-            .await
-            .expect("claim"),
+        claim(&b, &inc, Firing, "hook", lease, 12).await,
         Claim::Held {
             until_ms: 11 + lease.as_millis() as i64
         },
         "held until the holder's lease ends"
     );
     assert_eq!(
-        b.claim(&inc, Firing, "pager", lease, 12)
-            .await
-            .expect("claim"),
+        claim(&b, &inc, Firing, "pager", lease, 12).await,
         Claim::Mine,
         "per sink"
     );
     assert_eq!(
-        b.claim(&inc, Resolved, "hook", lease, 12)
-            .await
-            .expect("claim"),
+        claim(&b, &inc, Resolved, "hook", lease, 12).await,
         Claim::Mine,
         "per state"
     );
-    assert!(!b.delivered(&inc, Firing, "hook").await.expect("delivered"));
     a.record_delivery(&[(inc, Firing)], "hook", 20)
         .await
         .expect("record");
-    assert!(b.delivered(&inc, Firing, "hook").await.expect("delivered"));
     assert_eq!(
-        b.claim(&inc, Firing, "hook", lease, 30)
-            .await
-            .expect("claim"),
+        claim(&b, &inc, Firing, "hook", lease, 30).await,
         Claim::Delivered
     );
     assert_eq!(
-        a.claim(&inc, Firing, "hook", lease, 30)
-            .await
-            .expect("claim"),
+        claim(&a, &inc, Firing, "hook", lease, 30).await,
         Claim::Delivered
     );
     // A claim whose owner died expires: the other replica takes over.
-    let later = b
-        .remember(&k, 20 * MIN, Firing, w, 40)
-        .await
-        .expect("remember");
+    let later = remember(&b, &k, 20 * MIN, Firing, w, 40).await;
     assert_eq!(
-        a.claim(&later, Firing, "hook", Duration::from_millis(5), 50)
-            .await
-            .expect("claim"),
+        claim(&a, &later, Firing, "hook", Duration::from_millis(5), 50).await,
         Claim::Mine
     );
     assert_eq!(
-        b.claim(&later, Firing, "hook", lease, 52)
-            .await
-            .expect("claim"),
+        claim(&b, &later, Firing, "hook", lease, 52).await,
         Claim::Held { until_ms: 55 }
     );
     assert_eq!(
-        b.claim(&later, Firing, "hook", lease, 60)
-            .await
-            .expect("claim"),
+        claim(&b, &later, Firing, "hook", lease, 60).await,
         Claim::Mine,
         "lease expired"
+    );
+
+    // Batches: 120 distinct keys (more than one transaction's 100 actions), each twice, in
+    // one call, are placed as one by one would be; a second batch joins them.
+    let keys: Vec<IncidentKey> = (0..120)
+        .map(|i| key_of("cis-4.1", &format!("{:012}", 100_000 + i), "eu-west-1"))
+        .collect();
+    let batch: Vec<_> = keys
+        .iter()
+        .flat_map(|k| [(*k, 0, Firing), (*k, MIN, Firing)])
+        .collect();
+    let placed = a.remember_many(&batch, w, 100).await.expect("batch");
+    assert_eq!(placed.len(), 240);
+    for (i, inc) in placed.iter().enumerate() {
+        assert_eq!(
+            (inc.key, inc.start_ms, inc.new),
+            (keys[i / 2], 0, i % 2 == 0),
+            "{i}"
+        );
+    }
+    let again = b.remember_many(&batch[..4], w, 101).await.expect("again");
+    assert!(again.iter().all(|i| !i.new && i.start_ms == 0), "{again:?}");
+    // Claims in one call: one held by the other replica, one delivered, one asked twice,
+    // and 110 fresh ones (two transactions) come back in order, each with its answer.
+    let (held, done) = (placed[0], placed[2]);
+    assert_eq!(
+        claim(&b, &held, Firing, "hook", lease, 100).await,
+        Claim::Mine
+    );
+    a.record_delivery(&[(done, Firing)], "hook", 100)
+        .await
+        .expect("record");
+    let mut asks = vec![
+        (held, Firing, "hook"),
+        (done, Firing, "hook"),
+        (placed[4], Firing, "hook"),
+        (placed[4], Firing, "hook"),
+    ];
+    asks.extend(
+        placed[6..]
+            .iter()
+            .step_by(2)
+            .take(110)
+            .map(|i| (*i, Firing, "hook")),
+    );
+    let claims = a.claim_many(&asks, lease, 101).await.expect("claims");
+    assert_eq!(claims.len(), asks.len());
+    assert_eq!(
+        claims[..4],
+        [
+            Claim::Held {
+                until_ms: 100 + lease.as_millis() as i64
+            },
+            Claim::Delivered,
+            Claim::Mine,
+            Claim::Mine
+        ]
+    );
+    assert!(claims[4..].iter().all(|c| *c == Claim::Mine), "{claims:?}");
+    // The claims are real: the other replica sees them held.
+    let theirs = b.claim_many(&asks[2..], lease, 102).await.expect("theirs");
+    assert!(
+        theirs.iter().all(|c| matches!(c, Claim::Held { .. })),
+        "{theirs:?}"
+    );
+    // Recorded in one batch (more than BatchWriteItem's 25 a call), with a duplicate: every
+    // one is then delivered, for both replicas.
+    let recorded: Vec<(Incident, AlertState)> =
+        asks[2..].iter().map(|(i, s, _)| (*i, *s)).collect();
+    a.record_delivery(&recorded, "hook", 103)
+        .await
+        .expect("record many");
+    for store in [&a, &b] {
+        let now = store
+            .claim_many(&asks[2..], lease, 104)
+            .await
+            .expect("after");
+        assert!(now.iter().all(|c| *c == Claim::Delivered), "{now:?}");
+    }
+    // A release gives a failed delivery back at once, not at the lease's end.
+    let failed = placed[238];
+    assert_eq!(
+        claim(&a, &failed, Firing, "hook", lease, 110).await,
+        Claim::Mine
+    );
+    a.release(&[(failed, Firing)], "hook")
+        .await
+        .expect("release");
+    assert_eq!(
+        claim(&b, &failed, Firing, "hook", lease, 111).await,
+        Claim::Mine
     );
 }
 
