@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// The agent's core over `messages`: every Prepare answered from `store` at once, the
 /// groups sent after their wait, every notification completed as delivered.
 fn run_core(messages: &[String], catalog: Arc<PackCatalog>, store: &dyn LocalStore) -> Run {
-    use agent::core::{Clock, Completion, Core, Effect, Prepared, Settings};
+    use agent::core::{Clock, Completion, Core, Effect, Outcome, Prepared, Settings};
     let text = "[source]\nqueue = \"q\"\n[group]\nwait = \"1s\"\ninterval = \"1s\"\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\n";
     let path = std::path::Path::new("bench.toml");
     let cfg = agent::config::parse(path, text)
@@ -101,7 +101,7 @@ fn run_core(messages: &[String], catalog: Arc<PackCatalog>, store: &dyn LocalSto
             for e in core.on_completed(
                 Completion {
                     id: n.id,
-                    failed: None,
+                    outcome: Outcome::Delivered,
                 },
                 clock(2),
             ) {
@@ -174,7 +174,7 @@ fn run(messages: &[String], catalog: &PackCatalog, store: &dyn LocalStore) -> Ru
             Ok(placed) => {
                 for (alert, inc) in list.into_iter().zip(placed) {
                     if inc.new {
-                        grouper.add(0, alert, inc, b, start);
+                        let _ = grouper.add(0, alert, inc, b, start);
                     }
                 }
             }

@@ -8,10 +8,10 @@
 //! visibility renewals, the grouping ticks or the completions; the tests here drive the core
 //! with no async runtime at all.
 //!
-//! A message is settled once every notification holding its alerts has completed, with the
-//! precedence rejected > failed > delivered (Vector's finalizers): delivered everywhere →
-//! ack; rejected by a sink → the dead-letter queue at once, with the sink's reason; failed
-//! (an outage) → kept in flight and prepared again after a growing delay, never let go to the
+//! A message is settled once every notification holding its alerts has completed, its
+//! status the merge of their [`Outcome`]s, with the precedence rejected > errored >
+//! delivered (Vector's finalizers): delivered everywhere → ack; rejected by a sink → the
+//! dead-letter queue at once, with the sink's reason; errored (an outage) → kept in flight and prepared again after a growing delay, never let go to the
 //! redrive policy; held by another replica → invisible until that replica's claim ends.
 
 use std::collections::HashMap;
@@ -106,11 +106,44 @@ pub enum Prepared {
     StoreFailed(String),
 }
 
-/// A notification's end: delivered, or failed (`permanent`: rejected) with the reason.
+/// How a delivery ended. A message's status is the merge of its deliveries' outcomes, with
+/// the precedence Rejected > Errored > Delivered (Vector's finalizer statuses): one
+/// rejection dead-letters it whatever else happened, one transient failure keeps it for a
+/// retry, and only delivered everywhere acks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// The sink did not take it for now (an outage, 429, 5xx): the reason.
+    Errored(String),
+    /// The sink refused the content itself (4xx other than 429): the reason.
+    Rejected(String),
+}
+
+impl Outcome {
+    fn rank(&self) -> u8 {
+        match self {
+            Outcome::Delivered => 0,
+            Outcome::Errored(_) => 1,
+            Outcome::Rejected(_) => 2,
+        }
+    }
+
+    /// The status of a message after another of its deliveries ended with `other`: the
+    /// weightier of the two (the first reason of a rank is kept).
+    pub fn merge(self, other: Outcome) -> Outcome {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// A notification's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     pub id: u64,
-    pub failed: Option<(bool, String)>,
+    pub outcome: Outcome,
 }
 
 /// What the runtime carries out.
@@ -161,8 +194,8 @@ enum Stage {
 struct InFlight<P> {
     env: Envelope,
     stage: Stage,
-    /// A sink did not take it: (permanently, why).
-    failed: Option<(bool, String)>,
+    /// Its deliveries' outcomes so far, merged.
+    status: Outcome,
     retries: u32,
     received: Instant,
     /// Another replica holds some of its alerts until then (Unix ms).
@@ -247,7 +280,7 @@ impl<P> Core<P> {
             InFlight {
                 env,
                 stage: Stage::Preparing,
-                failed: None,
+                status: Outcome::Delivered,
                 retries: 0,
                 received: clock.now,
                 held_until: None,
@@ -269,6 +302,7 @@ impl<P> Core<P> {
         };
         match prepared {
             Prepared::StoreFailed(e) => {
+                Metrics::inc(&self.metrics.store_failures);
                 tracing::error!(message_id = %msg.env.message_id, error = %e, "dedupe store failed; the message returns to the queue");
                 self.remove(id);
                 Vec::new()
@@ -278,7 +312,15 @@ impl<P> Core<P> {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     (a, b) => a.or(b),
                 };
-                if adds.is_empty() {
+                // What waits for a notification; a copy of what a sink took meanwhile is
+                // settled here and now.
+                let mut waiting = 0;
+                for (sink, alert, incident) in adds {
+                    if self.grouper.add(sink, alert, incident, id, clock.now) {
+                        waiting += 1;
+                    }
+                }
+                if waiting == 0 {
                     let Some(m) = self.remove(id) else {
                         return Vec::new();
                     };
@@ -303,9 +345,8 @@ impl<P> Core<P> {
                         }
                     };
                 }
-                msg.stage = Stage::Delivering(adds.len());
-                for (sink, alert, incident) in adds {
-                    self.grouper.add(sink, alert, incident, id, clock.now);
+                if let Some(m) = self.msgs.get_mut(&id) {
+                    m.stage = Stage::Delivering(waiting);
                 }
                 Vec::new()
             }
@@ -316,25 +357,22 @@ impl<P> Core<P> {
     pub fn on_completed(&mut self, c: Completion, clock: Clock) -> Vec<Effect> {
         let mut effects = Vec::new();
         let mut acks = Vec::new();
-        for id in self.grouper.completed(c.id, c.failed.is_none(), clock.now) {
+        let delivered = c.outcome == Outcome::Delivered;
+        for id in self.grouper.completed(c.id, delivered, clock.now) {
             let Some(m) = self.msgs.get_mut(&id) else {
                 continue;
             };
             if let Stage::Delivering(n) = &mut m.stage {
                 *n = n.saturating_sub(1);
             }
-            if let Some(f) = &c.failed {
-                // A rejection outweighs a transient failure of the same message.
-                if !m.failed.as_ref().is_some_and(|(permanent, _)| *permanent) {
-                    m.failed = Some(f.clone());
-                }
-            }
+            m.status =
+                std::mem::replace(&mut m.status, Outcome::Delivered).merge(c.outcome.clone());
             if matches!(m.stage, Stage::Delivering(n) if n > 0) {
                 continue;
             }
             let delay = retry_delay(self.settings.visibility, m.retries);
-            match (m.held_until, m.failed.clone()) {
-                (None, Some((false, why)))
+            match (m.held_until, m.status.clone()) {
+                (None, Outcome::Errored(why))
                     if self.draining.is_none()
                         && clock.now.saturating_duration_since(m.received) + delay
                             < MAX_IN_FLIGHT =>
@@ -345,13 +383,13 @@ impl<P> Core<P> {
                     // maxReceiveCount visibility timeouts.
                     m.retries += 1;
                     m.stage = Stage::Waiting(clock.now + delay);
-                    m.failed = None;
+                    m.status = Outcome::Delivered;
                     Metrics::inc(&self.metrics.retried);
                     tracing::warn!(message_id = %m.env.message_id, retries = m.retries, ?delay, reason = %why, "a sink did not take the message; it stays in flight and is tried again");
                 }
                 _ => {
                     let Some(m) = self.remove(id) else { continue };
-                    match m.failed {
+                    match m.status {
                         _ if let Some(until) = m.held_until => {
                             tracing::debug!(message_id = %m.env.message_id, "another replica is delivering part of the message; it returns when that claim ends");
                             effects.push(Effect::Extend {
@@ -360,7 +398,7 @@ impl<P> Core<P> {
                                 by: hold_for(until, clock.wall_ms, self.settings.claim_lease),
                             });
                         }
-                        Some((true, why)) => {
+                        Outcome::Rejected(why) => {
                             Metrics::inc(&self.metrics.dead_lettered);
                             tracing::error!(message_id = %m.env.message_id, reason = %why, "a sink rejected the message: to the dead-letter queue");
                             effects.push(Effect::DeadLetter {
@@ -368,10 +406,10 @@ impl<P> Core<P> {
                                 reason: format!("rejected by a sink: {why}"),
                             });
                         }
-                        Some((false, why)) => {
+                        Outcome::Errored(why) => {
                             tracing::warn!(message_id = %m.env.message_id, reason = %why, "a sink did not take the message; it returns to the queue after its visibility timeout");
                         }
-                        None => acks.push(m.env.token),
+                        Outcome::Delivered => acks.push(m.env.token),
                     }
                 }
             }
@@ -717,7 +755,7 @@ mod tests {
         let e = c.on_completed(
             Completion {
                 id: out[0].id,
-                failed: None,
+                outcome: Outcome::Delivered,
             },
             clock(t0, 2),
         );
@@ -725,7 +763,7 @@ mod tests {
         let e = c.on_completed(
             Completion {
                 id: out[1].id,
-                failed: None,
+                outcome: Outcome::Delivered,
             },
             clock(t0, 2),
         );
@@ -749,14 +787,14 @@ mod tests {
         c.on_completed(
             Completion {
                 id: out[0].id,
-                failed: Some((false, "a: HTTP 503".into())),
+                outcome: Outcome::Errored("a: HTTP 503".into()),
             },
             clock(t0, 2),
         );
         let e = c.on_completed(
             Completion {
                 id: out[1].id,
-                failed: Some((true, "b: HTTP 400: bad payload".into())),
+                outcome: Outcome::Rejected("b: HTTP 400: bad payload".into()),
             },
             clock(t0, 2),
         );
@@ -768,6 +806,58 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_redelivered_copy_prepared_before_the_delivery_was_recorded_is_acked_not_resent() {
+        let mut c = core();
+        let t0 = Instant::now();
+        let body = root_sign_in("111122223333", "e1");
+        let (_, alerts) = ready(&mut c, "m", body.clone(), clock(t0, 0));
+        let out = sends(c.on_tick(clock(t0, 1)));
+        assert_eq!(out.len(), 2);
+        // The queue hands the message out again (its visibility lapsed) and the store is
+        // asked while the notifications are in flight: nothing recorded yet, so "fresh".
+        let e = c.on_received(env("m-again", body), (), clock(t0, 1));
+        let (copy, copy_alerts) = prepare(&e);
+        assert_eq!(copy_alerts.len(), alerts.len());
+        let mut tokens = Vec::new();
+        for n in &out {
+            let e = c.on_completed(
+                Completion {
+                    id: n.id,
+                    outcome: Outcome::Delivered,
+                },
+                clock(t0, 2),
+            );
+            tokens.extend(acked(&e));
+        }
+        assert_eq!(tokens, ["tok-m"]);
+        // The stale answer arrives after both sinks took it: a duplicate, acked at once.
+        let e = c.on_prepared(copy, fresh(&copy_alerts), clock(t0, 3));
+        assert_eq!(acked(&e), ["tok-m-again"], "{e:?}");
+        assert!(
+            sends(c.on_tick(clock(t0, 10))).is_empty(),
+            "never sent again"
+        );
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn outcomes_merge_by_precedence_rejected_errored_delivered() {
+        use Outcome::*;
+        let (e, r) = (|w: &str| Errored(w.into()), |w: &str| Rejected(w.into()));
+        assert_eq!(Delivered.merge(Delivered), Delivered);
+        assert_eq!(Delivered.merge(e("503")), e("503"));
+        assert_eq!(e("503").merge(Delivered), e("503"));
+        assert_eq!(e("503").merge(r("400")), r("400"));
+        assert_eq!(r("400").merge(e("503")), r("400"));
+        assert_eq!(
+            e("first").merge(e("second")),
+            e("first"),
+            "the first reason stays"
+        );
+        assert_eq!(r("first").merge(r("second")), r("first"));
     }
 
     #[test]
@@ -784,14 +874,14 @@ mod tests {
         c.on_completed(
             Completion {
                 id: out[0].id,
-                failed: None,
+                outcome: Outcome::Delivered,
             },
             clock(t0, 2),
         );
         let e = c.on_completed(
             Completion {
                 id: out[1].id,
-                failed: Some((false, "b: HTTP 503".into())),
+                outcome: Outcome::Errored("b: HTTP 503".into()),
             },
             clock(t0, 2),
         );
@@ -835,7 +925,7 @@ mod tests {
         let e = c.on_completed(
             Completion {
                 id: out[0].id,
-                failed: None,
+                outcome: Outcome::Delivered,
             },
             clock(t0, 64),
         );
@@ -924,7 +1014,7 @@ mod tests {
         c.on_completed(
             Completion {
                 id: out[0].id,
-                failed: None,
+                outcome: Outcome::Delivered,
             },
             clock(t0, 0),
         );
@@ -932,7 +1022,7 @@ mod tests {
         let e = c.on_completed(
             Completion {
                 id: out[1].id,
-                failed: Some((false, "503".into())),
+                outcome: Outcome::Errored("503".into()),
             },
             clock(t0, 0),
         );

@@ -130,8 +130,20 @@ impl<T: Clone> Grouper<T> {
         self.groups.is_empty()
     }
 
-    /// Adds an alert that `sink` has not yet accepted, with the token of its message.
-    pub fn add(&mut self, sink: usize, alert: Alert, incident: Incident, token: T, now: Instant) {
+    /// Adds an alert that the store says `sink` has not yet accepted, with the token of its
+    /// message. Returns false, keeping no token, when this grouper saw the sink accept it
+    /// already: a copy (a redelivered message, the alarm of an event) whose store answer
+    /// was read before that delivery was recorded and arrived after it. The copy is a
+    /// duplicate, to be settled at once, never sent again.
+    #[must_use]
+    pub fn add(
+        &mut self,
+        sink: usize,
+        alert: Alert,
+        incident: Incident,
+        token: T,
+        now: Instant,
+    ) -> bool {
         let key = (sink, labels(&self.spec.by, &alert));
         let fp = incident.fingerprint();
         let state = alert.state;
@@ -146,8 +158,14 @@ impl<T: Clone> Grouper<T> {
         if let Some(seq) = group.index.get(&(fp, state)).copied()
             && let Some(m) = group.members.get_mut(&seq)
         {
-            m.tokens.push(token);
             m.touched = now;
+            if m.status == Status::Done {
+                // Accepted: a failed delivery leaves no member behind (see `completed`), so
+                // a copy of a delivered alert is a duplicate whatever a store read earlier
+                // said.
+                return false;
+            }
+            m.tokens.push(token);
             // The event path knows who did it; the alarm path does not: keep the richer copy.
             if m.status == Status::Pending
                 && m.notified.alert.actor.is_none()
@@ -162,13 +180,7 @@ impl<T: Clone> Grouper<T> {
             {
                 m.notified.alert.enrichment = alert.enrichment;
             }
-            if m.status == Status::Done {
-                // Accepted before, yet the store says this sink does not have it (its
-                // delivery failed and the message came back): send it again.
-                m.status = Status::Pending;
-                group.due = next_due(group.last_sent, now, wait, interval);
-            }
-            return;
+            return true;
         }
         if state == AlertState::Resolved {
             // The resolution replaces the firing alert, unless that is in flight.
@@ -209,7 +221,7 @@ impl<T: Clone> Grouper<T> {
                     group.due = group
                         .due
                         .min(next_due(group.last_sent, now, wait, interval));
-                    return;
+                    return true;
                 }
             }
         }
@@ -234,6 +246,7 @@ impl<T: Clone> Grouper<T> {
                 .due
                 .min(next_due(group.last_sent, now, wait, interval));
         }
+        true
     }
 
     /// The notifications due at `now`.
@@ -441,9 +454,55 @@ mod tests {
         state: AlertState,
         token: u32,
         now: Instant,
-    ) {
+    ) -> bool {
         let (a, i) = alert(rule, account, state);
-        g.add(0, a, i, token, now);
+        g.add(0, a, i, token, now)
+    }
+
+    #[test]
+    fn a_copy_of_an_accepted_alert_is_a_duplicate_not_sent_again() {
+        let t0 = Instant::now();
+        let mut g = Grouper::new(spec(), 900 * S);
+        assert!(add(
+            &mut g,
+            "root",
+            "111111111111",
+            AlertState::Firing,
+            1,
+            t0
+        ));
+        let first = g.due(t0 + 30 * S);
+        assert_eq!(g.completed(first[0].id, true, t0 + 31 * S), [1]);
+        // The copy's store answer was read before the delivery was recorded.
+        assert!(!add(
+            &mut g,
+            "root",
+            "111111111111",
+            AlertState::Firing,
+            2,
+            t0 + 32 * S
+        ));
+        assert!(g.due(t0 + 400 * S).is_empty(), "not sent again");
+        // A failed delivery leaves nothing behind: its copy is sent.
+        assert!(add(
+            &mut g,
+            "root",
+            "222222222222",
+            AlertState::Firing,
+            3,
+            t0 + 401 * S
+        ));
+        let failed = g.due(t0 + 700 * S);
+        assert_eq!(g.completed(failed[0].id, false, t0 + 701 * S), [3]);
+        assert!(add(
+            &mut g,
+            "root",
+            "222222222222",
+            AlertState::Firing,
+            4,
+            t0 + 702 * S
+        ));
+        assert_eq!(g.due(t0 + 1100 * S).len(), 1);
     }
 
     #[test]
@@ -610,7 +669,7 @@ mod tests {
             (0, "222222222222", 3),
         ] {
             let (a, i) = alert("root", account, AlertState::Firing);
-            g.add(sink, a, i, token, t0);
+            assert!(g.add(sink, a, i, token, t0));
         }
         let mut out: Vec<_> = g
             .due(t0 + 30 * S)

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub forged: AtomicU64,
     /// Messages kept in flight and tried again after a sink did not take them.
     pub retried: AtomicU64,
+    /// Messages the dedupe store could not prepare (they return to the queue after their
+    /// visibility timeout and are tried again).
+    pub store_failures: AtomicU64,
     pub ignored: AtomicU64,
     pub alerts: AtomicU64,
     pub duplicates: AtomicU64,
@@ -128,6 +131,12 @@ impl Metrics {
             "messages_retried_total",
             "Messages kept in flight and tried again after a sink did not take them (an outage).",
             g(&self.retried),
+        );
+        counter(
+            &mut out,
+            "messages_store_failed_total",
+            "Messages the dedupe store could not prepare; each returns to the queue after its visibility timeout and is tried again (alert on any increase: the store is failing).",
+            g(&self.store_failures),
         );
         let last = self.last_receive_ms.load(Ordering::Relaxed);
         let _ = writeln!(

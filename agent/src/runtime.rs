@@ -26,7 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::classify::RuleCatalog;
 use crate::config::Config;
-use crate::core::{Clock, Completion, Core, Effect, Prepared, Routed, Settings};
+use crate::core::{Clock, Completion, Core, Effect, Outcome, Prepared, Routed, Settings};
 use crate::dedupe::{Claim, Incident, Store};
 use crate::enrich::{Enricher, Request};
 use crate::fingerprint::IncidentKey;
@@ -522,7 +522,7 @@ async fn sink_worker(
                 }
             })
             .await;
-        let failed = match result {
+        let outcome = match result {
             Final::Delivered { attempts } => {
                 if let Some(c) = counters {
                     c.delivered.fetch_add(1, Ordering::Relaxed);
@@ -536,7 +536,7 @@ async fn sink_worker(
                     tracing::error!(sink = %sink.name, error = %e, "delivered but not recorded: a redelivery may repeat it");
                 }
                 tracing::info!(sink = %sink.name, alerts = n.alerts.len(), attempts, repeat = n.repeat, "delivered");
-                None
+                Outcome::Delivered
             }
             Final::Failed {
                 attempts,
@@ -555,10 +555,15 @@ async fn sink_worker(
                 if let Err(e) = store.release(&items, &sink.name).await {
                     tracing::warn!(sink = %sink.name, error = %e, "cannot release the claims; they end with their lease");
                 }
-                Some((permanent, format!("{}: {reason}", sink.name)))
+                let why = format!("{}: {reason}", sink.name);
+                if permanent {
+                    Outcome::Rejected(why)
+                } else {
+                    Outcome::Errored(why)
+                }
             }
         };
-        if done.send(Completion { id: n.id, failed }).is_err() {
+        if done.send(Completion { id: n.id, outcome }).is_err() {
             return;
         }
     }

@@ -15,12 +15,24 @@ not model AWS.
   SDK reaches AWS over TLS only), so a request here is evaluated as a secure one: that
   statement does not apply (IAM user guide, "AWS global condition context keys",
   aws:SecureTransport). Every other statement is evaluated as moto does.
+* DynamoDB's TransactWriteItems snapshots each table it touches with a deep copy, once per
+  action (up to 100 copies of the whole table per call), while the server's other request
+  threads write to the same table: "dictionary changed size during iteration", HTTP 500,
+  under any concurrency. AWS isolates transactions itself (DynamoDB developer guide,
+  "Isolation levels for DynamoDB transactions": serializable; a conflicting request fails
+  with TransactionConflict). Here DynamoDB requests run one at a time, and a transaction
+  snapshots each table once.
 
 Usage: python moto-server.py [moto_server arguments] (e.g. -H 127.0.0.1 -p PORT)
 """
+import copy
 import json
 import sys
+import threading
+import types
 
+import moto.dynamodb.models as dynamodb_models
+import moto.dynamodb.responses as dynamodb_responses
 import moto.organizations.models as organizations
 import moto.s3.models as s3
 from moto.server import main
@@ -83,6 +95,41 @@ def _get_permission_over_tls(self, action, resource):
 
 
 s3.FakeBucket.get_permission = _get_permission_over_tls
+
+_dynamodb = threading.Lock()
+_dynamodb_call_action = dynamodb_responses.DynamoHandler.call_action
+
+
+def _dynamodb_one_at_a_time(self):
+    with _dynamodb:
+        return _dynamodb_call_action(self)
+
+
+dynamodb_responses.DynamoHandler.call_action = _dynamodb_one_at_a_time
+
+_transact_write_items = dynamodb_models.DynamoDBBackend.transact_write_items
+
+
+def _transact_snapshotting_once(self, transact_items):
+    # Runs under _dynamodb (every DynamoDB request does), so swapping the module's `copy`
+    # for the length of the call is seen by this call alone.
+    snapshots = {}
+
+    def deepcopy(value, memo=None):
+        if not isinstance(value, dynamodb_models.Table):
+            return copy.deepcopy(value, memo)
+        if id(value) not in snapshots:
+            snapshots[id(value)] = (value, copy.deepcopy(value, memo))
+        return snapshots[id(value)][1]
+
+    dynamodb_models.copy = types.SimpleNamespace(deepcopy=deepcopy)
+    try:
+        return _transact_write_items(self, transact_items)
+    finally:
+        dynamodb_models.copy = copy
+
+
+dynamodb_models.DynamoDBBackend.transact_write_items = _transact_snapshotting_once
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

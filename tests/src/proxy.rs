@@ -156,3 +156,87 @@ fn record(log: &Mutex<Vec<Asked>>, method: &str, authority: &str, auth: Option<S
         });
     }
 }
+
+/// A loopback TCP relay to `upstream` that holds back the first bytes of every answer by
+/// `delay`: each request/response exchange on a keep-alive connection (HTTP/1.1 without
+/// pipelining, as the SDK's client speaks) costs `delay` more, as a distant endpoint would.
+/// For benchmarks of what network latency does to a client.
+pub struct Latency {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Latency {
+    pub async fn start(
+        upstream: SocketAddr,
+        delay: std::time::Duration,
+    ) -> std::io::Result<Latency> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = relay(client, upstream, delay).await;
+                });
+            }
+        });
+        Ok(Latency { addr, task })
+    }
+
+    /// `http://127.0.0.1:PORT`, for an endpoint override.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Latency {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    delay: std::time::Duration,
+) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    client.set_nodelay(true)?;
+    let up = TcpStream::connect(upstream).await?;
+    up.set_nodelay(true)?;
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut up_read, mut up_write) = up.into_split();
+    // Set when a request has gone up and its answer has not yet started coming back.
+    let asked = Arc::new(AtomicBool::new(false));
+    let flag = asked.clone();
+    let requests = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            flag.store(true, Ordering::SeqCst);
+            if up_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = up_write.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match up_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if asked.swap(false, Ordering::SeqCst) && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if client_write.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    requests.abort();
+    let _ = client_write.shutdown().await;
+    Ok(())
+}

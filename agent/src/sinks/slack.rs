@@ -152,7 +152,7 @@ mod tests {
             .unwrap();
         let mut g: Grouper<u64> = Grouper::new(GroupSpec::default(), Duration::from_secs(900));
         let now = Instant::now();
-        g.add(0, alert, incident, 1, now);
+        assert!(g.add(0, alert, incident, 1, now));
         let n = g.due(now + Duration::from_secs(3600)).remove(0);
         let text = message(&n).to_string();
         for live in [

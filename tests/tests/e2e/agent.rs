@@ -1275,7 +1275,7 @@ async fn a_rejected_message_is_listed_and_redriven_after_the_fix() {
     let dir = temp_dir("dlq");
     let config = write_config(&dir, &a, &b, "1s", "5s");
     let agent = Agent::start(&emu, &config, &dir.join("agent.log"));
-    a.set_status(403);
+    a.set_status(400);
     c.alarm(
         "cis-4.3",
         &account(7),
@@ -1890,4 +1890,77 @@ async fn test_sink_sends_one_marked_notification_and_reports_the_answer() {
     assert_eq!(code, 2);
     assert!(err.contains("hook-a, hook-b"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two replicas placing and claiming overlapping batches at the same time (as their
+/// batchers do under load): every delivery is claimed by exactly one of them, and both
+/// place each alert in the same incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_of_two_replicas_claim_each_delivery_once() {
+    use agent::dedupe::{Claim, DedupeStore, DynamoStore, Incident};
+    use agent::fingerprint::{IncidentKey, key_of};
+    use agent::model::AlertState::Firing;
+    use std::sync::Arc;
+
+    let emu = Emulator::start().expect("emulator");
+    let db = dedupe_table(&emu).await;
+    let hour = Duration::from_secs(3600);
+    let w = Duration::from_secs(900);
+    let keys: Vec<IncidentKey> = (0..600)
+        .map(|i| key_of("cis-4.1", &format!("{:012}", 300_000 + i), "us-east-1"))
+        .collect();
+    // Replica 0 has keys 0..400, replica 1 has 200..600 (in the other order): 200 in
+    // common. Each works in batches of 50, all of its batches in flight at once.
+    let mut tasks = Vec::new();
+    for (replica, range) in [(0usize, 0..400usize), (1, 200..600)] {
+        let store = Arc::new(
+            DynamoStore::connect(db.clone(), TABLE, hour)
+                .await
+                .expect("store"),
+        );
+        let mut mine: Vec<IncidentKey> = range.map(|i| keys[i]).collect();
+        if replica == 1 {
+            mine.reverse();
+        }
+        for batch in mine.chunks(50) {
+            let (store, batch) = (store.clone(), batch.to_vec());
+            tasks.push(tokio::spawn(async move {
+                let alerts: Vec<_> = batch.iter().map(|k| (*k, 0, Firing)).collect();
+                let placed: Vec<Incident> =
+                    store.remember_many(&alerts, w, 1).await.expect("remember");
+                let asks: Vec<_> = placed.iter().map(|i| (*i, Firing, "hook")).collect();
+                let claims = store.claim_many(&asks, hour, 2).await.expect("claim");
+                (replica, placed, claims)
+            }));
+        }
+    }
+    // Per key: (replica, incident start, opened it, claim).
+    type Seen = Vec<(usize, i64, bool, Claim)>;
+    let mut by_key: BTreeMap<[u8; 16], Seen> = BTreeMap::new();
+    for t in tasks {
+        let (replica, placed, claims) = t.await.expect("task");
+        for (inc, claim) in placed.into_iter().zip(claims) {
+            by_key
+                .entry(inc.key.0)
+                .or_default()
+                .push((replica, inc.start_ms, inc.new, claim));
+        }
+    }
+    assert_eq!(by_key.len(), 600);
+    for (key, seen) in &by_key {
+        let mine = seen.iter().filter(|s| s.3 == Claim::Mine).count();
+        assert_eq!(mine, 1, "{key:?}: {seen:?}");
+        assert_eq!(
+            seen.iter().filter(|s| s.2).count(),
+            1,
+            "one opens it: {seen:?}"
+        );
+        assert!(seen.iter().all(|s| s.1 == 0), "{seen:?}");
+        if seen.len() == 2 {
+            assert!(
+                seen.iter().any(|s| matches!(s.3, Claim::Held { .. })),
+                "the other waits: {seen:?}"
+            );
+        }
+    }
 }
