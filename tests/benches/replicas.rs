@@ -8,7 +8,7 @@
 //!
 //! In process: each replica is the agent's own runtime (`agent::runtime::run`) over an
 //! in-memory queue, with the real DynamoDB store and a webhook sink on loopback. The alerts
-//! are distinct alarms (4 rules x many accounts); a quarter of them reach both replicas
+//! are distinct alarms (4 rules x many accounts); half of them reach both replicas
 //! (SNS delivers at least once), so the claims contend as in production. The figure is the
 //! time until the webhook has every distinct alert, once. The emulator (moto, in Python) is
 //! slower than DynamoDB, so the 0 ms run is a lower bound of the real throughput; what the
