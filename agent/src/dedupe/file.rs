@@ -1,16 +1,19 @@
 //! The embedded default: dedupe state in a local redb file that survives restarts.
 //!
-//! `remember` commits without fsync (losing it in a crash only means the redelivered alert
-//! is placed again, from the same payload); `record_delivery` commits durably, and that
-//! commit also persists every earlier one — it is what makes "not re-sent" hold after a
-//! crash.
+//! Placements (`remember`) are kept in memory, written back to the file by the next
+//! `record_delivery` (whose commit is durable) or once [`WRITE_BACK`] keys wait, and when the
+//! store is closed: losing them in a crash only means a redelivered alert is placed again,
+//! from the same payload, and nothing was delivered for them since (a delivery's record
+//! writes them first). So the file is committed per delivery, not per received batch, and
+//! the commit (redb's, tens of microseconds) leaves the path of every alert. Reads see the
+//! waiting placements first.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
     Incident, LocalStore, MAX_SINKS, StoreError, correlate, decode, encode, is_marked, mark,
@@ -25,10 +28,23 @@ fn err(e: impl Into<redb::Error>) -> StoreError {
     StoreError(e.into().to_string())
 }
 
+/// Placements that may wait in memory before they are written back.
+pub const WRITE_BACK: usize = 4096;
+
+/// Placements not yet in the file: each key's entries as they now are.
+type Waiting = HashMap<[u8; 16], Vec<super::Entry>>;
+
+/// The incidents table of a read transaction, and the transaction.
+type Reading = (
+    redb::ReadTransaction,
+    redb::ReadOnlyTable<&'static [u8; 16], &'static [u8]>,
+);
+
 /// Dedupe state in a redb file.
 pub struct FileStore {
     db: Database,
     sinks: Mutex<HashMap<String, u8>>,
+    waiting: Mutex<Waiting>,
 }
 
 impl FileStore {
@@ -54,7 +70,41 @@ impl FileStore {
         Ok(FileStore {
             db,
             sinks: Mutex::new(sinks),
+            waiting: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn waiting(&self) -> Result<std::sync::MutexGuard<'_, Waiting>, StoreError> {
+        self.waiting
+            .lock()
+            .map_err(|_| StoreError("placement lock poisoned".into()))
+    }
+
+    /// Writes the waiting placements into `txn`'s table.
+    fn write_back(
+        table: &mut redb::Table<&[u8; 16], &[u8]>,
+        waiting: &mut Waiting,
+    ) -> Result<(), StoreError> {
+        for (key, entries) in waiting.drain() {
+            table
+                .insert(&key, encode(&entries).as_slice())
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every waiting placement to the file, durably.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let mut waiting = self.waiting()?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(err)?;
+        {
+            let mut table = txn.open_table(INCIDENTS).map_err(err)?;
+            Self::write_back(&mut table, &mut waiting)?;
+        }
+        txn.commit().map_err(err)
     }
 
     fn known_bit(&self, sink: &str) -> Option<u8> {
@@ -95,9 +145,8 @@ impl LocalStore for FileStore {
             .ok_or_else(|| StoreError("the store placed no incident".into()))
     }
 
-    /// One write transaction for every alert of a batch (the agent's received batch), not one
-    /// per alert: redb's commit is the cost (redb docs, "Durability": each non-durable commit
-    /// still writes a new tree root).
+    /// Placed in memory: the keys not waiting already are read in one read transaction,
+    /// and the placements are written back once [`WRITE_BACK`] keys wait.
     fn remember_many(
         &self,
         alerts: &[(IncidentKey, i64, AlertState)],
@@ -107,29 +156,47 @@ impl LocalStore for FileStore {
         if alerts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut txn = self.db.begin_write().map_err(err)?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| StoreError(e.to_string()))?;
+        let mut waiting = self.waiting()?;
+        let mut read: Option<Reading> = None;
         let mut out = Vec::with_capacity(alerts.len());
-        {
-            let mut table = txn.open_table(INCIDENTS).map_err(err)?;
-            for (key, at_ms, state) in alerts {
-                let mut entries = match table.get(&key.0).map_err(err)? {
-                    Some(v) => decode(v.value()),
-                    None => Vec::new(),
-                };
-                let (start_ms, new) = correlate(&mut entries, *at_ms, *state, window, now_ms);
-                table
-                    .insert(&key.0, encode(&entries).as_slice())
-                    .map_err(err)?;
-                out.push(Incident {
-                    key: *key,
-                    start_ms,
-                    new,
-                });
-            }
+        for (key, at_ms, state) in alerts {
+            let entries = match waiting.entry(key.0) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    if read.is_none() {
+                        let txn = self.db.begin_read().map_err(err)?;
+                        let table = txn.open_table(INCIDENTS).map_err(err)?;
+                        read = Some((txn, table));
+                    }
+                    let found = match &read {
+                        Some((_, table)) => match table.get(&key.0).map_err(err)? {
+                            Some(v) => decode(v.value()),
+                            None => Vec::new(),
+                        },
+                        None => Vec::new(),
+                    };
+                    slot.insert(found)
+                }
+            };
+            let (start_ms, new) = correlate(entries, *at_ms, *state, window, now_ms);
+            out.push(Incident {
+                key: *key,
+                start_ms,
+                new,
+            });
         }
-        txn.commit().map_err(err)?;
+        drop(read);
+        if waiting.len() >= WRITE_BACK {
+            // Durably: one fsync per WRITE_BACK keys costs little, and redb frees the pages a
+            // commit replaced only after a durable one (redb docs, "Durability"), so a run
+            // of non-durable commits of this size would grow the file.
+            let txn = self.db.begin_write().map_err(err)?;
+            {
+                let mut table = txn.open_table(INCIDENTS).map_err(err)?;
+                Self::write_back(&mut table, &mut waiting)?;
+            }
+            txn.commit().map_err(err)?;
+        }
         Ok(out)
     }
 
@@ -139,10 +206,13 @@ impl LocalStore for FileStore {
         sink: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let mut waiting = self.waiting()?;
         let txn = self.db.begin_write().map_err(err)?;
         let bit = self.bit(&txn, sink)?;
         {
             let mut table = txn.open_table(INCIDENTS).map_err(err)?;
+            // The placements first: a delivery is never on file without its incident.
+            Self::write_back(&mut table, &mut waiting)?;
             for (inc, state) in items {
                 let mut entries = match table.get(&inc.key.0).map_err(err)? {
                     Some(v) => decode(v.value()),
@@ -163,15 +233,7 @@ impl LocalStore for FileStore {
         state: AlertState,
         sink: &str,
     ) -> Result<bool, StoreError> {
-        let Some(bit) = self.known_bit(sink) else {
-            return Ok(false);
-        };
-        let txn = self.db.begin_read().map_err(err)?;
-        let table = txn.open_table(INCIDENTS).map_err(err)?;
-        Ok(match table.get(&incident.key.0).map_err(err)? {
-            Some(v) => is_marked(&decode(v.value()), incident.start_ms, state, bit),
-            None => false,
-        })
+        Ok(self.delivered_many(&[(*incident, state, sink)])?.first() == Some(&true))
     }
 
     /// One read transaction for the whole batch.
@@ -179,6 +241,9 @@ impl LocalStore for FileStore {
         if asks.is_empty() {
             return Ok(Vec::new());
         }
+        // A waiting placement carries the marks the file had when it was read, and none
+        // were made since: every record writes the waiting placements back first.
+        let waiting = self.waiting()?;
         let txn = self.db.begin_read().map_err(err)?;
         let table = txn.open_table(INCIDENTS).map_err(err)?;
         asks.iter()
@@ -186,6 +251,9 @@ impl LocalStore for FileStore {
                 let Some(bit) = self.known_bit(sink) else {
                     return Ok(false);
                 };
+                if let Some(entries) = waiting.get(&incident.key.0) {
+                    return Ok(is_marked(entries, incident.start_ms, *state, bit));
+                }
                 Ok(match table.get(&incident.key.0).map_err(err)? {
                     Some(v) => is_marked(&decode(v.value()), incident.start_ms, *state, bit),
                     None => false,
@@ -195,10 +263,12 @@ impl LocalStore for FileStore {
     }
 
     fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let mut waiting = self.waiting()?;
         let txn = self.db.begin_write().map_err(err)?;
         let mut forgotten = 0;
         {
             let mut table = txn.open_table(INCIDENTS).map_err(err)?;
+            Self::write_back(&mut table, &mut waiting)?;
             let mut updates: Vec<([u8; 16], Vec<u8>)> = Vec::new();
             for row in table.iter().map_err(err)? {
                 let (k, v) = row.map_err(err)?;
@@ -223,5 +293,14 @@ impl LocalStore for FileStore {
         }
         txn.commit().map_err(err)?;
         Ok(forgotten)
+    }
+}
+
+/// Closing writes the waiting placements back, durably (a clean stop loses nothing).
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "cannot write the dedupe placements back on close");
+        }
     }
 }

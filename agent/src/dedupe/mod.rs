@@ -470,6 +470,43 @@ mod tests {
     }
 
     #[test]
+    fn file_store_placements_wait_in_memory_and_reach_the_file_on_record_or_close() {
+        let dir = std::env::temp_dir().join(format!("orgwatch-dedupe-wb-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.db");
+        let (f, k) = (
+            AlertState::Firing,
+            key_of("cis-4.1", "111122223333", "us-east-1"),
+        );
+        let other = key_of("cis-4.4", "111122223333", "us-east-1");
+        {
+            let store = FileStore::open(&path).unwrap();
+            assert!(store.remember(&k, 0, f, W, 1).unwrap().new);
+            assert!(
+                !store.remember(&k, MIN, f, W, 2).unwrap().new,
+                "seen while waiting"
+            );
+            // A delivery's record writes the waiting placements with it.
+            let inc = store.remember(&other, 0, f, W, 3).unwrap();
+            LocalStore::record_delivery(&store, &[(inc, f)], "hook", 4).unwrap();
+            assert!(store.delivered(&inc, f, "hook").unwrap());
+            assert!(store.remember(&k, 40 * MIN, f, W, 5).unwrap().new);
+        } // closed: what still waits is written back
+        let store = FileStore::open(&path).unwrap();
+        assert!(
+            !store.remember(&k, 41 * MIN, f, W, 6).unwrap().new,
+            "kept on close"
+        );
+        assert!(!store.remember(&k, 2 * MIN, f, W, 6).unwrap().new);
+        let inc = store.remember(&other, MIN, f, W, 6).unwrap();
+        assert!(!inc.new);
+        assert!(store.delivered(&inc, f, "hook").unwrap());
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn file_store_behaves_and_survives_a_restart() {
         let dir = std::env::temp_dir().join(format!("orgwatch-dedupe-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
