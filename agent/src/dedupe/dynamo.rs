@@ -184,49 +184,63 @@ impl DynamoStore {
     async fn read_many(&self, pks: &[String]) -> Result<HashMap<String, Item>, StoreError> {
         let mut out = HashMap::with_capacity(pks.len());
         for chunk in pks.chunks(MAX_BATCH_GET) {
-            let mut keys: Vec<Item> = chunk.iter().map(|pk| key(pk)).collect();
-            let mut round = 0;
-            while !keys.is_empty() {
-                round += 1;
-                if round > MAX_ATTEMPTS {
-                    return Err(StoreError(format!(
-                        "reading the dedupe table: {} keys still unprocessed after {MAX_ATTEMPTS} attempts (throttled?)",
-                        keys.len()
-                    )));
+            let keys: Vec<Item> = chunk.iter().map(|pk| key(pk)).collect();
+            for item in
+                until_processed("reading the dedupe table", keys, |k| self.get_round(k)).await?
+            {
+                if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
+                    out.insert(pk.clone(), item);
                 }
-                if round > 1 {
-                    tokio::time::sleep(backoff(round)).await;
-                }
-                let ask = KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| aws("reading the dedupe table", e))?;
-                let got = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, ask)
-                    .send()
-                    .await
-                    .map_err(|e| aws("reading incidents and deliveries", e))?;
-                for item in got
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) {
-                        out.insert(pk.clone(), item.clone());
-                    }
-                }
-                keys = got
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .map(|k| k.keys().to_vec())
-                    .unwrap_or_default();
             }
         }
         Ok(out)
+    }
+
+    /// One BatchGetItem: (the keys left unprocessed, the items read).
+    async fn get_round(&self, keys: Vec<Item>) -> Result<(Vec<Item>, Vec<Item>), StoreError> {
+        let ask = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| aws("reading the dedupe table", e))?;
+        let got = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, ask)
+            .send()
+            .await
+            .map_err(|e| aws("reading incidents and deliveries", e))?;
+        let items = got
+            .responses()
+            .and_then(|r| r.get(&self.table))
+            .cloned()
+            .unwrap_or_default();
+        let left = got
+            .unprocessed_keys()
+            .and_then(|u| u.get(&self.table))
+            .map(|k| k.keys().to_vec())
+            .unwrap_or_default();
+        Ok((left, items))
+    }
+
+    /// One BatchWriteItem: (the requests left unprocessed, nothing).
+    async fn write_round(
+        &self,
+        requests: Vec<WriteRequest>,
+    ) -> Result<(Vec<WriteRequest>, Vec<()>), StoreError> {
+        let out = self
+            .client
+            .batch_write_item()
+            .request_items(&self.table, requests)
+            .send()
+            .await
+            .map_err(|e| aws("recording deliveries", e))?;
+        let left = out
+            .unprocessed_items()
+            .and_then(|u| u.get(&self.table))
+            .cloned()
+            .unwrap_or_default();
+        Ok((left, Vec::new()))
     }
 
     /// Writes `writes` (each on its own item) all or none. One write goes as itself (a
@@ -456,6 +470,39 @@ fn backoff(attempt: usize) -> Duration {
     Duration::from_millis(base.min(1000) / 2 + fastrand::u64(..base.min(1000) / 2 + 1))
 }
 
+/// Calls `round` with what is pending until it leaves nothing unprocessed (a batch call's
+/// `UnprocessedKeys` / `UnprocessedItems`, which DynamoDB returns when throttled: its API
+/// reference asks for a retry with exponential backoff), at most [`MAX_ATTEMPTS`] rounds.
+/// Returns what the rounds produced.
+async fn until_processed<T, R, F, Fut>(
+    what: &str,
+    mut pending: Vec<T>,
+    mut round: F,
+) -> Result<Vec<R>, StoreError>
+where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Vec<R>), StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut attempt = 0;
+    while !pending.is_empty() {
+        attempt += 1;
+        if attempt > MAX_ATTEMPTS {
+            return Err(StoreError(format!(
+                "{what}: {} still unprocessed after {MAX_ATTEMPTS} attempts (throttled?)",
+                pending.len()
+            )));
+        }
+        if attempt > 1 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        let (left, got) = round(pending).await?;
+        out.extend(got);
+        pending = left;
+    }
+    Ok(out)
+}
+
 /// Distinct values in order of first appearance, and each input's index into them.
 fn distinct<T: Clone + Eq + std::hash::Hash>(all: impl Iterator<Item = T>) -> (Vec<T>, Vec<usize>) {
     let mut seen: HashMap<T, usize> = HashMap::new();
@@ -656,31 +703,7 @@ impl DedupeStore for DynamoStore {
                         .map_err(|e| aws("recording deliveries", e))?;
                     requests.push(WriteRequest::builder().put_request(put).build());
                 }
-                let mut round = 0;
-                while !requests.is_empty() {
-                    round += 1;
-                    if round > MAX_ATTEMPTS {
-                        return Err(StoreError(format!(
-                            "recording deliveries: {} still unprocessed after {MAX_ATTEMPTS} attempts (throttled?)",
-                            requests.len()
-                        )));
-                    }
-                    if round > 1 {
-                        tokio::time::sleep(backoff(round)).await;
-                    }
-                    let out = self
-                        .client
-                        .batch_write_item()
-                        .request_items(&self.table, requests)
-                        .send()
-                        .await
-                        .map_err(|e| aws("recording deliveries", e))?;
-                    requests = out
-                        .unprocessed_items()
-                        .and_then(|u| u.get(&self.table))
-                        .cloned()
-                        .unwrap_or_default();
-                }
+                until_processed("recording deliveries", requests, |r| self.write_round(r)).await?;
             }
             Ok(())
         })
