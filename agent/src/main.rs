@@ -4,19 +4,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::logging::LogFormat;
 
 /// mimalloc instead of glibc's malloc: the pipeline allocates and frees many small strings
 /// per alert, and the pipeline bench (which uses the same allocator) spent a third of its
 /// time in glibc's malloc, free and consolidation.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use shared::logging::LogFormat;
+
+/// Exit code of a second SIGTERM/SIGINT during the drain (128 + SIGINT, as shells report an
+/// interrupted program).
+const FORCED_EXIT: i32 = 130;
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  clean shutdown (SIGTERM/SIGINT after draining), or a valid configuration
   1  runtime failure (the queue cannot be reached at start, a sink's healthcheck failed)
-  2  usage or configuration error";
+  2  usage or configuration error
+130  a second SIGTERM/SIGINT during the drain: stopped at once (unacknowledged messages
+     return to the queue after their visibility timeout)";
 
 /// Consume orgwatch's central SQS queue and deliver each incident once, grouped across
 /// accounts, to Slack, PagerDuty, webhooks and other destinations.
@@ -639,11 +645,19 @@ async fn run(global: &GlobalArgs) -> ExitCode {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let ops_signal = ops.clone();
     tokio::spawn(async move {
-        shared::ops::wait_for_signal().await;
+        let mut signals = shared::ops::Signals::new();
+        signals.recv().await;
         ops_signal
             .ready
             .store(false, std::sync::atomic::Ordering::Relaxed);
         let _ = tx.send(true);
+        // A second signal does not wait for the drain: what is not acknowledged comes back
+        // from the queue after its visibility timeout and is recognised by the dedupe store.
+        signals.recv().await;
+        tracing::warn!(
+            "second signal while draining: stopping now; unacknowledged messages return to the queue"
+        );
+        std::process::exit(FORCED_EXIT);
     });
     tracing::info!(queue = %queue_urls.join(","), %listen, sinks = sinks.len(), "agent running");
     ops.ready.store(true, std::sync::atomic::Ordering::Relaxed);

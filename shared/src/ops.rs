@@ -84,19 +84,46 @@ pub async fn serve(addr: SocketAddr, handler: Handler) -> std::io::Result<Socket
 /// Returns on SIGTERM or SIGINT (Ctrl-C where Unix signals are not available): the start
 /// of a graceful drain.
 pub async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    Signals::new().recv().await;
+}
+
+/// SIGTERM and SIGINT, listened to for the life of the value: a second signal while the
+/// first one's drain runs is received too (a fresh listener per wait could miss it).
+pub struct Signals {
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    pub fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let unix = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => None,
+        };
+        Signals { unix }
+    }
+
+    /// The next SIGTERM or SIGINT.
+    pub async fn recv(&mut self) {
+        match &mut self.unix {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Signals {
+        Signals::new()
     }
 }

@@ -1964,3 +1964,57 @@ async fn concurrent_batches_of_two_replicas_claim_each_delivery_once() {
         }
     }
 }
+
+/// SIGTERM drains (outstanding deliveries may finish); a second one during the drain stops
+/// the agent at once, with exit code 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_during_the_drain_stops_the_agent_at_once() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    // Sink a is down and the delivery keeps being retried: the drain would wait for it.
+    a.set_status(503);
+    let dir = temp_dir("second-signal");
+    let config = write_config(&dir, &a, &b, "1s", "5m");
+    let mut agent = Agent::start(&emu, &config, &dir.join("agent.log"));
+    c.alarm(
+        "cis-4.3",
+        &account(3),
+        "ALARM",
+        "2024-05-01T12:05:00.000+0000",
+    )
+    .await;
+    assert!(
+        wait_until(Duration::from_secs(30), || !a.requests().is_empty()).await,
+        "{}",
+        agent.log()
+    );
+    let signal = |child: &Agent| {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(child.child.id() as i32, libc::SIGTERM);
+        }
+    };
+    signal(&agent);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(agent.running(), "still draining:\n{}", agent.log());
+    let sent = Instant::now();
+    signal(&agent);
+    let mut code = None;
+    while sent.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(status)) = agent.child.try_wait() {
+            code = status.code();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code, Some(130), "{}", agent.log());
+    assert!(
+        agent.log().contains("second signal while draining"),
+        "{}",
+        agent.log()
+    );
+}
