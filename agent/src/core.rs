@@ -681,6 +681,11 @@ mod tests {
         (id, alerts)
     }
 
+    /// Notification `id` ended with `outcome`.
+    fn complete(c: &mut Core<()>, id: u64, outcome: Outcome, at: Clock) -> Vec<Effect> {
+        c.on_completed(Completion { id, outcome }, at)
+    }
+
     fn sends(effects: Vec<Effect>) -> Vec<Notification<u64>> {
         effects
             .into_iter()
@@ -752,21 +757,9 @@ mod tests {
             assert_eq!(n.accounts(), ["111122223333", "444455556666"]);
         }
         // Sink a takes it: nothing acked yet, b still outstanding.
-        let e = c.on_completed(
-            Completion {
-                id: out[0].id,
-                outcome: Outcome::Delivered,
-            },
-            clock(t0, 2),
-        );
+        let e = complete(&mut c, out[0].id, Outcome::Delivered, clock(t0, 2));
         assert!(acked(&e).is_empty(), "{e:?}");
-        let e = c.on_completed(
-            Completion {
-                id: out[1].id,
-                outcome: Outcome::Delivered,
-            },
-            clock(t0, 2),
-        );
+        let e = complete(&mut c, out[1].id, Outcome::Delivered, clock(t0, 2));
         let mut tokens = acked(&e);
         tokens.sort();
         assert_eq!(tokens, ["tok-m0", "tok-m1", "tok-m2"]);
@@ -784,18 +777,16 @@ mod tests {
             clock(t0, 0),
         );
         let out = sends(c.on_tick(clock(t0, 1)));
-        c.on_completed(
-            Completion {
-                id: out[0].id,
-                outcome: Outcome::Errored("a: HTTP 503".into()),
-            },
+        complete(
+            &mut c,
+            out[0].id,
+            Outcome::Errored("a: HTTP 503".into()),
             clock(t0, 2),
         );
-        let e = c.on_completed(
-            Completion {
-                id: out[1].id,
-                outcome: Outcome::Rejected("b: HTTP 400: bad payload".into()),
-            },
+        let e = complete(
+            &mut c,
+            out[1].id,
+            Outcome::Rejected("b: HTTP 400: bad payload".into()),
             clock(t0, 2),
         );
         match &e[..] {
@@ -823,13 +814,7 @@ mod tests {
         assert_eq!(copy_alerts.len(), alerts.len());
         let mut tokens = Vec::new();
         for n in &out {
-            let e = c.on_completed(
-                Completion {
-                    id: n.id,
-                    outcome: Outcome::Delivered,
-                },
-                clock(t0, 2),
-            );
+            let e = complete(&mut c, n.id, Outcome::Delivered, clock(t0, 2));
             tokens.extend(acked(&e));
         }
         assert_eq!(tokens, ["tok-m"]);
@@ -871,18 +856,11 @@ mod tests {
             clock(t0, 0),
         );
         let out = sends(c.on_tick(clock(t0, 1)));
-        c.on_completed(
-            Completion {
-                id: out[0].id,
-                outcome: Outcome::Delivered,
-            },
-            clock(t0, 2),
-        );
-        let e = c.on_completed(
-            Completion {
-                id: out[1].id,
-                outcome: Outcome::Errored("b: HTTP 503".into()),
-            },
+        complete(&mut c, out[0].id, Outcome::Delivered, clock(t0, 2));
+        let e = complete(
+            &mut c,
+            out[1].id,
+            Outcome::Errored("b: HTTP 503".into()),
             clock(t0, 2),
         );
         assert!(e.is_empty(), "neither acked nor let go: {e:?}");
@@ -922,13 +900,7 @@ mod tests {
         let out = sends(c.on_tick(clock(t0, 63)));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].sink, 1);
-        let e = c.on_completed(
-            Completion {
-                id: out[0].id,
-                outcome: Outcome::Delivered,
-            },
-            clock(t0, 64),
-        );
+        let e = complete(&mut c, out[0].id, Outcome::Delivered, clock(t0, 64));
         assert_eq!(acked(&e), ["tok-m"]);
     }
 
@@ -1011,19 +983,12 @@ mod tests {
         // Flushed at once, without the group wait.
         let out = sends(c.on_tick(clock(t0, 0)));
         assert_eq!(out.len(), 2);
-        c.on_completed(
-            Completion {
-                id: out[0].id,
-                outcome: Outcome::Delivered,
-            },
-            clock(t0, 0),
-        );
+        complete(&mut c, out[0].id, Outcome::Delivered, clock(t0, 0));
         // While draining a failure is not retried: the message returns to the queue.
-        let e = c.on_completed(
-            Completion {
-                id: out[1].id,
-                outcome: Outcome::Errored("503".into()),
-            },
+        let e = complete(
+            &mut c,
+            out[1].id,
+            Outcome::Errored("503".into()),
             clock(t0, 0),
         );
         assert!(acked(&e).is_empty());

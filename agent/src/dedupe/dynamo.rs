@@ -83,6 +83,23 @@ fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+/// A conditional write's answer: written (true), its condition did not hold (false), or
+/// another failure.
+fn written<T, E, R>(
+    what: &str,
+    sent: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match sent {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
+        Err(e) => Err(aws(what, e)),
+    }
+}
+
 impl DynamoStore {
     /// Checks that `table` exists with the key schema above (a clear error otherwise), and
     /// warns when its TTL is not on.
@@ -250,9 +267,9 @@ impl DynamoStore {
     /// idempotency token makes the SDK's own retry of a committed one harmless. `Ok(false)`:
     /// a condition did not hold or a concurrent write interfered; read again and redo.
     async fn write_all(&self, writes: Vec<Write>, what: &str) -> Result<bool, StoreError> {
-        if let [one] = writes.as_slice() {
-            let result = match one.clone() {
-                Write::Put(p) => self
+        let writes = match <[Write; 1]>::try_from(writes) {
+            Ok([Write::Put(p)]) => {
+                let sent = self
                     .client
                     .put_item()
                     .table_name(&self.table)
@@ -260,15 +277,11 @@ impl DynamoStore {
                     .condition_expression(p.condition)
                     .set_expression_attribute_values(p.values)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.as_service_error().is_some_and(is_conditional_failure),
-                            aws(what, e),
-                        )
-                    }),
-                Write::Update(u) => self
+                    .await;
+                return written(what, sent);
+            }
+            Ok([Write::Update(u)]) => {
+                let sent = self
                     .client
                     .update_item()
                     .table_name(&self.table)
@@ -278,21 +291,11 @@ impl DynamoStore {
                     .set_expression_attribute_names(u.names)
                     .set_expression_attribute_values(u.values)
                     .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.as_service_error().is_some_and(is_conditional_failure),
-                            aws(what, e),
-                        )
-                    }),
-            };
-            return match result {
-                Ok(()) => Ok(true),
-                Err((true, _)) => Ok(false),
-                Err((false, e)) => Err(e),
-            };
-        }
+                    .await;
+                return written(what, sent);
+            }
+            Err(writes) => writes,
+        };
         let mut items = Vec::with_capacity(writes.len());
         for w in writes {
             items.push(w.transact(&self.table).map_err(|e| aws(what, e))?);
@@ -405,20 +408,17 @@ impl DynamoStore {
 }
 
 /// A write of [`DynamoStore::write_all`]: a conditional put or update of one item.
-#[derive(Clone)]
 enum Write {
     Put(PutWrite),
     Update(Update),
 }
 
-#[derive(Clone)]
 struct PutWrite {
     item: Option<Item>,
     condition: String,
     values: Option<HashMap<String, AttributeValue>>,
 }
 
-#[derive(Clone)]
 struct Update {
     pk: String,
     update: String,
