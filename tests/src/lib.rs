@@ -617,3 +617,25 @@ async fn serve_connection(
         }
     }
 }
+
+/// Reads a call log (`ORGWATCH_CALL_LOG`: `program scope service operation`, tab-separated):
+/// the (program, scope) pairs that called, and every line whose operation no policy of that
+/// identity grants (`shared::iam::covers`). The emulator enforces no IAM, so this is what
+/// stands in for AWS refusing a call the generated policy does not allow.
+pub fn ungranted_calls(log: &str) -> (std::collections::BTreeSet<(String, String)>, Vec<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut ungranted = Vec::new();
+    for line in log.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [program, scope, service, operation] = f[..] else {
+            ungranted.push(format!("malformed call log line {line:?}"));
+            continue;
+        };
+        seen.insert((program.to_string(), scope.to_string()));
+        let principal = shared::iam::principal_of(program, scope);
+        if !principal.is_some_and(|p| shared::iam::covers(p, service, operation)) {
+            ungranted.push(line.to_string());
+        }
+    }
+    (seen, ungranted)
+}

@@ -252,6 +252,8 @@ impl Agent {
             .envs(emu.env())
             .env("RUST_LOG", "info,agent=debug")
             .env("WEBHOOK_SECRET", SECRET)
+            // Every AWS call it makes, written at a clean exit (see `calls_granted`).
+            .env("ORGWATCH_CALL_LOG", log.with_extension("calls"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -290,6 +292,19 @@ impl Agent {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// After a clean exit: every AWS call it made is one its policy grants (the emulator
+    /// enforces none), and it made some.
+    fn assert_calls_granted(&self) {
+        let calls = std::fs::read_to_string(self.log.with_extension("calls")).unwrap_or_default();
+        let (seen, ungranted) = orgwatch_tests::ungranted_calls(&calls);
+        assert!(!seen.is_empty(), "no calls recorded:\n{}", self.log());
+        assert!(
+            ungranted.is_empty(),
+            "calls no policy grants:\n{}",
+            ungranted.join("\n")
+        );
     }
 }
 
@@ -1062,6 +1077,10 @@ async fn two_replicas_on_one_queue_with_the_dynamodb_store_deliver_exactly_once(
     assert!(one.running() && two.running());
     assert_eq!(one.terminate(), Some(0), "{}", one.log());
     assert_eq!(two.terminate(), Some(0), "{}", two.log());
+    // The DynamoDB store's batch calls (BatchGetItem, TransactWriteItems, BatchWriteItem)
+    // are all granted by the agent's DedupeTable statement.
+    one.assert_calls_granted();
+    two.assert_calls_granted();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -157,19 +157,7 @@ async fn the_demo_story_delivers_grouped_deduplicated_enriched_alerts() {
     // Every AWS operation hub and agent called is granted by the policy `hub policy` prints
     // for that identity (hub, agent, member role).
     let calls = std::fs::read_to_string(dir.join(CALL_LOG)).expect("call log");
-    let mut seen = BTreeSet::new();
-    let mut uncovered = Vec::new();
-    for line in calls.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [program, scope, service, operation] = f[..] else {
-            panic!("call log line {line:?}");
-        };
-        seen.insert((program, scope));
-        let principal = shared::iam::principal_of(program, scope);
-        if !principal.is_some_and(|p| shared::iam::covers(p, service, operation)) {
-            uncovered.push(line);
-        }
-    }
+    let (seen, uncovered) = orgwatch_tests::ungranted_calls(&calls);
     assert!(
         uncovered.is_empty(),
         "calls no policy grants:\n{}",
@@ -182,7 +170,7 @@ async fn the_demo_story_delivers_grouped_deduplicated_enriched_alerts() {
         ("agent", "member"),
     ] {
         assert!(
-            seen.contains(&who),
+            seen.contains(&(who.0.to_string(), who.1.to_string())),
             "no calls recorded for {who:?}: {calls}"
         );
     }
