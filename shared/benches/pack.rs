@@ -1,258 +1,32 @@
-//! Throughput of the detection pack over a generated CloudTrail corpus.
+//! Throughput of the detection pack over a generated CloudTrail corpus (`corpus.rs`).
 //!
-//! `cargo bench -p orgwatch-shared --bench pack` prints events/s for
-//! (a) serde_json parsing alone and (b) parsing plus evaluating the whole built-in pack
-//! (target: b/a >= 0.7, i.e. evaluation costs less than the parsing it cannot avoid), then
-//! MB/s over gzip-compressed CloudTrail log files for (c) decompress + parse and
-//! (d) decompress + parse + evaluate, through the same reader `hub replay` uses.
+//! `cargo bench -p orgwatch-shared --bench pack` prints events/s, on one thread, for two
+//! paths:
+//! * the plain path: (a) serde_json parsing alone and (b) parsing plus evaluating the whole
+//!   built-in pack on the DOM;
+//! * the scanned path `hub replay` takes (`shared::pattern::select`): (a) scanning each
+//!   record for the pack's paths alone (which includes finding the id of each kept string
+//!   among the pack's literals) and (b) scanning plus evaluating the pack on what was
+//!   kept. Target: (b)/(a) >= 0.95, evaluation nearly free beside the scan.
 //!
-//! Options (after `--`): `--events N` (default 120000), `--rounds N` (default 3, best kept).
+//! then MB/s over gzip-compressed CloudTrail log files for (c) decompress + read and
+//! (d) decompress + read + evaluate, through the same readers `hub replay` uses, both paths.
+//! `hub replay` itself, against gzip's zcat, is measured by `cargo bench -p orgwatch-tests
+//! --bench replay`.
+//!
+//! Options (after `--`): `--events N` (default 120000), `--rounds N` (default 3, best kept),
+//! `--profile-scan` (only scan + evaluate, `--rounds` times: for a profiler).
 
 use std::hint::black_box;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::pattern::Event;
+use shared::pattern::select::{Bound, BoundSet, Scanner, SelectorBuilder};
 use shared::rules::Pack;
-use shared::rules::input::{Item, for_each_event};
+use shared::rules::input::{Item, ScanBuffers, for_each_event, for_each_scanned};
 
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn hex(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| char::from(b"0123456789abcdef"[self.below(16)]))
-            .collect()
-    }
-}
-
-const REGIONS: &[&str] = &[
-    "us-east-1",
-    "us-east-1",
-    "us-east-1",
-    "us-west-2",
-    "eu-west-1",
-    "eu-central-1",
-    "ap-southeast-2",
-    "ap-northeast-1",
-];
-const ACCOUNTS: &[&str] = &[
-    "111122223333",
-    "444455556666",
-    "777788889999",
-    "123456789012",
-    "210987654321",
-];
-
-/// (eventSource, eventName, readOnly); reads dominate as in real trails.
-const CALLS: &[(&str, &str, bool)] = &[
-    ("ec2.amazonaws.com", "DescribeInstances", true),
-    ("ec2.amazonaws.com", "DescribeInstances", true),
-    ("ec2.amazonaws.com", "DescribeSecurityGroups", true),
-    ("ec2.amazonaws.com", "DescribeVpcs", true),
-    ("ec2.amazonaws.com", "DescribeRouteTables", true),
-    ("ec2.amazonaws.com", "RunInstances", false),
-    ("ec2.amazonaws.com", "AuthorizeSecurityGroupIngress", false),
-    ("ec2.amazonaws.com", "CreateRoute", false),
-    ("ec2.amazonaws.com", "CreateTags", false),
-    ("s3.amazonaws.com", "GetBucketPolicy", true),
-    ("s3.amazonaws.com", "ListBuckets", true),
-    ("s3.amazonaws.com", "GetBucketLocation", true),
-    ("s3.amazonaws.com", "PutBucketPolicy", false),
-    ("s3.amazonaws.com", "HeadBucket", true),
-    ("sts.amazonaws.com", "AssumeRole", false),
-    ("sts.amazonaws.com", "AssumeRole", false),
-    ("sts.amazonaws.com", "GetCallerIdentity", true),
-    ("iam.amazonaws.com", "GetRole", true),
-    ("iam.amazonaws.com", "ListRoles", true),
-    ("iam.amazonaws.com", "PutRolePolicy", false),
-    ("iam.amazonaws.com", "CreateAccessKey", false),
-    ("kms.amazonaws.com", "Decrypt", true),
-    ("kms.amazonaws.com", "Decrypt", true),
-    ("kms.amazonaws.com", "GenerateDataKey", true),
-    ("kms.amazonaws.com", "ScheduleKeyDeletion", false),
-    ("lambda.amazonaws.com", "Invoke", false),
-    ("lambda.amazonaws.com", "GetFunction", true),
-    ("dynamodb.amazonaws.com", "DescribeTable", true),
-    ("logs.amazonaws.com", "CreateLogStream", false),
-    ("logs.amazonaws.com", "DescribeLogGroups", true),
-    ("cloudtrail.amazonaws.com", "LookupEvents", true),
-    ("cloudtrail.amazonaws.com", "StopLogging", false),
-    ("config.amazonaws.com", "PutEvaluations", false),
-    ("organizations.amazonaws.com", "DescribeOrganization", true),
-    ("organizations.amazonaws.com", "ListAccounts", true),
-    ("organizations.amazonaws.com", "CreateAccount", false),
-    ("signin.amazonaws.com", "ConsoleLogin", false),
-    ("ssm.amazonaws.com", "GetParameter", true),
-    ("secretsmanager.amazonaws.com", "GetSecretValue", true),
-    ("ecr.amazonaws.com", "GetAuthorizationToken", true),
-];
-
-const AGENTS: &[&str] = &[
-    "aws-cli/2.15.30 Python/3.11.8 Linux/6.1.79 exe/x86_64.amzn.2023 prompt/off",
-    "Boto3/1.34.69 md/Botocore#1.34.69 ua/2.0 os/linux#5.10.213 md/arch#x86_64 lang/python#3.12.2",
-    "aws-sdk-go-v2/1.26.1 os/linux lang/go#1.22.2 md/GOOS#linux md/GOARCH#amd64 api/ec2#1.152.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
-    "Terraform/1.7.5 (+https://www.terraform.io) terraform-provider-aws/5.43.0",
-];
-
-fn identity(rng: &mut Rng, account: &str) -> Value {
-    match rng.below(100) {
-        0..=1 => json!({"type": "Root", "principalId": account,
-            "arn": format!("arn:aws:iam::{account}:root"), "accountId": account}),
-        2..=21 => {
-            let user = format!("user-{}", rng.below(50));
-            json!({"type": "IAMUser", "principalId": format!("AIDA{}", rng.hex(17).to_uppercase()),
-                "arn": format!("arn:aws:iam::{account}:user/{user}"), "accountId": account,
-                "accessKeyId": format!("AKIA{}", rng.hex(16).to_uppercase()), "userName": user})
-        }
-        22..=29 => json!({"type": "AWSService", "invokedBy": rng.pick(&[
-            "ec2.amazonaws.com", "lambda.amazonaws.com", "config.amazonaws.com",
-            "cloudformation.amazonaws.com"])}),
-        _ => {
-            let role = rng
-                .pick(&[
-                    "AWSReservedSSO_AdministratorAccess_0123456789abcdef",
-                    "github-actions-deploy",
-                    "app-runtime",
-                    "eks-node-group",
-                    "OrganizationAccountAccessRole",
-                ])
-                .to_string();
-            let session = format!("session-{}", rng.hex(8));
-            let pid = format!("AROA{}", rng.hex(17).to_uppercase());
-            json!({"type": "AssumedRole", "principalId": format!("{pid}:{session}"),
-                "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
-                "accountId": account, "accessKeyId": format!("ASIA{}", rng.hex(16).to_uppercase()),
-                "sessionContext": {
-                    "sessionIssuer": {"type": "Role", "principalId": pid,
-                        "arn": format!("arn:aws:iam::{account}:role/{role}"),
-                        "accountId": account, "userName": role},
-                    "attributes": {"creationDate": "2024-05-14T08:02:11Z",
-                        "mfaAuthenticated": if rng.chance(20) { "true" } else { "false" }}}})
-        }
-    }
-}
-
-fn record(rng: &mut Rng, i: usize) -> Value {
-    let account = *rng.pick(ACCOUNTS);
-    let (source, name, read_only) = *rng.pick(CALLS);
-    let user = identity(rng, account);
-    let mut r = json!({
-        "eventVersion": "1.09",
-        "userIdentity": user,
-        "eventTime": format!("2024-05-{:02}T{:02}:{:02}:{:02}Z", 1 + i % 28, rng.below(24), rng.below(60), rng.below(60)),
-        "eventSource": source,
-        "eventName": name,
-        "awsRegion": rng.pick(REGIONS),
-        "sourceIPAddress": format!("{}.{}.{}.{}", 1 + rng.below(223), rng.below(256), rng.below(256), rng.below(256)),
-        "userAgent": rng.pick(AGENTS),
-    });
-    let m = r.as_object_mut().expect("object");
-    if rng.chance(6) {
-        let (code, msg) = *rng.pick(&[
-            ("AccessDenied", "Access Denied"),
-            (
-                "Client.UnauthorizedOperation",
-                "You are not authorized to perform this operation.",
-            ),
-            (
-                "AccessDeniedException",
-                "User is not authorized to perform this action",
-            ),
-            ("ThrottlingException", "Rate exceeded"),
-            ("ResourceNotFoundException", "Requested resource not found"),
-        ]);
-        m.insert("errorCode".into(), json!(code));
-        m.insert("errorMessage".into(), json!(msg));
-    }
-    let params = match rng.below(4) {
-        0 => Value::Null,
-        1 => json!({"maxResults": 50, "filterSet": {}}),
-        2 => json!({"roleArn": format!("arn:aws:iam::{account}:role/app-runtime"),
-                     "roleSessionName": format!("s-{}", rng.hex(10)), "durationSeconds": 3600}),
-        _ => json!({"bucketName": format!("acme-{}", rng.hex(6)), "Host": "s3.amazonaws.com",
-                     "tagSpecificationSet": {"items": [{"resourceType": "instance",
-                        "tags": [{"key": "team", "value": "payments"}, {"key": "env", "value": "prod"}]}]}}),
-    };
-    m.insert("requestParameters".into(), params);
-    m.insert(
-        "responseElements".into(),
-        if read_only || rng.chance(50) {
-            Value::Null
-        } else {
-            json!({"requestId": rng.hex(32), "_return": true})
-        },
-    );
-    if name == "ConsoleLogin" {
-        m.insert(
-            "responseElements".into(),
-            json!({"ConsoleLogin": if rng.chance(85) { "Success" } else { "Failure" }}),
-        );
-        m.insert(
-            "additionalEventData".into(),
-            json!({"LoginTo": "https://console.aws.amazon.com/console/home",
-                "MobileVersion": "No", "MFAUsed": if rng.chance(70) { "Yes" } else { "No" }}),
-        );
-    }
-    m.insert(
-        "requestID".into(),
-        json!(format!(
-            "{}-{}-{}-{}-{}",
-            rng.hex(8),
-            rng.hex(4),
-            rng.hex(4),
-            rng.hex(4),
-            rng.hex(12)
-        )),
-    );
-    m.insert(
-        "eventID".into(),
-        json!(format!(
-            "{}-{}-{}-{}-{}",
-            rng.hex(8),
-            rng.hex(4),
-            rng.hex(4),
-            rng.hex(4),
-            rng.hex(12)
-        )),
-    );
-    m.insert("readOnly".into(), json!(read_only));
-    m.insert(
-        "eventType".into(),
-        json!(if name == "ConsoleLogin" {
-            "AwsConsoleSignIn"
-        } else {
-            "AwsApiCall"
-        }),
-    );
-    m.insert("managementEvent".into(), json!(true));
-    m.insert("recipientAccountId".into(), json!(account));
-    m.insert("eventCategory".into(), json!("Management"));
-    m.insert(
-        "tlsDetails".into(),
-        json!({"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
-            "clientProvidedHostHeader": format!("{}.{}", source.trim_end_matches(".amazonaws.com"), "amazonaws.com")}),
-    );
-    r
-}
+mod corpus;
 
 /// Runs every case once per round, interleaved (so that load from other processes hits
 /// all cases alike), and keeps each case's best time and its last result.
@@ -288,8 +62,15 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut rng = Rng(0x0067_7761_7463_6821);
-    let records: Vec<Value> = (0..n).map(|i| record(&mut rng, i)).collect();
+    let mut b = SelectorBuilder::new(true);
+    let bound: Option<Vec<Bound>> = pack.rules().iter().map(|r| b.pattern(&r.pattern)).collect();
+    let Some(bound) = bound else {
+        eprintln!("the built-in pack has a rule that is not a JSON pattern");
+        std::process::exit(1);
+    };
+    let selector = b.build();
+    let bound = BoundSet::new(&selector, bound);
+    let records = corpus::records(n, 0x0067_7761_7463_6821);
     let lines: Vec<String> = records.iter().map(Value::to_string).collect();
     let bytes: usize = lines.iter().map(String::len).sum();
     println!(
@@ -323,36 +104,90 @@ fn main() {
         }
         black_box(matched)
     };
+    let mut scanner = Scanner::new();
+    let mut scan_only = || {
+        let mut count = 0usize;
+        for l in &lines {
+            count += scanner
+                .for_each_record(&selector, l, |r| {
+                    black_box(r);
+                })
+                .unwrap_or(0);
+        }
+        black_box(count)
+    };
+    let mut scanner = Scanner::new();
+    let mut scan_eval = || {
+        let mut matched = 0usize;
+        for l in &lines {
+            let _ = scanner.for_each_record(&selector, l, |r| {
+                bound.for_each_match(r, |_| matched += 1);
+            });
+        }
+        black_box(matched)
+    };
+    if std::env::args().any(|a| a == "--profile-scan") {
+        // For a profiler: only the scanned path, many rounds.
+        for _ in 0..rounds {
+            black_box(scan_eval());
+        }
+        return;
+    }
     let times = interleaved(
         rounds,
-        &mut [&mut parse_only, &mut parse_eval, &mut eval_only],
+        &mut [
+            &mut parse_only,
+            &mut parse_eval,
+            &mut eval_only,
+            &mut scan_only,
+            &mut scan_eval,
+        ],
     );
-    let (parse, eval, only_eval, matched) = (times[0].0, times[1].0, times[2].0, times[1].1);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    println!("(a) parse only:             {:>10.0} events/s", rate(parse));
+    let ratio = |(a, _): (Duration, usize), (b, _): (Duration, usize)| rate(b) / rate(a);
+    let plain = ratio(times[0], times[1]);
+    let scanned = ratio(times[3], times[4]);
+    println!("plain path (serde_json DOM):");
     println!(
-        "(b) parse + evaluate pack:  {:>10.0} events/s  ({matched} rule matches)",
-        rate(eval)
-    );
-    let ratio = rate(eval) / rate(parse);
-    println!(
-        "ratio (b)/(a): {ratio:.2} (target >= 0.70: {})",
-        if ratio >= 0.7 { "met" } else { "NOT met" }
+        "  (a) parse only:             {:>10.0} events/s",
+        rate(times[0].0)
     );
     println!(
-        "    evaluate only (parsed):  {:>10.0} events/s",
-        rate(only_eval)
+        "  (b) parse + evaluate pack:  {:>10.0} events/s  ({} rule matches)",
+        rate(times[1].0),
+        times[1].1
     );
+    println!("  ratio (b)/(a): {plain:.2}");
+    println!(
+        "      evaluate only (parsed):  {:>10.0} events/s",
+        rate(times[2].0)
+    );
+    println!("scanned path (hub replay):");
+    println!(
+        "  (a) scan only:              {:>10.0} events/s",
+        rate(times[3].0)
+    );
+    println!(
+        "  (b) scan + evaluate pack:   {:>10.0} events/s  ({} rule matches)",
+        rate(times[4].0),
+        times[4].1
+    );
+    println!(
+        "  ratio (b)/(a): {scanned:.2} (target >= 0.95: {})",
+        if scanned >= 0.95 { "met" } else { "NOT met" }
+    );
+    if times[1].1 != times[4].1 {
+        eprintln!(
+            "the scanned path found {} matches, the plain path {}",
+            times[4].1, times[1].1
+        );
+        std::process::exit(1);
+    }
 
     // Replay: gzip-compressed CloudTrail files of 1,000 records each.
-    let files: Vec<Vec<u8>> = records
-        .chunks(1000)
-        .map(|chunk| {
-            let doc = json!({ "Records": chunk }).to_string();
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            let _ = enc.write_all(doc.as_bytes());
-            enc.finish().unwrap_or_default()
-        })
+    let files: Vec<Vec<u8>> = corpus::log_files(&records, 1000)
+        .into_iter()
+        .map(|(_, gz)| gz)
         .collect();
     let gz: usize = files.iter().map(Vec::len).sum();
     let mut decode_only = || {
@@ -378,8 +213,36 @@ fn main() {
         }
         black_box(matched)
     };
-    let times = interleaved(rounds, &mut [&mut decode_only, &mut decode_eval]);
-    let (decode, replay) = (times[0].0, times[1].0);
+    let mut buffers = ScanBuffers::default();
+    let mut scan_files = || {
+        let mut count = 0usize;
+        for f in &files {
+            count += for_each_scanned(f, &mut buffers, &selector, |r| {
+                black_box(r);
+            })
+            .unwrap_or(0);
+        }
+        black_box(count)
+    };
+    let mut buffers = ScanBuffers::default();
+    let mut scan_files_eval = || {
+        let mut matched = 0usize;
+        for f in &files {
+            let _ = for_each_scanned(f, &mut buffers, &selector, |r| {
+                bound.for_each_match(r, |_| matched += 1);
+            });
+        }
+        black_box(matched)
+    };
+    let times = interleaved(
+        rounds,
+        &mut [
+            &mut decode_only,
+            &mut decode_eval,
+            &mut scan_files,
+            &mut scan_files_eval,
+        ],
+    );
     let mbs = |d: Duration, b: usize| b as f64 / 1e6 / d.as_secs_f64();
     println!(
         "replay over {} gzip files ({:.1} MB compressed, {:.1} MB of JSON), one thread:",
@@ -387,20 +250,17 @@ fn main() {
         gz as f64 / 1e6,
         bytes as f64 / 1e6
     );
-    println!(
-        "(c) decompress + parse:            {:>7.1} MB/s compressed, {:>7.1} MB/s JSON, {:>9.0} events/s",
-        mbs(decode, gz),
-        mbs(decode, bytes),
-        rate(decode)
-    );
-    println!(
-        "(d) decompress + parse + evaluate: {:>7.1} MB/s compressed, {:>7.1} MB/s JSON, {:>9.0} events/s",
-        mbs(replay, gz),
-        mbs(replay, bytes),
-        rate(replay)
-    );
-    println!(
-        "ratio (d)/(c): {:.2}",
-        decode.as_secs_f64() / replay.as_secs_f64()
-    );
+    for (label, (d, _)) in [
+        ("plain   (c) decompress + parse:           ", times[0]),
+        ("plain   (d) decompress + parse + evaluate:", times[1]),
+        ("scanned (c) decompress + scan:            ", times[2]),
+        ("scanned (d) decompress + scan + evaluate: ", times[3]),
+    ] {
+        println!(
+            "{label} {:>7.1} MB/s compressed, {:>7.1} MB/s JSON, {:>9.0} events/s",
+            mbs(d, gz),
+            mbs(d, bytes),
+            rate(d)
+        );
+    }
 }

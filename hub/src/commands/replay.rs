@@ -5,6 +5,7 @@
 //! evaluating run on the blocking pool. A progress bar is drawn on stderr only when stderr
 //! is a terminal.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use serde::Serialize;
 use serde_json::{Value as Json, json};
 use shared::aws::{AwsOptions, ClientFactory};
 use shared::pattern::Event;
-use shared::rules::input::{Item, ReadError, for_each_event};
+use shared::pattern::select::{Bound, BoundSet, Field, Selector, SelectorBuilder, Unsupported};
+use shared::rules::input::{Item, ReadError, ScanBuffers, for_each_event, for_each_scanned};
 use shared::rules::{Pack, unwrap_envelope};
 use tokio::task::JoinSet;
 
@@ -218,6 +220,31 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// One match of rule `i` in `account` (the rule's id is filled in by `name_rules`).
+    fn found(&mut self, i: usize, account: &str, time: &str, event_id: &str) {
+        let key = (i, account.to_string());
+        match self.findings.get_mut(&key) {
+            Some(f) => f.add(time, event_id),
+            None => {
+                let mut f = Finding {
+                    account: account.to_string(),
+                    ..Finding::default()
+                };
+                f.add(time, event_id);
+                self.findings.insert(key, f);
+            }
+        }
+    }
+
+    fn name_rules(&mut self, pack: &Pack) {
+        let rules = pack.rules();
+        for ((i, _), f) in self.findings.iter_mut() {
+            if let Some(rule) = rules.get(*i) {
+                f.rule.clone_from(&rule.id);
+            }
+        }
+    }
+
     fn merge(&mut self, other: Tally) {
         self.files += other.files;
         self.bytes += other.bytes;
@@ -242,9 +269,127 @@ impl Tally {
     }
 }
 
-/// Evaluates the pack over one file's bytes (gzip or not). `path_account` is the account the
-/// file's path names, used when a record has no `recipientAccountId`.
-pub fn tally_file(
+/// The pack and, when every rule is a JSON pattern, the same pack bound to one selector, so
+/// that records are scanned for the few dozen paths the pack reads instead of being parsed
+/// into a DOM (`shared::pattern::select`). Files the scanner declines take the plain path.
+pub struct Evaluator {
+    pack: Arc<Pack>,
+    scan: Option<Scan>,
+}
+
+struct Scan {
+    selector: Selector,
+    rules: BoundSet,
+    time: Field,
+    account: Field,
+    id: Field,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<ScanBuffers> = RefCell::new(ScanBuffers::default());
+}
+
+impl Evaluator {
+    pub fn new(pack: Arc<Pack>) -> Evaluator {
+        let mut b = SelectorBuilder::new(true);
+        let rules: Option<Vec<Bound>> =
+            pack.rules().iter().map(|r| b.pattern(&r.pattern)).collect();
+        let scan = rules.map(|rules| {
+            let (time, account, id) = (
+                b.field("eventTime"),
+                b.field("recipientAccountId"),
+                b.field("eventID"),
+            );
+            let selector = b.build();
+            Scan {
+                rules: BoundSet::new(&selector, rules),
+                selector,
+                time,
+                account,
+                id,
+            }
+        });
+        Evaluator { pack, scan }
+    }
+
+    /// Whether files are scanned rather than parsed (false when a rule needs the text).
+    pub fn scans(&self) -> bool {
+        self.scan.is_some()
+    }
+
+    /// Evaluates the pack over one file's bytes (gzip or not), as [`tally_plain`] does.
+    pub fn tally_file(
+        &self,
+        bytes: &[u8],
+        path_account: Option<&str>,
+        range: &Range,
+    ) -> Result<Tally, ReadError> {
+        match self.tally_scanned(bytes, path_account, range) {
+            Some(t) => Ok(t),
+            None => tally_plain(&self.pack, bytes, path_account, range),
+        }
+    }
+
+    /// The scanned path alone: `None` when the pack cannot be scanned or the scanner
+    /// declines the file.
+    fn tally_scanned(
+        &self,
+        bytes: &[u8],
+        path_account: Option<&str>,
+        range: &Range,
+    ) -> Option<Tally> {
+        let scan = self.scan.as_ref()?;
+        let tally = BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+            Ok(mut buffers) => scan.tally(&mut buffers, bytes, path_account, range),
+            Err(_) => Err(Unsupported),
+        });
+        let mut t = tally.ok()?;
+        t.name_rules(&self.pack);
+        Some(t)
+    }
+}
+
+impl Scan {
+    fn tally(
+        &self,
+        buffers: &mut ScanBuffers,
+        bytes: &[u8],
+        path_account: Option<&str>,
+        range: &Range,
+    ) -> Result<Tally, Unsupported> {
+        let mut tally = Tally {
+            files: 1,
+            bytes: bytes.len() as u64,
+            ..Tally::default()
+        };
+        for_each_scanned(bytes, buffers, &self.selector, |record| {
+            let time = record.str(self.time);
+            if !range.contains_time(time) {
+                return;
+            }
+            tally.events += 1;
+            self.rules.for_each_match(record, |i| {
+                let account = record
+                    .str(self.account)
+                    .or(path_account)
+                    .unwrap_or("unknown");
+                tally.found(
+                    i,
+                    account,
+                    time.unwrap_or(""),
+                    record.str(self.id).unwrap_or(""),
+                );
+            });
+        })?;
+        Ok(tally)
+    }
+}
+
+/// Evaluates the pack over one file's bytes (gzip or not), parsing every record into a
+/// DOM: the reference semantics, and the path for what the scanner declines.
+/// `path_account` is the account the file's path names, used when a record has no
+/// `recipientAccountId`.
+pub fn tally_plain(
     pack: &Pack,
     bytes: &[u8],
     path_account: Option<&str>,
@@ -276,20 +421,15 @@ pub fn tally_file(
             let account = field("recipientAccountId")
                 .or(path_account)
                 .unwrap_or("unknown");
-            let finding = tally
-                .findings
-                .entry((i, account.to_string()))
-                .or_insert_with(|| Finding {
-                    rule: rule.id.clone(),
-                    account: account.to_string(),
-                    ..Finding::default()
-                });
-            finding.add(
+            tally.found(
+                i,
+                account,
                 field("eventTime").unwrap_or(""),
                 field("eventID").unwrap_or(""),
             );
         }
     })?;
+    tally.name_rules(pack);
     Ok(tally)
 }
 
@@ -588,11 +728,13 @@ pub fn run(global: &GlobalArgs, args: &ReplayArgs) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
+    let eval = Arc::new(Evaluator::new(pack));
+    tracing::debug!(scanned = eval.scans(), "evaluator");
     let Some(runtime) = super::runtime() else {
         return ExitStatus::Failure;
     };
     let started = Instant::now();
-    let outcome = match runtime.block_on(replay(global, args, &targets, range, pack.clone())) {
+    let outcome = match runtime.block_on(replay(global, args, &targets, range, eval)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
@@ -624,7 +766,7 @@ async fn replay(
     args: &ReplayArgs,
     targets: &[Target],
     range: Range,
-    pack: Arc<Pack>,
+    eval: Arc<Evaluator>,
 ) -> Result<Outcome, String> {
     let mut work = Vec::new();
     let mut errors = Vec::new();
@@ -684,7 +826,7 @@ async fn replay(
     loop {
         while running.len() < args.concurrency {
             let Some(item) = pending.next() else { break };
-            let pack = pack.clone();
+            let eval = eval.clone();
             running.spawn(async move {
                 let label = item.label();
                 let size = item.size();
@@ -697,7 +839,7 @@ async fn replay(
                     Work::S3 { key, .. } => account_of_path(key).map(String::from),
                 };
                 let result = tokio::task::spawn_blocking(move || {
-                    tally_file(&pack, &bytes, path_account.as_deref(), &range)
+                    eval.tally_file(&bytes, path_account.as_deref(), &range)
                         .map_err(|e| e.to_string())
                 })
                 .await
@@ -793,6 +935,11 @@ fn print(output: Output, outcome: &Outcome, range: &Range) -> ExitStatus {
         }
     }
 }
+
+/// The benches' generated CloudTrail corpus, for the test that compares the two paths.
+#[cfg(test)]
+#[path = "../../../shared/benches/corpus.rs"]
+mod corpus;
 
 #[cfg(test)]
 mod tests {
@@ -921,7 +1068,7 @@ mod tests {
             since: None,
             until: None,
         };
-        let t = tally_file(&pack, file.as_bytes(), None, &all).expect("tally");
+        let t = tally_plain(&pack, file.as_bytes(), None, &all).expect("tally");
         assert_eq!(t.events, 4);
         let found: Vec<(String, String, u64, String, String, String)> = t
             .sorted()
@@ -982,9 +1129,9 @@ mod tests {
             since: Day::parse("2024-05-14"),
             until: None,
         };
-        let mut t = tally_file(&pack, file.as_bytes(), None, &r).expect("tally");
+        let mut t = tally_plain(&pack, file.as_bytes(), None, &r).expect("tally");
         assert_eq!(t.events, 3);
-        t.merge(tally_file(&pack, file.as_bytes(), Some("999999999999"), &r).expect("tally"));
+        t.merge(tally_plain(&pack, file.as_bytes(), Some("999999999999"), &r).expect("tally"));
         assert_eq!(t.files, 2);
         let root = t
             .findings
@@ -992,5 +1139,131 @@ mod tests {
             .expect("root finding");
         assert_eq!(root.count, 4);
         assert!(!t.findings.contains_key(&(0, "444455556666".to_string())));
+    }
+
+    /// Findings as comparable rows.
+    fn rows(t: &Tally) -> Vec<(String, String, u64, String, String, String)> {
+        t.sorted()
+            .into_iter()
+            .map(|f| {
+                (
+                    f.rule.clone(),
+                    f.account.clone(),
+                    f.count,
+                    f.first_seen.clone(),
+                    f.last_seen.clone(),
+                    f.sample_event_id.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_scanned_path_counts_what_the_plain_path_counts_on_the_bench_corpus() {
+        let pack = Arc::new(Pack::builtin().expect("pack"));
+        let eval = Evaluator::new(pack.clone());
+        assert!(eval.scans(), "the built-in pack is all JSON patterns");
+        let mut records = super::corpus::records(6_000, 0x5EED);
+        // What the generator does not make: root sign-ins, EventBridge envelopes, records
+        // without recipientAccountId, escaped strings, numbers where strings are expected.
+        for (i, r) in records.iter_mut().enumerate() {
+            match i % 50 {
+                0 => r["userIdentity"] = json!({"type": "Root", "principalId": "111122223333"}),
+                1 => {
+                    let detail = r.take();
+                    *r = json!({"version": "0", "detail-type": "AWS API Call via CloudTrail",
+                                "source": "aws.iam", "detail": detail});
+                }
+                2 => {
+                    r.as_object_mut().map(|m| m.remove("recipientAccountId"));
+                }
+                3 => r["userAgent"] = json!("quote \" and \u{1} and é"),
+                4 => r["eventName"] = json!(42),
+                5 => r["eventTime"] = json!("2024-05-14T10:00:00Z\n"),
+                _ => {}
+            }
+        }
+        let files = super::corpus::log_files(&records, 200);
+        let ranges = [
+            Range {
+                since: None,
+                until: None,
+            },
+            Range {
+                since: Day::parse("2024-05-10"),
+                until: Day::parse("2024-05-20"),
+            },
+        ];
+        let (mut total, mut found) = (Tally::default(), 0);
+        for (key, bytes) in &files {
+            let account = account_of_path(key);
+            for range in &ranges {
+                let scanned = eval
+                    .tally_scanned(bytes, account, range)
+                    .unwrap_or_else(|| panic!("the scanner declined {key}"));
+                let plain = tally_plain(&pack, bytes, account, range).expect("plain");
+                assert_eq!(scanned.events, plain.events, "{key}");
+                assert_eq!(rows(&scanned), rows(&plain), "{key}");
+                found += plain.findings.len();
+            }
+            total.merge(eval.tally_file(bytes, account, &ranges[0]).expect("tally"));
+        }
+        assert_eq!(total.events, 6_000);
+        assert!(
+            found > 100,
+            "only {found} findings: the corpus must exercise the pack"
+        );
+        let rules: std::collections::BTreeSet<&str> =
+            total.sorted().iter().map(|f| f.rule.as_str()).collect();
+        assert!(rules.len() >= 8, "rules that fired: {rules:?}");
+    }
+
+    #[test]
+    fn files_the_scanner_declines_are_read_the_plain_way() {
+        let pack = Arc::new(Pack::builtin().expect("pack"));
+        let eval = Evaluator::new(pack.clone());
+        let all = Range {
+            since: None,
+            until: None,
+        };
+        let root = r#"{"eventID":"e","recipientAccountId":"111122223333","eventTime":"2024-05-14T10:00:00Z","eventName":"ConsoleLogin","userIdentity":{"type":"Root"},"eventType":"AwsConsoleSignIn"}"#;
+        for (what, text) in [
+            (
+                "a key given twice",
+                root.replace(r#""eventID":"e","#, r#""eventID":"x","eventID":"e","#),
+            ),
+            (
+                "an escaped key",
+                root.replace(r#""eventID""#, r#""event\u0049D""#),
+            ),
+            (
+                "a pretty-printed document",
+                format!("{{\n\"Records\": [{root}]\n}}"),
+            ),
+            ("a text line", format!("{root}\nnot json\n")),
+        ] {
+            assert!(
+                eval.tally_scanned(text.as_bytes(), None, &all).is_none(),
+                "{what}"
+            );
+            let got = eval.tally_file(text.as_bytes(), None, &all).expect(what);
+            let want = tally_plain(&pack, text.as_bytes(), None, &all).expect(what);
+            assert_eq!(rows(&got), rows(&want), "{what}");
+            assert!(
+                !want.findings.is_empty(),
+                "{what}: the root sign-in is found"
+            );
+        }
+        // Invalid JSON: the plain path names the line.
+        let err = eval
+            .tally_file(format!("{root}\n{{\"a\":\n").as_bytes(), None, &all)
+            .expect_err("invalid");
+        assert_eq!(err.line, Some(2), "{err}");
+        // JSON lines are scanned.
+        let lines = format!("{root}\n\n{root}\n");
+        let t = eval
+            .tally_scanned(lines.as_bytes(), None, &all)
+            .expect("JSON lines scan");
+        assert_eq!(t.events, 2);
     }
 }

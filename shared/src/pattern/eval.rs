@@ -185,17 +185,23 @@ fn any_node<'v>(v: &'v Json, path: &[Step], f: &mut dyn FnMut(&'v Json) -> bool)
 fn json_value_test(t: &ValueTest, v: &Json) -> bool {
     match v {
         Json::String(s) => value_test(t, s),
-        Json::Number(n) => match t {
-            ValueTest::Num { op, n: want } => n.as_f64().is_some_and(|x| cmp(*op, x, *want)),
-            _ => value_test(t, &n.to_string()),
-        },
+        Json::Number(n) => num_test(t, n),
         _ => false,
+    }
+}
+
+/// A comparison against a JSON number: numerically for a number on the right, else by the
+/// number's decimal text.
+pub(crate) fn num_test(t: &ValueTest, n: &serde_json::Number) -> bool {
+    match t {
+        ValueTest::Num { op, n: want } => n.as_f64().is_some_and(|x| cmp(*op, x, *want)),
+        _ => value_test(t, &n.to_string()),
     }
 }
 
 /// A comparison against a text value (a JSON string, a rendered JSON number,
 /// or a space-delimited field).
-fn value_test(t: &ValueTest, s: &str) -> bool {
+pub(crate) fn value_test(t: &ValueTest, s: &str) -> bool {
     match t {
         ValueTest::Str { negate, m } => str_match(m, s) != *negate,
         ValueTest::Regex { negate, re } => re.is_match(s) != *negate,
@@ -237,7 +243,11 @@ fn glob(parts: &[String], s: &str) -> bool {
     let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
         return true;
     };
+    let (b, f, l) = (s.as_bytes(), first.as_bytes(), last.as_bytes());
+    // The first and last bytes reject most values before a call to memcmp.
     if s.len() < first.len() + last.len()
+        || f.first().is_some_and(|c| Some(c) != b.first())
+        || l.last().is_some_and(|c| Some(c) != b.last())
         || !s.starts_with(first.as_str())
         || !s.ends_with(last.as_str())
     {

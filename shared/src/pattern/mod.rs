@@ -65,6 +65,7 @@ mod compile;
 mod error;
 mod eval;
 pub mod parse;
+pub mod select;
 
 #[cfg(test)]
 mod tests;

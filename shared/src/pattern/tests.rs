@@ -687,3 +687,267 @@ fn regex_use_is_found_in_every_kind_of_pattern() {
         assert_eq!(p.uses_regex(), regex, "{text}");
     }
 }
+
+// ------------------------------------------------------------ the scanned path (select)
+
+use super::select::{BoundSet, Scanner, SelectorBuilder, Unsupported};
+
+/// Each pattern's verdict on `text` through one selector built for all of them: `Err`
+/// when the scanner declines, `Ok(None)` for a CloudTrail file (several records).
+fn scanned(patterns: &[&Pattern], text: &str, envelope: bool) -> Result<Vec<bool>, Unsupported> {
+    let mut b = SelectorBuilder::new(envelope);
+    let bound: Vec<_> = patterns
+        .iter()
+        .map(|p| b.pattern(p).expect("a JSON pattern binds"))
+        .collect();
+    let sel = b.build();
+    let set = BoundSet::new(&sel, bound.clone());
+    let mut out = Vec::new();
+    let n = Scanner::new().for_each_record(&sel, text, |r| {
+        out = bound.iter().map(|b| r.matches(b)).collect();
+        // The index lets through every rule that matches, and only those are reported.
+        let mut indexed = vec![false; bound.len()];
+        set.for_each_match(r, |i| indexed[i] = true);
+        assert_eq!(indexed, out, "the indexed set on {text:?}");
+    })?;
+    assert_eq!(n, 1, "one record in {text:?}");
+    Ok(out)
+}
+
+fn binds(p: &Pattern) -> bool {
+    matches!(p.kind(), PatternKind::Json | PatternKind::MatchAll)
+}
+
+#[test]
+fn tables_agree_on_the_scanned_path() {
+    let (mut scanned_rows, mut declined) = (0, 0);
+    let mut failures = Vec::new();
+    for (name, text) in TABLES {
+        for (i, c) in load(name, text).case.iter().enumerate() {
+            let (Ok(p), Some(ev), Some(want)) = (Pattern::parse(&c.pattern), &c.event, c.expect)
+            else {
+                continue;
+            };
+            if !binds(&p) {
+                continue;
+            }
+            let at = format!("{name} row {} ({:?} on {ev:?})", i + 1, c.pattern);
+            let valid = serde_json::from_str::<serde_json::Value>(ev)
+                .is_ok_and(|v| v.is_object() && v.get("Records").is_none());
+            match scanned(&[&p], ev, false) {
+                Ok(got) => {
+                    scanned_rows += 1;
+                    if !valid {
+                        failures.push(format!("{at}: accepted what serde_json refuses"));
+                    } else if got != [want] {
+                        failures.push(format!("{at}: got {got:?}, want {want}"));
+                    }
+                }
+                Err(Unsupported) => declined += 1,
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        scanned_rows > 100,
+        "only {scanned_rows} rows scanned ({declined} declined)"
+    );
+}
+
+#[test]
+fn the_cis_pack_agrees_on_the_scanned_path_with_and_without_envelopes() {
+    let table: CisTable = toml::from_str(CIS).expect("cis.toml");
+    let patterns: Vec<Pattern> = table
+        .rule
+        .iter()
+        .map(|r| Pattern::parse(&r.pattern).expect("parses"))
+        .collect();
+    let all: Vec<&Pattern> = patterns.iter().collect();
+    let mut checked = 0;
+    for (name, text) in &table.records {
+        let record: serde_json::Value = serde_json::from_str(text).expect("record");
+        let want: Vec<bool> = table
+            .rule
+            .iter()
+            .map(|r| r.matches.contains(name))
+            .collect();
+        // One selector for the whole pack, as `hub replay` builds it.
+        assert_eq!(scanned(&all, text, false), Ok(want.clone()), "{name}");
+        assert_eq!(scanned(&all, text, true), Ok(want.clone()), "{name}");
+        let env = envelope(&record).to_string();
+        assert_eq!(scanned(&all, &env, true), Ok(want), "{name} in an envelope");
+        // Without envelopes the rules look at the envelope itself, as the plain path does.
+        let plain: Vec<bool> = patterns
+            .iter()
+            .map(|p| p.matches(&Event::from_value(&envelope(&record))))
+            .collect();
+        assert_eq!(scanned(&all, &env, false), Ok(plain), "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 10);
+}
+
+#[test]
+fn the_scanner_declines_what_it_would_have_to_guess() {
+    let p = Pattern::parse(r#"{ $.a = "x" || $.b.* = 1 }"#).expect("parses");
+    let declined = [
+        r#"{"a":"y","a":"x"}"#,    // a looked-at key twice: serde_json keeps the last
+        r#"{"b":{"k":2,"k":1}}"#,  // twice under a wildcard
+        r#"{"\u0061":"x"}"#,       // an escaped key where the trie looks
+        r#"{"a":"\ud83d\ude00"}"#, // a surrogate pair
+        r#"{"c":"\ud800"}"#,       // a lone surrogate, even where nothing looks
+        r#"{"c":1e400}"#,          // out of range for serde_json
+        r#"{"c":123456789012345678901234}"#,
+        r#"{"c":[1,]}"#, // invalid JSON: the plain path names the error
+        r#"{"c":"tab	inside"}"#,
+        r#"{"a":"x"} trailing"#,
+        r#"{"Records":{"a":"x"}}"#, // a root Records key
+        r#"{"Records":[{"a":"x"}],"more":1}"#,
+        "[1,2]",
+        "plain text",
+    ];
+    for text in declined {
+        assert_eq!(scanned(&[&p], text, false), Err(Unsupported), "{text}");
+    }
+    let deep = format!("{}{}", "[".repeat(120), "]".repeat(120));
+    assert_eq!(
+        scanned(&[&p], &format!(r#"{{"c":{deep}}}"#), false),
+        Err(Unsupported)
+    );
+    // What is only skipped may repeat keys and use any escape but surrogates.
+    for (text, want) in [
+        (r#"{"c":1,"c":2,"a":"x"}"#, true),
+        (r#"{"c":"\"\\\/\b\f\n\r\t\u00e9","a":"\u0078"}"#, true),
+        (r#"{"a":"\u0079","b":{"k":1.0}}"#, true),
+        (r#"{"a":"\u0079","b":{"k":"1"}}"#, true),
+        (r#"{"a":"\u0079","b":[{"k":1}]}"#, false),
+        (r#"  { "a" : "x" }  "#, true),
+    ] {
+        let slow = p.matches_message(text);
+        assert_eq!(slow, want, "plain path on {text}");
+        assert_eq!(scanned(&[&p], text, false), Ok(vec![want]), "{text}");
+    }
+}
+
+/// Random JSON text over a small vocabulary, so that generated patterns select something:
+/// nested objects and arrays, every kind of value, escapes, repeated keys, and now and
+/// then a defect.
+fn random_json(rng: &mut XorShift, depth: usize, out: &mut String) {
+    const KEYS: &[&str] = &["a", "b", "c", "x", "eventName", "a.b", "d", "e", "f"];
+    const STRINGS: &[&str] = &[
+        "x", "v", "ERROR", "", "1", "42", "-3.5", "1e3", "a\\\"b", "\\u00e9", "tab\\t", "ab*ba",
+    ];
+    const SCALARS: &[&str] = &[
+        "0",
+        "1",
+        "42",
+        "-3.5",
+        "1e3",
+        "1E+2",
+        "-0",
+        "0.0",
+        "true",
+        "false",
+        "null",
+        "12345678901234567890",
+    ];
+    let pick = rng.below(10);
+    if depth < 4 && pick < 3 {
+        out.push('{');
+        for i in 0..rng.below(5) {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(if rng.below(6) == 0 { " \"" } else { "\"" });
+            out.push_str(KEYS[rng.below(KEYS.len())]);
+            out.push_str("\":");
+            random_json(rng, depth + 1, out);
+        }
+        out.push('}');
+    } else if depth < 4 && pick < 5 {
+        out.push('[');
+        for i in 0..rng.below(4) {
+            if i > 0 {
+                out.push_str(if rng.below(50) == 0 { ",," } else { "," });
+            }
+            random_json(rng, depth + 1, out);
+        }
+        out.push(']');
+    } else if pick < 8 {
+        out.push('"');
+        out.push_str(STRINGS[rng.below(STRINGS.len())]);
+        out.push('"');
+    } else {
+        out.push_str(SCALARS[rng.below(SCALARS.len())]);
+    }
+}
+
+#[test]
+fn generated_patterns_agree_on_generated_records() {
+    let seeds = seeds();
+    let mut rng = XorShift(0x0DDB_A11C_AFE5_EED5);
+    let mut patterns = Vec::new();
+    while patterns.len() < 400 {
+        let input = if rng.below(2) == 0 {
+            random_pattern(&mut rng)
+        } else {
+            let seed = rng.below(seeds.len());
+            mutate(&mut rng, &seeds[seed])
+        };
+        if let Ok(p) = Pattern::parse(&input)
+            && binds(&p)
+        {
+            patterns.push(p);
+        }
+    }
+    let (mut agreed, mut declined, mut positive) = (0usize, 0usize, 0usize);
+    let mut failures = Vec::new();
+    for group in patterns.chunks(20) {
+        let group: Vec<&Pattern> = group.iter().collect();
+        for _ in 0..300 {
+            let mut text = String::from("{");
+            for i in 0..1 + rng.below(6) {
+                if i > 0 {
+                    text.push(',');
+                }
+                const ROOT: &[&str] = &["a", "b", "c", "x", "eventName", "a.b", "d"];
+                text.push('"');
+                text.push_str(ROOT[rng.below(ROOT.len())]);
+                text.push_str("\":");
+                random_json(&mut rng, 1, &mut text);
+            }
+            text.push('}');
+            let want: Option<Vec<bool>> = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .map(|v| {
+                    group
+                        .iter()
+                        .map(|p| p.matches(&Event::from_value(&v)))
+                        .collect()
+                });
+            match (scanned(&group, &text, false), want) {
+                (Ok(got), Some(want)) => {
+                    agreed += 1;
+                    positive += got.iter().filter(|&&m| m).count();
+                    if got != want {
+                        for ((p, g), w) in group.iter().zip(&got).zip(&want) {
+                            if g != w {
+                                failures.push(format!("{p} on {text}: scanned {g}, plain {w}"));
+                            }
+                        }
+                    }
+                }
+                (Ok(_), None) => failures.push(format!("accepted invalid JSON {text}")),
+                (Err(Unsupported), _) => declined += 1,
+            }
+            if failures.len() > 20 {
+                break;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        agreed > 3_000 && positive > 1_000,
+        "agreed {agreed}, declined {declined}, positive {positive}"
+    );
+}

@@ -11,6 +11,8 @@ use std::io::Read;
 
 use serde_json::Value as Json;
 
+use crate::pattern::select::{Record, Scanner, Selector, Unsupported};
+
 /// The first two bytes of every gzip member.
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -113,6 +115,48 @@ pub fn for_each_event(
             }
             Err(e) => return Err(json_error(lineno, &e)),
         }
+    }
+    Ok(count)
+}
+
+/// Buffers reused from file to file by [`for_each_scanned`]: one per thread.
+#[derive(Debug, Default)]
+pub struct ScanBuffers {
+    inflated: Vec<u8>,
+    scanner: Scanner,
+}
+
+/// As [`for_each_event`], without a DOM: every record of `bytes` (gzip or not) is scanned
+/// by `selector` and handed to `f` as what the selector kept of it. Declines
+/// ([`Unsupported`]) whatever is not JSON objects one per line (CloudTrail files or JSON
+/// lines) and whatever the scanner declines (see [`crate::pattern::select`]), bad gzip or
+/// UTF-8 included; `f` may have been called for some records by then, so the caller
+/// discards what it gathered and reads the file with [`for_each_event`], which gives the
+/// same events or names the error.
+pub fn for_each_scanned(
+    bytes: &[u8],
+    buffers: &mut ScanBuffers,
+    selector: &Selector,
+    mut f: impl FnMut(&Record<'_>),
+) -> Result<usize, Unsupported> {
+    let ScanBuffers { inflated, scanner } = buffers;
+    let data: &[u8] = if bytes.starts_with(&GZIP_MAGIC) {
+        inflated.clear();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(inflated)
+            .map_err(|_| Unsupported)?;
+        inflated
+    } else {
+        bytes
+    };
+    let text = std::str::from_utf8(data).map_err(|_| Unsupported)?;
+    let mut count = 0;
+    for line in text.split('\n') {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        count += scanner.for_each_record(selector, trimmed, &mut f)?;
     }
     Ok(count)
 }
