@@ -38,6 +38,8 @@ pub struct Unsupported;
 
 #[derive(Clone, Debug, Default)]
 struct Node {
+    /// Steps from the record's root.
+    depth: u32,
     keys: Vec<(Box<[u8]>, u32)>,
     /// `keys`, hashed (built by `SelectorBuilder::build`).
     key_table: Table,
@@ -167,7 +169,11 @@ impl SelectorBuilder {
                 Some(n) => n,
                 None => {
                     let n = self.nodes.len() as u32;
-                    self.nodes.push(Node::default());
+                    let depth = self.nodes[at as usize].depth + 1;
+                    self.nodes.push(Node {
+                        depth,
+                        ..Node::default()
+                    });
                     let node = &mut self.nodes[at as usize];
                     match step {
                         Step::Key(k) => node.keys.push((k.as_bytes().into(), n)),
@@ -1150,8 +1156,10 @@ impl Scanner {
 /// Rules, bound together and indexed by what they require: a rule whose condition (or a
 /// conjunct of it) is `$.path = literal` or one of a set of literals is looked at only
 /// when the record's value at that path is one of them (or a number, which compares by
-/// its text). A pack's rules mostly start with `$.eventName = ...`, so a record meets a
-/// few table lookups and the handful of rules that can match it.
+/// its text); a rule that needs some value at one of a few paths (any comparison or `IS`
+/// test does) only when one of them has a value. A pack's rules mostly start with
+/// `$.eventName = ...`, so a record meets a few table lookups and the handful of rules
+/// that can match it.
 #[derive(Clone, Debug)]
 pub struct BoundSet {
     rules: Vec<Bound>,
@@ -1159,6 +1167,8 @@ pub struct BoundSet {
     always: Vec<u64>,
     /// Per view (record, envelope detail): per node, the rules each literal lets in.
     index: [Vec<Keyed>; 2],
+    /// Per view: per node, the rules any value there lets in.
+    present: [Vec<(u32, Vec<u64>)>; 2],
 }
 
 #[derive(Clone, Debug)]
@@ -1172,14 +1182,65 @@ struct Keyed {
 /// Sets in words of 64 rules; larger sets evaluate every rule.
 const INDEXED_WORDS: usize = 8;
 
-fn required(e: &BExpr, sel: &Selector) -> Option<([u32; 2], [Vec<u32>; 2])> {
+/// What a rule needs of a record before it can match.
+#[derive(Clone, Debug)]
+enum Req {
+    /// The value at a node is one of these literals (per view), or a number.
+    Lits { at: [u32; 2], lits: [Vec<u32>; 2] },
+    /// Some node of these has a value (comparisons and `IS` tests are false on a missing
+    /// property). `positive`: only `=` tests, which hold on few values, where `!=` and
+    /// `IS TRUE` hold on most.
+    Present { at: Vec<[u32; 2]>, positive: bool },
+}
+
+impl Req {
+    fn nodes(&self) -> Vec<[u32; 2]> {
+        match self {
+            Req::Lits { at, .. } => vec![*at],
+            Req::Present { at, .. } => at.clone(),
+        }
+    }
+
+    fn positive(&self) -> bool {
+        match self {
+            Req::Lits { .. } => true,
+            Req::Present { positive, .. } => *positive,
+        }
+    }
+
+    /// Which of two conjuncts' requirements to index by: literals before presence; of
+    /// literals, the node the pack compares with the most of them (the field it tells the
+    /// most values apart by: `eventName` rather than `eventSource`); of presence, `=` before
+    /// `!=`, then the deepest paths (`requestParameters.roleName` is rarer than
+    /// `eventName`), then the fewest.
+    fn rank(&self, sel: &Selector) -> (u8, usize, u32, i64) {
+        let node = |n: u32| sel.nodes.get(n as usize);
+        match self {
+            Req::Lits { at, .. } => (2, node(at[0]).map_or(0, |n| n.literals.len()), 0, 0),
+            Req::Present { at, positive } => (
+                u8::from(*positive),
+                0,
+                at.iter()
+                    .map(|a| node(a[0]).map_or(0, |n| n.depth))
+                    .min()
+                    .unwrap_or(0),
+                -(at.len() as i64),
+            ),
+        }
+    }
+}
+
+fn required(e: &BExpr, sel: &Selector) -> Option<Req> {
     match e {
         BExpr::Cond {
             at,
             test: BTest::Lit {
                 negate: false, ids, ..
             },
-        } => Some((*at, ids.map(|id| vec![id]))),
+        } => Some(Req::Lits {
+            at: *at,
+            lits: ids.map(|id| vec![id]),
+        }),
         BExpr::Cond {
             at,
             test: BTest::OneOf { ids, .. },
@@ -1190,35 +1251,63 @@ fn required(e: &BExpr, sel: &Selector) -> Option<([u32; 2], [Vec<u32>; 2])> {
                     .map(|i| i as u32)
                     .collect()
             };
-            Some((*at, [list(&ids[0]), list(&ids[1])]))
+            Some(Req::Lits {
+                at: *at,
+                lits: [list(&ids[0]), list(&ids[1])],
+            })
         }
-        BExpr::Cond { .. } => None,
-        // Every alternative requires a literal at the same node: their union.
+        BExpr::Cond {
+            test: BTest::Other(JTest::NotExists),
+            ..
+        } => None,
+        BExpr::Cond { at, test } => Some(Req::Present {
+            at: vec![*at],
+            positive: matches!(
+                test,
+                BTest::Other(JTest::Value(
+                    ValueTest::Str { negate: false, .. }
+                        | ValueTest::Regex { negate: false, .. }
+                        | ValueTest::Num {
+                            op: super::ast::CmpOp::Eq,
+                            ..
+                        }
+                ))
+            ),
+        }),
+        // Every alternative must require something: literals at one node join into one
+        // set; anything else becomes the presence of any of their nodes.
         BExpr::Or(items) => {
-            let mut keys = items.iter().map(|i| required(i, sel));
-            let (at, mut lits) = keys.next()??;
-            for key in keys {
-                let (other, more) = key?;
-                if other != at {
-                    return None;
+            let reqs: Vec<Req> = items
+                .iter()
+                .map(|i| required(i, sel))
+                .collect::<Option<_>>()?;
+            let first = reqs.first()?.clone();
+            if let Req::Lits { at, mut lits } = first
+                && reqs
+                    .iter()
+                    .all(|r| matches!(r, Req::Lits { at: other, .. } if *other == at))
+            {
+                for r in &reqs[1..] {
+                    if let Req::Lits { lits: more, .. } = r {
+                        for (l, m) in lits.iter_mut().zip(more) {
+                            l.extend(m);
+                        }
+                    }
                 }
-                for (l, m) in lits.iter_mut().zip(more) {
-                    l.extend(m);
-                }
+                return Some(Req::Lits { at, lits });
             }
-            Some((at, lits))
+            let mut at: Vec<[u32; 2]> = reqs.iter().flat_map(Req::nodes).collect();
+            at.sort_unstable();
+            at.dedup();
+            Some(Req::Present {
+                at,
+                positive: reqs.iter().all(Req::positive),
+            })
         }
-        // Of the conjuncts that require one, the node the pack compares with the most
-        // literals: the field it tells the most values apart by (`eventName`, rather than
-        // `eventSource`), so the most selective.
         BExpr::And(items) => items
             .iter()
             .filter_map(|i| required(i, sel))
-            .max_by_key(|(at, _)| {
-                sel.nodes
-                    .get(at[0] as usize)
-                    .map_or(0, |n| n.literals.len())
-            }),
+            .max_by_key(|r| r.rank(sel)),
         BExpr::True => None,
     }
 }
@@ -1229,32 +1318,48 @@ impl BoundSet {
         let words = rules.len().div_ceil(64);
         let mut always = vec![0u64; words];
         let mut index: [Vec<Keyed>; 2] = [Vec::new(), Vec::new()];
+        let mut present: [Vec<(u32, Vec<u64>)>; 2] = [Vec::new(), Vec::new()];
         for (i, rule) in rules.iter().enumerate() {
             let bit = |set: &mut Vec<u64>| set[i / 64] |= 1 << (i % 64);
-            let Some((at, lits)) = required(&rule.0, selector) else {
-                bit(&mut always);
-                continue;
-            };
-            for (view, keyed) in index.iter_mut().enumerate() {
-                let k = match keyed.iter().position(|k| k.node == at[view]) {
-                    Some(p) => p,
-                    None => {
-                        keyed.push(Keyed {
-                            node: at[view],
-                            by_lit: Vec::new(),
-                            any: vec![0; words],
-                        });
-                        keyed.len() - 1
+            match required(&rule.0, selector) {
+                None => bit(&mut always),
+                Some(Req::Present { at, .. }) => {
+                    for (view, present) in present.iter_mut().enumerate() {
+                        for a in &at {
+                            let p = match present.iter().position(|p| p.0 == a[view]) {
+                                Some(p) => p,
+                                None => {
+                                    present.push((a[view], vec![0; words]));
+                                    present.len() - 1
+                                }
+                            };
+                            bit(&mut present[p].1);
+                        }
                     }
-                };
-                let k = &mut keyed[k];
-                bit(&mut k.any);
-                for &lit in &lits[view] {
-                    let lit = lit as usize;
-                    if k.by_lit.len() <= lit {
-                        k.by_lit.resize(lit + 1, vec![0; words]);
+                }
+                Some(Req::Lits { at, lits }) => {
+                    for (view, keyed) in index.iter_mut().enumerate() {
+                        let k = match keyed.iter().position(|k| k.node == at[view]) {
+                            Some(p) => p,
+                            None => {
+                                keyed.push(Keyed {
+                                    node: at[view],
+                                    by_lit: Vec::new(),
+                                    any: vec![0; words],
+                                });
+                                keyed.len() - 1
+                            }
+                        };
+                        let k = &mut keyed[k];
+                        bit(&mut k.any);
+                        for &lit in &lits[view] {
+                            let lit = lit as usize;
+                            if k.by_lit.len() <= lit {
+                                k.by_lit.resize(lit + 1, vec![0; words]);
+                            }
+                            bit(&mut k.by_lit[lit]);
+                        }
                     }
-                    bit(&mut k.by_lit[lit]);
                 }
             }
         }
@@ -1262,6 +1367,7 @@ impl BoundSet {
             rules,
             always,
             index,
+            present,
         }
     }
 
@@ -1302,6 +1408,11 @@ impl BoundSet {
                     Kind::Number => or(&mut candidates, &keyed.any),
                     _ => {}
                 }
+            }
+        }
+        for (node, set) in &self.present[record.view] {
+            if record.values(*node).next().is_some() {
+                or(&mut candidates, set);
             }
         }
         for (w, &word) in candidates[..words].iter().enumerate() {
