@@ -633,17 +633,21 @@ async fn bus(c: &Clients, name: &str, s: &PolicySpec, update: bool) -> Result<()
 
 async fn topic(c: &Clients, name: &str, s: &PolicySpec, update: bool) -> Result<(), OpError> {
     let sns = c.sns();
-    let arn = if update {
-        let region = c.region();
-        naming::arn::topic(&region, c.account().unwrap_or_default(), name)
-    } else {
+    if !update {
+        // The access policy is an attribute CreateTopic takes (SNS API reference,
+        // CreateTopic: Attributes, Policy), as are the tags: one call for a new topic.
         let tags = managed_tags!(aws_sdk_sns::types::Tag, "CreateTopic")?;
-        let out = call!(
+        call!(
             "CreateTopic",
-            sns.create_topic().name(name).set_tags(Some(tags)).send()
+            sns.create_topic()
+                .name(name)
+                .attributes("Policy", &s.policy)
+                .set_tags(Some(tags))
+                .send()
         )?;
-        out.topic_arn().unwrap_or_default().to_string()
-    };
+        return Ok(());
+    }
+    let arn = naming::arn::topic(&c.region(), c.account().unwrap_or_default(), name);
     call!(
         "SetTopicAttributes",
         sns.set_topic_attributes()

@@ -83,6 +83,8 @@ pub struct Observed {
     /// `orgwatch:managed=true` tag, with why: orgwatch did not create them, so it must not
     /// change or delete them unless told to adopt them.
     pub unmanaged: BTreeMap<ResourceKey, String>,
+    /// Resources (among `resources`) whose ownership is not known yet: how to find out.
+    pub probes: BTreeMap<ResourceKey, TagProbe>,
 }
 
 impl Observed {
@@ -91,6 +93,80 @@ impl Observed {
             self.unmanaged.insert(key.clone(), missing_tag());
         }
         self.resources.insert(key, spec);
+    }
+
+    /// A resource whose tags are read only when they matter (see [`TagProbe`]).
+    fn probed(&mut self, key: ResourceKey, spec: Spec, probe: TagProbe) {
+        self.probes.insert(key.clone(), probe);
+        self.resources.insert(key, spec);
+    }
+}
+
+/// How to read the managed tag of a resource whose listing carries no tags, when it
+/// matters: before the plan updates or deletes it, and (when [`TagProbe::audited`]) for
+/// `hub status`, which reports an orgwatch-named resource without the tag even when it is
+/// as declared. Reading them for every unchanged resource would be one call per resource
+/// on every re-run and every `hub watch` repair (EventBridge's ListTagsForResource, SQS's
+/// ListQueueTags, CloudWatch's ListTagsForResource at 3 TPS), for resources nothing writes.
+#[derive(Clone, Debug)]
+pub enum TagProbe {
+    /// CloudWatch alarms: checked only before a change, in every mode.
+    Alarm,
+    /// An EventBridge rule or bus, by ARN.
+    EventBridge(String),
+    /// An SQS queue, by URL.
+    Queue(String),
+    /// A CloudTrail trail, by ARN.
+    Trail(String),
+}
+
+impl TagProbe {
+    /// Whether `hub status` reads it for resources the plan leaves alone too.
+    pub fn audited(&self) -> bool {
+        !matches!(self, TagProbe::Alarm)
+    }
+}
+
+/// Whether the resource carries the managed tag. `c` is the resource's account; the call
+/// goes to the key's region.
+pub async fn owned(c: &Clients, key: &ResourceKey, probe: &TagProbe) -> Result<bool, OpError> {
+    let c = c.in_region(&key.region);
+    match probe {
+        TagProbe::Alarm => alarm_managed(&c, key).await,
+        TagProbe::EventBridge(arn) => {
+            let tags = call!(
+                "ListTagsForResource",
+                c.eventbridge()
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+            )?;
+            Ok(managed(tags.tags().iter().map(|t| (t.key(), t.value()))))
+        }
+        TagProbe::Queue(url) => {
+            let tags = call!(
+                "ListQueueTags",
+                c.sqs().list_queue_tags().queue_url(url).send()
+            )?;
+            Ok(managed(
+                tags.tags()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            ))
+        }
+        TagProbe::Trail(arn) => {
+            let tags = call!(
+                "ListTags",
+                c.cloudtrail().list_tags().resource_id_list(arn).send()
+            )?;
+            Ok(managed(
+                tags.resource_tag_list()
+                    .iter()
+                    .flat_map(|r| r.tags_list())
+                    .filter_map(|t| Some((t.key(), t.value()?))),
+            ))
+        }
     }
 }
 
@@ -236,24 +312,27 @@ pub async fn member(
         if name.starts_with(naming::OPS_ALARM_PREFIX) {
             continue;
         }
-        // Tags are read later, only for alarms the plan would change (see alarm_managed).
-        out.resources
-            .insert(ResourceKey::new(account, region, Kind::Alarm, name), spec);
+        // Tags are read later, only for alarms the plan would change (see TagProbe).
+        out.probed(
+            ResourceKey::new(account, region, Kind::Alarm, name),
+            spec,
+            TagProbe::Alarm,
+        );
     }
 
     let is_ours = |name: &str| {
         name == naming::EVENTS_TO_LOGS_RULE || name.starts_with(&naming::forward_rule_name(""))
     };
-    for (name, spec, is_managed) in event_rules(c, "default", is_ours).await? {
+    for (name, spec, probe) in event_rules(c, "default", is_ours).await? {
         let kind = if name == naming::EVENTS_TO_LOGS_RULE {
             Kind::EventsRule
         } else {
             Kind::ForwardRule
         };
-        out.insert(
+        out.probed(
             ResourceKey::new(account, region, kind, name),
             Spec::EventRule(spec),
-            is_managed,
+            probe,
         );
     }
 
@@ -271,24 +350,24 @@ pub async fn member(
                 );
             }
         }
-        if let Some((t, is_managed)) = trail(c, naming::MEMBER_TRAIL).await? {
-            out.insert(
+        if let Some((t, probe)) = trail(c, naming::MEMBER_TRAIL).await? {
+            out.probed(
                 ResourceKey::new(account, region, Kind::MemberTrail, naming::MEMBER_TRAIL),
                 Spec::Trail(t),
-                is_managed,
+                probe,
             );
         }
     }
     Ok(out)
 }
 
-/// orgwatch's rules on a bus (those `wanted` names), each with its first target and
-/// whether it carries the managed tag.
+/// orgwatch's rules on a bus (those `wanted` names), each with its first target and how
+/// to read its tags.
 async fn event_rules(
     c: &Clients,
     bus: &str,
     wanted: impl Fn(&str) -> bool,
-) -> Result<Vec<(String, EventRuleSpec, bool)>, OpError> {
+) -> Result<Vec<(String, EventRuleSpec, TagProbe)>, OpError> {
     let eb = c.eventbridge();
     let mut out = Vec::new();
     let mut token = None;
@@ -305,19 +384,16 @@ async fn event_rules(
             let Some(name) = r.name().filter(|n| wanted(n)) else {
                 continue;
             };
-            // ListRules returns no tags: one ListTagsForResource per orgwatch rule (a few per
-            // region, at EventBridge's 20 TPS), so that an unmanaged rule is seen even when it
-            // already matches (status reports it).
-            let is_managed = match r.arn() {
-                Some(rule_arn) => {
-                    let tags = call!(
-                        "ListTagsForResource",
-                        eb.list_tags_for_resource().resource_arn(rule_arn).send()
-                    )?;
-                    managed(tags.tags().iter().map(|t| (t.key(), t.value())))
+            // ListRules returns no tags: they are read when they matter (TagProbe). The ARN
+            // of a rule is rule/NAME on the default bus and rule/BUS/NAME on another
+            // (EventBridge user guide, "Amazon EventBridge resource ARNs").
+            let rule_arn = r.arn().map(str::to_string).unwrap_or_else(|| {
+                let (region, account) = (c.region(), c.account().unwrap_or_default());
+                match bus {
+                    "default" => format!("arn:aws:events:{region}:{account}:rule/{name}"),
+                    _ => format!("arn:aws:events:{region}:{account}:rule/{bus}/{name}"),
                 }
-                None => false,
-            };
+            });
             let targets = call!(
                 "ListTargetsByRule",
                 eb.list_targets_by_rule()
@@ -339,7 +415,7 @@ async fn event_rules(
                     target_arn: t.map(|t| t.arn().to_string()).unwrap_or_default(),
                     target_role_arn: t.and_then(|t| t.role_arn()).map(str::to_string),
                 },
-                is_managed,
+                TagProbe::EventBridge(rule_arn),
             ));
         }
         match page.next_token() {
@@ -407,8 +483,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A trail, its logging status, and whether it carries the managed tag.
-async fn trail(c: &Clients, name: &str) -> Result<Option<(TrailSpec, bool)>, OpError> {
+/// A trail, its logging status, and how to read its tags.
+async fn trail(c: &Clients, name: &str) -> Result<Option<(TrailSpec, TagProbe)>, OpError> {
     let ct = c.cloudtrail();
     let Some(t) = optional(
         call!("GetTrail", ct.get_trail().name(name).send()),
@@ -419,21 +495,7 @@ async fn trail(c: &Clients, name: &str) -> Result<Option<(TrailSpec, bool)>, OpE
     };
     let Some(t) = t.trail() else { return Ok(None) };
     let status = call!("GetTrailStatus", ct.get_trail_status().name(name).send())?;
-    let is_managed = match t.trail_arn() {
-        Some(trail_arn) => {
-            let tags = call!(
-                "ListTags",
-                ct.list_tags().resource_id_list(trail_arn).send()
-            )?;
-            managed(
-                tags.resource_tag_list()
-                    .iter()
-                    .flat_map(|r| r.tags_list())
-                    .filter_map(|t| Some((t.key(), t.value()?))),
-            )
-        }
-        None => false,
-    };
+    let probe = TagProbe::Trail(t.trail_arn().unwrap_or(name).to_string());
     let spec = TrailSpec {
         bucket: t.s3_bucket_name().unwrap_or_default().to_string(),
         multi_region: t.is_multi_region_trail().unwrap_or(false),
@@ -445,7 +507,7 @@ async fn trail(c: &Clients, name: &str) -> Result<Option<(TrailSpec, bool)>, OpE
         logs_role_arn: t.cloud_watch_logs_role_arn().map(str::to_string),
         kms_key_id: t.kms_key_id().map(str::to_string),
     };
-    Ok(Some((spec, is_managed)))
+    Ok(Some((spec, probe)))
 }
 
 /// The organisation-level resources, read with the hub's own credentials (`c`) in the home
@@ -485,11 +547,11 @@ pub async fn organisation(
             }
         }
     }
-    if let Some((t, is_managed)) = trail(c, &names.trail).await? {
-        out.insert(
+    if let Some((t, probe)) = trail(c, &names.trail).await? {
+        out.probed(
             ResourceKey::new(owner, home, Kind::OrgTrail, names.trail.clone()),
             Spec::Trail(t),
-            is_managed,
+            probe,
         );
     }
     // The guardrail SCP, whether or not [guardrail] scp is set (unset: it is removed).
@@ -538,12 +600,11 @@ pub async fn organisation(
     if names.in_organization && names.hub_is_management {
         let region = crate::desired::organizations_events_region(naming::partition(home));
         let wanted = |name: &str| name == naming::ORGANIZATION_EVENTS_RULE;
-        for (name, spec, is_managed) in event_rules(&c.in_region(region), "default", wanted).await?
-        {
-            out.insert(
+        for (name, spec, probe) in event_rules(&c.in_region(region), "default", wanted).await? {
+            out.probed(
                 ResourceKey::new(owner, region, Kind::OrgEventsRule, name),
                 Spec::EventRule(spec),
-                is_managed,
+                probe,
             );
         }
     }
@@ -611,10 +672,13 @@ pub async fn central(
             is_managed,
         );
     }
-    // Tags are read later, only for alarms the plan would change (see alarm_managed).
+    // Tags are read later, only for alarms the plan would change (see TagProbe).
     for (name, spec) in alarms(c, naming::OPS_ALARM_PREFIX).await? {
-        out.resources
-            .insert(ResourceKey::new(account, region, Kind::Alarm, name), spec);
+        out.probed(
+            ResourceKey::new(account, region, Kind::Alarm, name),
+            spec,
+            TagProbe::Alarm,
+        );
     }
     let dlq = naming::dead_letter_queue(&names.queue);
     let mut queues = vec![
@@ -639,20 +703,10 @@ pub async fn central(
     }
     for (kind, name) in queues {
         if let Some((url, spec)) = queue(c, &name).await? {
-            let tags = call!(
-                "ListQueueTags",
-                c.sqs().list_queue_tags().queue_url(url).send()
-            )?;
-            let is_managed = managed(
-                tags.tags()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            );
-            out.insert(
+            out.probed(
                 ResourceKey::new(account, region, kind, name),
                 Spec::Queue(spec),
-                is_managed,
+                TagProbe::Queue(url),
             );
         }
     }
@@ -679,23 +733,19 @@ pub async fn central(
             .arn()
             .map(str::to_string)
             .unwrap_or_else(|| arn::bus(region, account, bus_name));
-        let tags = call!(
-            "ListTagsForResource",
-            eb.list_tags_for_resource().resource_arn(bus_arn).send()
-        )?;
-        out.insert(
+        out.probed(
             ResourceKey::new(account, region, Kind::Bus, bus_name),
             Spec::Policy(PolicySpec {
                 policy: b.policy().map(canonical_json).unwrap_or_default(),
             }),
-            managed(tags.tags().iter().map(|t| (t.key(), t.value()))),
+            TagProbe::EventBridge(bus_arn),
         );
         let wanted = |name: &str| rules.contains(&name);
-        for (name, spec, is_managed) in event_rules(c, bus_name, wanted).await? {
-            out.insert(
+        for (name, spec, probe) in event_rules(c, bus_name, wanted).await? {
+            out.probed(
                 ResourceKey::new(account, region, Kind::BusRule, name),
                 Spec::EventRule(spec),
-                is_managed,
+                probe,
             );
         }
     }

@@ -2,8 +2,11 @@
 //! re-run (whose writes must be 0), and wall time at `--concurrency 1` and `8`.
 //!
 //! `cargo bench -p orgwatch-tests --bench enroll` (members: `ORGWATCH_BENCH_MEMBERS`,
-//! default 20; concurrencies: `ORGWATCH_BENCH_CONCURRENCY`, default `1,8`; delivery:
-//! `ORGWATCH_BENCH_DELIVERY`, default `eventbridge`, or `trail`).
+//! default 20; concurrencies: `ORGWATCH_BENCH_CONCURRENCY`, default `1,8`; deliveries:
+//! `ORGWATCH_BENCH_DELIVERY`, default `eventbridge,trail`; `ORGWATCH_BENCH_OPERATIONS=1`
+//! also prints every run's calls per `Service:Operation`). Per delivery mode it prints
+//! the calls per managed resource of a first enroll and the reads per resource of a
+//! re-run, beside the seed's Terraform module's figures for the same resources.
 //!
 //! Each concurrency gets a fresh emulator and organisation, so every figure is a first
 //! enroll of the same organisation: N members plus the management account (which is also
@@ -76,6 +79,28 @@ fn enroll(emu: &Emulator, config: &Path, concurrency: usize) -> Result<Run, Erro
     Ok(Run { wall, report })
 }
 
+/// The resources a run manages: created, updated, adopted or already as declared.
+fn resources(report: &Value) -> u64 {
+    report["results"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .map(|r| {
+                    ["created", "updated", "unchanged", "adopted"]
+                        .iter()
+                        .map(|k| r[*k].as_u64().unwrap_or(0))
+                        .sum::<u64>()
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The seed's Terraform module on the same resources, as issue #14 measured it (calls per
+/// resource for `terraform apply` from scratch, and for `terraform plan` with no change):
+/// Terraform cannot run here (no provider download), so the figures are quoted.
+const TERRAFORM: (f64, f64) = (3.9, 2.3);
+
 /// (min, median, max) of the member accounts' counts.
 fn spread(report: &Value, members: &[String], field: &str) -> (u64, u64, u64) {
     let mut v: Vec<u64> = members
@@ -89,6 +114,7 @@ fn spread(report: &Value, members: &[String], field: &str) -> (u64, u64, u64) {
 
 struct Row {
     label: String,
+    delivery: String,
     concurrency: usize,
     run: Run,
 }
@@ -102,8 +128,13 @@ fn main() -> Result<(), Error> {
         .ok()
         .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 8]);
-    let delivery =
-        std::env::var("ORGWATCH_BENCH_DELIVERY").unwrap_or_else(|_| "eventbridge".into());
+    let deliveries: Vec<String> = std::env::var("ORGWATCH_BENCH_DELIVERY")
+        .unwrap_or_else(|_| "eventbridge,trail".into())
+        .split(',')
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let operations = std::env::var_os("ORGWATCH_BENCH_OPERATIONS").is_some();
     let hub = bin("hub");
     eprintln!("hub: {}", hub.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -111,32 +142,41 @@ fn main() -> Result<(), Error> {
         .build()?;
     let dir = std::env::temp_dir().join(format!("orgwatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let config = config(&dir, &delivery)?;
 
     let mut rows = Vec::new();
     let mut org_members = BTreeMap::new();
-    for &c in &concurrencies {
-        let emu = Emulator::start()?;
-        let org = runtime.block_on(emu.create_org(members))?;
-        eprintln!("concurrency {c}: first enroll of {members} members...");
-        let first = enroll(&emu, &config, c)?;
-        eprintln!("  {:.1}s; re-run...", first.wall.as_secs_f64());
-        let rerun = enroll(&emu, &config, c)?;
-        let writes = rerun.report["writes"].as_u64().unwrap_or(u64::MAX);
-        if writes != 0 {
-            return Err(format!("the re-run made {writes} write calls (must be 0)").into());
+    for delivery in &deliveries {
+        let config = config(&dir, delivery)?;
+        for &c in &concurrencies {
+            let emu = Emulator::start()?;
+            let org = runtime.block_on(emu.create_org(members))?;
+            eprintln!("{delivery}, concurrency {c}: first enroll of {members} members...");
+            let first = enroll(&emu, &config, c)?;
+            eprintln!("  {:.1}s; re-run...", first.wall.as_secs_f64());
+            let rerun = enroll(&emu, &config, c)?;
+            let writes = rerun.report["writes"].as_u64().unwrap_or(u64::MAX);
+            if writes != 0 {
+                return Err(format!("the re-run made {writes} write calls (must be 0)").into());
+            }
+            org_members.insert(
+                (delivery.clone(), c),
+                (org.management.clone(), org.members.clone()),
+            );
+            for (label, run) in [("first enroll", first), ("re-run", rerun)] {
+                if operations {
+                    println!(
+                        "{delivery}, concurrency {c}, {label}: calls by operation {:#}",
+                        run.report["calls_by_operation"]
+                    );
+                }
+                rows.push(Row {
+                    label: label.into(),
+                    delivery: delivery.clone(),
+                    concurrency: c,
+                    run,
+                });
+            }
         }
-        org_members.insert(c, (org.management.clone(), org.members.clone()));
-        rows.push(Row {
-            label: "first enroll".into(),
-            concurrency: c,
-            run: first,
-        });
-        rows.push(Row {
-            label: "re-run".into(),
-            concurrency: c,
-            run: rerun,
-        });
     }
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -145,35 +185,53 @@ fn main() -> Result<(), Error> {
         .and_then(|r| r.run.report["rules"].as_array().map(Vec::len))
         .unwrap_or(0);
     println!(
-        "hub enroll: {members} members + the management/central account x {} regions, {delivery} delivery, {rules} rules",
+        "hub enroll: {members} members + the management/central account x {} regions, {rules} rules",
         REGIONS.len()
     );
     println!(
-        "{:<13} {:>5} {:>8} {:>7} {:>7} {:>24} {:>15} {:>20}",
+        "{:<12} {:<13} {:>5} {:>8} {:>9} {:>7} {:>7} {:>9} {:>24} {:>15} {:>20}",
+        "delivery",
         "run",
         "conc",
         "wall s",
+        "resources",
         "calls",
         "writes",
+        "per res.",
         "calls/member min/med/max",
         "writes/member",
         "central calls/writes"
     );
     for r in &rows {
-        let Some((management, members)) = org_members.get(&r.concurrency) else {
+        let Some((management, members)) = org_members.get(&(r.delivery.clone(), r.concurrency))
+        else {
             continue;
         };
         let rep = &r.run.report;
         let (cmin, cmed, cmax) = spread(rep, members, "calls");
         let (wmin, wmed, wmax) = spread(rep, members, "writes");
         let central = &rep["calls_by_account"][management];
+        let (calls, writes) = (
+            rep["calls"].as_u64().unwrap_or(0),
+            rep["writes"].as_u64().unwrap_or(0),
+        );
+        let n = resources(rep).max(1) as f64;
+        // First enroll: every call per resource; re-run: reads per resource.
+        let per = if r.label == "re-run" {
+            (calls - writes) as f64 / n
+        } else {
+            calls as f64 / n
+        };
         println!(
-            "{:<13} {:>5} {:>8.1} {:>7} {:>7} {:>24} {:>15} {:>20}",
+            "{:<12} {:<13} {:>5} {:>8.1} {:>9} {:>7} {:>7} {:>9.2} {:>24} {:>15} {:>20}",
+            r.delivery,
             r.label,
             r.concurrency,
             r.run.wall.as_secs_f64(),
-            rep["calls"].as_u64().unwrap_or(0),
-            rep["writes"].as_u64().unwrap_or(0),
+            resources(rep),
+            calls,
+            writes,
+            per,
             format!("{cmin}/{cmed}/{cmax}"),
             format!("{wmin}/{wmed}/{wmax}"),
             format!(
@@ -183,6 +241,10 @@ fn main() -> Result<(), Error> {
             ),
         );
     }
+    println!(
+        "per res.: calls per managed resource for a first enroll (target <= 1.2; the seed's Terraform module: {}), reads per resource for a re-run (target <= 0.5, and 0 writes; Terraform plan: {})",
+        TERRAFORM.0, TERRAFORM.1
+    );
     println!(
         "(per member: both regions; the management account is also enrolled as a member, and its figures include the central resources)"
     );

@@ -462,21 +462,30 @@ async fn reconcile(
     let Observed {
         resources,
         mut unmanaged,
+        probes,
     } = observed;
     let mut plan = diff::diff(desired, &resources);
-    // Alarm tags cost one call per alarm (DescribeAlarms returns none, 3 TPS): an alarm is
-    // checked only when this plan would update or delete it. An alarm that already is as
-    // declared is left alone whoever made it, so it needs no check.
-    let alarms: Vec<ResourceKey> = plan
+    // Tags the listings do not carry cost one call per resource (observe::TagProbe): they
+    // are read for what this plan would update or delete, and for `hub status` (which
+    // reports an orgwatch-named resource without the tag even when it is as declared) and
+    // `--adopt` (which tags it), alarms excepted: CloudWatch answers 3 TPS. A resource
+    // that already is as declared is left alone whoever made it, so enroll, plan and hub
+    // watch need no check for it.
+    let changing: std::collections::BTreeSet<&ResourceKey> = plan
         .changes
         .iter()
-        .filter(|c| c.key.kind == Kind::Alarm)
         .filter(|c| matches!(c.action, Action::Update { .. } | Action::Delete))
-        .filter(|c| !unmanaged.contains_key(&c.key))
-        .map(|c| c.key.clone())
+        .map(|c| &c.key)
         .collect();
-    for key in alarms {
-        match observe::alarm_managed(c, &key).await {
+    let checks: Vec<(ResourceKey, observe::TagProbe)> = probes
+        .into_iter()
+        .filter(|(key, probe)| {
+            changing.contains(key) || ((mode == Mode::Status || options.adopt) && probe.audited())
+        })
+        .filter(|(key, _)| !unmanaged.contains_key(key))
+        .collect();
+    for (key, probe) in checks {
+        match observe::owned(c, &key, &probe).await {
             Ok(true) => {}
             Ok(false) => {
                 unmanaged.insert(key, observe::missing_tag());

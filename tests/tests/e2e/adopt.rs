@@ -276,3 +276,94 @@ async fn unmanaged_resources_are_conflicts_until_adopted_and_survive_offboarding
         "a managed group is deleted"
     );
 }
+
+/// Tags the listings do not carry are read only when they matter: an orgwatch rule that
+/// lost its managed tag but is as declared is reported by `hub status` (the audit reads
+/// every rule's tags), left alone by a re-run of `hub enroll` (which reads no tags of what
+/// it does not change), and guarded again once it differs from the declared state.
+#[tokio::test]
+async fn a_rule_without_the_tag_is_reported_by_status_left_alone_as_declared_and_guarded_once_changed()
+ {
+    let emu = Emulator::start().expect("emulator");
+    let org = emu.create_org(1).await.expect("organisation");
+    let dir = tempfile_dir::Dir::new();
+    let config = write_config(dir.path(), "eventbridge");
+    let first = hub(&emu, &config, &["enroll"]);
+    assert_eq!(first.code, 0, "{:#}", first.json);
+
+    let factory = emu.factory().await.expect("factory");
+    let member = org.members[0].clone();
+    let c = factory
+        .for_account(&member)
+        .await
+        .expect("member")
+        .in_region("us-east-1");
+    let rule_name = shared::naming::EVENTS_TO_LOGS_RULE;
+    let rule = c
+        .eventbridge()
+        .describe_rule()
+        .name(rule_name)
+        .send()
+        .await
+        .expect("rule");
+    c.eventbridge()
+        .untag_resource()
+        .resource_arn(rule.arn().unwrap_or_default())
+        .tag_keys(shared::naming::MANAGED_TAG)
+        .send()
+        .await
+        .expect("untag");
+
+    let status = hub(&emu, &config, &["status"]);
+    assert_eq!(
+        status.code, 3,
+        "status reports the untagged rule: {}",
+        status.stderr
+    );
+    assert_eq!(
+        unmanaged(&status),
+        [format!("{member} us-east-1 events-rule {rule_name} drift")]
+    );
+    assert!(
+        status.json["calls_by_operation"]["EventBridge:ListTagsForResource"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "the audit reads the rules' tags"
+    );
+
+    let again = hub(&emu, &config, &["enroll"]);
+    assert_eq!(again.code, 0, "{:#}", again.json);
+    assert_eq!(again.json["writes"], 0);
+    assert!(unmanaged(&again).is_empty(), "{:?}", unmanaged(&again));
+    for op in [
+        "EventBridge:ListTagsForResource",
+        "SQS:ListQueueTags",
+        "CloudTrail:ListTags",
+        "CloudWatch:ListTagsForResource",
+    ] {
+        assert!(
+            again.json["calls_by_operation"].get(op).is_none(),
+            "a re-run that changes nothing reads no tags ({op}): {:#}",
+            again.json["calls_by_operation"]
+        );
+    }
+
+    // Someone changes it: the plan would update it, so its tag is read, and it is not
+    // orgwatch's to change.
+    c.eventbridge()
+        .put_rule()
+        .name(rule_name)
+        .event_pattern(r#"{"source":["aws.ec2"]}"#)
+        .send()
+        .await
+        .expect("change the rule");
+    let third = hub(&emu, &config, &["enroll"]);
+    assert_eq!(third.code, 1, "{:#}", third.json);
+    assert_eq!(
+        unmanaged(&third),
+        [format!(
+            "{member} us-east-1 events-rule {rule_name} conflict"
+        )]
+    );
+}

@@ -124,6 +124,40 @@ pub(crate) async fn count_member_resources(
     (filters, alarms, rules)
 }
 
+/// The resources a run manages (created, updated, adopted or already as declared) and
+/// (calls, reads) per resource.
+fn per_resource(run: &Run) -> (u64, f64, f64) {
+    let resources: u64 = run.json["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            ["created", "updated", "unchanged", "adopted"]
+                .iter()
+                .map(|k| r[*k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum();
+    let calls = run.json["calls"].as_u64().unwrap_or(0) as f64;
+    let writes = run.json["writes"].as_u64().unwrap_or(0) as f64;
+    let n = resources.max(1) as f64;
+    (resources, calls / n, (calls - writes) / n)
+}
+
+/// The call budget per managed resource of these tests' organisation (5 members and the
+/// management account, 2 regions), per delivery mode: (calls of a first enroll, reads of
+/// a re-run). Issue #14 asks for 1.2 and 0.5; the EventBridge re-run is within it (0.46),
+/// the rest is the budget main reaches (first enroll 1.39 and 1.60, trail re-run 0.71),
+/// held as a regression guard. What stands between is one write per metric filter and per
+/// alarm (no batch APIs), PutRule + PutTargets per rule, and per rule a
+/// ListTargetsByRule (see the enroll bench's per-operation figures).
+fn call_budget(delivery: &str) -> (f64, f64) {
+    match delivery {
+        "eventbridge" => (1.45, 0.5),
+        _ => (1.65, 0.75),
+    }
+}
+
 async fn converge(delivery: &str) -> (Emulator, Org, ClientFactory, tempfile_dir::Dir, PathBuf) {
     let emu = Emulator::start().expect("emulator");
     let org = emu.create_org(5).await.expect("organisation");
@@ -145,6 +179,12 @@ async fn converge(delivery: &str) -> (Emulator, Org, ClientFactory, tempfile_dir
     );
     assert!(first.json["writes"].as_u64().unwrap_or(0) > 0);
     assert_eq!(first.json["schema_version"], 1);
+    let (resources, calls, _) = per_resource(&first);
+    assert!(
+        calls <= call_budget(delivery).0,
+        "{delivery}: first enroll {calls:.2} calls per resource over {resources} resources: {:#}",
+        first.json["calls_by_operation"]
+    );
     let results = first.json["results"].as_array().expect("results");
     // the organisation (trusted access, trail) + central per region + (5 members +
     // management) per region
@@ -349,10 +389,16 @@ async fn eventbridge_delivery_converges_and_a_second_enroll_writes_nothing() {
         .expect("status");
     assert_eq!(status.is_logging(), Some(true));
 
-    // The second run reads only.
+    // The second run reads only, within the budget.
     let again = hub(&emu, &config, &["enroll"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(again.json["writes"], 0, "{:?}", changes(&again));
+    let (resources, _, reads) = per_resource(&again);
+    assert!(
+        reads <= call_budget("eventbridge").1,
+        "re-run: {reads:.2} reads per resource over {resources} resources: {:#}",
+        again.json["calls_by_operation"]
+    );
     let mut after = Vec::new();
     for m in &org.members {
         for region in REGIONS {
@@ -458,6 +504,15 @@ async fn drift_is_named_repaired_exactly_and_offboarding_is_scoped() {
     );
     let clean = hub(&emu, &config, &["status"]);
     assert_eq!(clean.code, 0, "{:?}", changes(&clean));
+    // A re-run after the repair reads only, within the budget.
+    let quiet = hub(&emu, &config, &["enroll"]);
+    assert_eq!(quiet.json["writes"], 0, "{:?}", changes(&quiet));
+    let (resources, _, reads) = per_resource(&quiet);
+    assert!(
+        reads <= call_budget("trail").1,
+        "trail re-run: {reads:.2} reads per resource over {resources} resources: {:#}",
+        quiet.json["calls_by_operation"]
+    );
     let filters = cb
         .logs()
         .describe_metric_filters()
