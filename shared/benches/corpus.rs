@@ -30,6 +30,11 @@ impl Rng {
     fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
+    /// A UUID-shaped id (8-4-4-4-12 hex digits).
+    fn uuid(&mut self) -> String {
+        let parts = [8, 4, 4, 4, 12].map(|n| self.hex(n));
+        parts.join("-")
+    }
     fn hex(&mut self, n: usize) -> String {
         (0..n)
             .map(|_| char::from(b"0123456789abcdef"[self.below(16)]))
@@ -206,28 +211,8 @@ pub fn record(rng: &mut Rng, i: usize) -> Value {
                 "MobileVersion": "No", "MFAUsed": if rng.chance(70) { "Yes" } else { "No" }}),
         );
     }
-    m.insert(
-        "requestID".into(),
-        json!(format!(
-            "{}-{}-{}-{}-{}",
-            rng.hex(8),
-            rng.hex(4),
-            rng.hex(4),
-            rng.hex(4),
-            rng.hex(12)
-        )),
-    );
-    m.insert(
-        "eventID".into(),
-        json!(format!(
-            "{}-{}-{}-{}-{}",
-            rng.hex(8),
-            rng.hex(4),
-            rng.hex(4),
-            rng.hex(4),
-            rng.hex(12)
-        )),
-    );
+    m.insert("requestID".into(), json!(rng.uuid()));
+    m.insert("eventID".into(), json!(rng.uuid()));
     m.insert("readOnly".into(), json!(read_only));
     m.insert(
         "eventType".into(),

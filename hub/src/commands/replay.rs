@@ -1207,20 +1207,7 @@ mod tests {
         };
         let t = tally_plain(&pack, file.as_bytes(), None, &all).expect("tally");
         assert_eq!(t.events, 4);
-        let found: Vec<(String, String, u64, String, String, String)> = t
-            .sorted()
-            .into_iter()
-            .map(|f| {
-                (
-                    f.rule.clone(),
-                    f.account.clone(),
-                    f.count,
-                    f.first_seen.clone(),
-                    f.last_seen.clone(),
-                    f.sample_event_id.clone(),
-                )
-            })
-            .collect();
+        let found = rows(&t);
         let row = |r: &str, a: &str, n, first: &str, last: &str, id: &str| {
             (r.into(), a.into(), n, first.into(), last.into(), id.into())
         };

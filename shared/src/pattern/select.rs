@@ -655,6 +655,36 @@ impl Cursor<'_> {
         }
     }
 
+    /// At `open` (`{` or `[`): consumes it and the whitespace after; false when the
+    /// container is empty (its `close` consumed too).
+    fn open(&mut self, open: u8, close: u8) -> Scan<bool> {
+        self.eat(open)?;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// After a member: true at `,` (another follows, whitespace skipped), false at `close`
+    /// (consumed).
+    fn next(&mut self, close: u8) -> Scan<bool> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                self.ws();
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err(Unsupported),
+        }
+    }
+
     /// Checks and skips one value (after whitespace) that no path looks into.
     fn skip(&mut self, depth: usize) -> Scan<()> {
         match self.peek() {
@@ -663,57 +693,27 @@ impl Cursor<'_> {
                 if depth >= MAX_DEPTH {
                     return Err(Unsupported);
                 }
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
+                let mut more = self.open(b'{', b'}')?;
+                while more {
                     self.string()?;
                     self.ws();
                     self.eat(b':')?;
                     self.ws();
                     self.skip(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(Unsupported),
-                    }
+                    more = self.next(b'}')?;
                 }
+                Ok(())
             }
             Some(b'[') => {
                 if depth >= MAX_DEPTH {
                     return Err(Unsupported);
                 }
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(());
-                }
-                loop {
+                let mut more = self.open(b'[', b']')?;
+                while more {
                     self.skip(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => {
-                            self.i += 1;
-                            self.ws();
-                        }
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(Unsupported),
-                    }
+                    more = self.next(b']')?;
                 }
+                Ok(())
             }
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
@@ -799,27 +799,11 @@ impl Scanner {
             self.record(sel, &mut c, text, &mut f)?;
             count = 1;
         } else {
-            c.eat(b'[')?;
-            c.ws();
-            if c.peek() == Some(b']') {
-                c.i += 1;
-            } else {
-                loop {
-                    self.record(sel, &mut c, text, &mut f)?;
-                    count += 1;
-                    c.ws();
-                    match c.peek() {
-                        Some(b',') => {
-                            c.i += 1;
-                            c.ws();
-                        }
-                        Some(b']') => {
-                            c.i += 1;
-                            break;
-                        }
-                        _ => return Err(Unsupported),
-                    }
-                }
+            let mut more = c.open(b'[', b']')?;
+            while more {
+                self.record(sel, &mut c, text, &mut f)?;
+                count += 1;
+                more = c.next(b']')?;
             }
             c.ws();
             // Other keys after `Records`: the plain path knows what they mean.
@@ -1002,10 +986,7 @@ impl Scanner {
             .iter()
             .any(|&n| sel.nodes[n as usize].any_key.is_some());
         let keys_from = self.keys.len();
-        c.eat(b'{')?;
-        c.ws();
-        if c.peek() == Some(b'}') {
-            c.i += 1;
+        if !c.open(b'{', b'}')? {
             return Ok(());
         }
         loop {
@@ -1046,18 +1027,9 @@ impl Scanner {
             c.eat(b':')?;
             c.ws();
             self.value(sel, c, next, depth + 1)?;
-            c.ws();
-            match c.peek() {
-                Some(b',') => {
-                    c.i += 1;
-                    c.ws();
-                }
-                Some(b'}') => {
-                    c.i += 1;
-                    self.keys.truncate(keys_from);
-                    return Ok(());
-                }
-                _ => return Err(Unsupported),
+            if !c.next(b'}')? {
+                self.keys.truncate(keys_from);
+                return Ok(());
             }
         }
     }
@@ -1072,10 +1044,7 @@ impl Scanner {
         if depth >= MAX_DEPTH {
             return Err(Unsupported);
         }
-        c.eat(b'[')?;
-        c.ws();
-        if c.peek() == Some(b']') {
-            c.i += 1;
+        if !c.open(b'[', b']')? {
             return Ok(());
         }
         let mut i = 0usize;
@@ -1095,17 +1064,8 @@ impl Scanner {
             }
             self.value(sel, c, next, depth + 1)?;
             i += 1;
-            c.ws();
-            match c.peek() {
-                Some(b',') => {
-                    c.i += 1;
-                    c.ws();
-                }
-                Some(b']') => {
-                    c.i += 1;
-                    return Ok(());
-                }
-                _ => return Err(Unsupported),
+            if !c.next(b']')? {
+                return Ok(());
             }
         }
     }
