@@ -595,6 +595,9 @@ pub const DEFAULT_PATH: &str = "agent.toml";
 pub const DEFAULT_STORE_PATH: &str = "/var/lib/orgwatch/agent.db";
 /// Default operations listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// The listen address when the file gives none (the container image's way to listen on
+/// all interfaces without a config of its own).
+pub const LISTEN_ENV: &str = "ORGWATCH_LISTEN";
 /// Default webhook signature header.
 pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Orgwatch-Signature";
 /// PagerDuty Events API v2 endpoint.
@@ -1087,13 +1090,17 @@ pub fn validate(
         None => Vec::new(),
     };
 
-    // [server]
-    let listen_text = raw
-        .server
-        .listen
-        .as_ref()
-        .map(|s| s.get_ref().as_str())
-        .unwrap_or(DEFAULT_LISTEN);
+    // [server]: the file's listen address, else $ORGWATCH_LISTEN (the container image sets
+    // 0.0.0.0:9464, where a published port reaches it), else loopback.
+    let from_env = (c.env)(LISTEN_ENV).filter(|v| !v.trim().is_empty());
+    let (listen_text, source) = match (&raw.server.listen, &from_env) {
+        (Some(s), _) => (s.get_ref().as_str(), "server.listen".to_string()),
+        (None, Some(v)) => (
+            v.as_str(),
+            format!("${LISTEN_ENV} (server.listen is not set)"),
+        ),
+        (None, None) => (DEFAULT_LISTEN, "server.listen".to_string()),
+    };
     let listen = match listen_text.parse::<SocketAddr>() {
         Ok(a) => a,
         Err(_) => {
@@ -1105,7 +1112,7 @@ pub fn validate(
                 .unwrap_or(0);
             c.err_at(
                 at,
-                format!("server.listen: {listen_text:?} is not an address such as 127.0.0.1:9464"),
+                format!("{source}: {listen_text:?} is not an address such as 127.0.0.1:9464"),
             );
             SocketAddr::from(([127, 0, 0, 1], 9464))
         }
@@ -1751,6 +1758,28 @@ sinks = ["hook", "nobody"]
                 .map(|r| (r.count.get(), r.per.as_secs()));
             assert_eq!(got, want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn the_listen_address_comes_from_the_file_then_orgwatch_listen_then_loopback() {
+        let base = "[source]\nqueue = \"q\"\n";
+        let env = [(LISTEN_ENV, "0.0.0.0:9464")];
+        assert_eq!(
+            check(base, &env).unwrap().listen.to_string(),
+            "0.0.0.0:9464"
+        );
+        let file = format!("{base}[server]\nlisten = \"127.0.0.1:9000\"\n");
+        assert_eq!(
+            check(&file, &env).unwrap().listen.to_string(),
+            "127.0.0.1:9000"
+        );
+        assert_eq!(check(base, &[]).unwrap().listen.to_string(), DEFAULT_LISTEN);
+        let errs = check(base, &[(LISTEN_ENV, "everywhere")]).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("$ORGWATCH_LISTEN") && e.contains("\"everywhere\"")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -204,7 +204,9 @@ fn deployment_files_are_hardened_and_the_pipeline_fails_on_errors() {
         "SystemCallFilter=@system-service",
         "MemoryDenyWriteExecute=yes",
         "StateDirectory=orgwatch",
-        "ExecStart=/usr/local/bin/agent --config /etc/orgwatch/agent.toml --log-format json run",
+        "LoadCredential=agent.toml:/etc/orgwatch/agent.toml",
+        "ExecStartPre=/usr/local/bin/agent --config %d/agent.toml validate",
+        "ExecStart=/usr/local/bin/agent --config %d/agent.toml --log-format json run",
     ] {
         assert!(unit.contains(key), "the unit lacks {key:?}");
     }
@@ -216,7 +218,8 @@ fn deployment_files_are_hardened_and_the_pipeline_fails_on_errors() {
         "CapabilityBoundingSet=\n",
         "SystemCallFilter=@system-service",
         "KillSignal=SIGTERM",
-        "ExecStart=/usr/local/bin/hub --config /etc/orgwatch/hub.toml --log-format json watch --listen 127.0.0.1:9108",
+        "LoadCredential=hub.toml:/etc/orgwatch/hub.toml",
+        "ExecStart=/usr/local/bin/hub --config %d/hub.toml --log-format json watch --listen 127.0.0.1:9108",
     ] {
         assert!(watch.contains(key), "the hub watch unit lacks {key:?}");
     }
@@ -231,6 +234,16 @@ fn deployment_files_are_hardened_and_the_pipeline_fails_on_errors() {
     assert!(container.matches("FROM ").count() >= 2, "multi-stage");
     assert!(container.contains("USER 65532"), "non-root");
     assert!(container.contains("--locked"));
+    // Inside the image the agent listens where a published port reaches it.
+    assert!(container.contains("ENV ORGWATCH_LISTEN=0.0.0.0:9464"));
+    let ignore = std::fs::read_to_string(root.join("../../.containerignore"))
+        .expect(".containerignore at the build context's root");
+    for path in ["target", ".venv", ".git"] {
+        assert!(
+            ignore.lines().any(|l| l.trim_matches('/') == path),
+            ".containerignore lacks {path}"
+        );
+    }
 
     let text = std::fs::read_to_string(root.join("enroll-account.yml")).expect("workflow");
     let flow: Value = serde_norway::from_str(&text).expect("the workflow is valid YAML");
@@ -271,4 +284,39 @@ fn completions_cover_every_subcommand() {
     }
     let (code, _, _) = hub(&["completions", "tcsh"]);
     assert_eq!(code, Some(2));
+}
+
+/// systemd checks the units as it would load them: every key known, every value parsed,
+/// every command executable (the binaries are this build's, put where the units name them).
+#[test]
+fn the_systemd_units_pass_systemd_analyze_verify() {
+    let root = orgwatch_tests::workspace_root().join("infra/deploy");
+    let dir = std::env::temp_dir().join(format!("orgwatch-units-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (unit, bin) in [
+        ("orgwatch-agent.service", "agent"),
+        ("orgwatch-hub-watch.service", "hub"),
+    ] {
+        let text = std::fs::read_to_string(root.join(unit)).expect("unit");
+        let built = orgwatch_tests::bin(bin);
+        let text = text.replace(
+            &format!("/usr/local/bin/{bin}"),
+            &built.display().to_string(),
+        );
+        let path = dir.join(unit);
+        std::fs::write(&path, text).expect("write unit");
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (Debian's systemd package) runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // It reports unknown keys and unparsable values as warnings, with exit code 0.
+        let about_unit: Vec<&str> = stderr.lines().filter(|l| l.contains(unit)).collect();
+        assert!(
+            out.status.success() && about_unit.is_empty(),
+            "{unit}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
