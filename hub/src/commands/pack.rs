@@ -15,7 +15,9 @@ pub fn load(config: &HubConfig, path: &std::path::Path) -> Result<Pack, Vec<Stri
     let user = UserRules::from_toml(path, &text)
         .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
     Pack::from_config(&config.monitoring.pack, &config.monitoring.disable, &user)
-        .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect())
+        .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>())?
+        .for_member_role(&config.hub.member_role)
+        .map_err(|e| vec![format!("{}: {e}", path.display())])
 }
 
 /// The rules to deploy, with each rule's filter(s) in the delivery mode's form: as written
@@ -60,5 +62,53 @@ pub fn deployments(config: &HubConfig, pack: &Pack) -> Result<Vec<RuleDeploy>, V
         Ok(out)
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hub deploys the tamper rule for the role it assumes (`hub.member_role`), and
+    /// `rules verify`/`replay` evaluate the same rule.
+    #[test]
+    fn the_configured_member_role_reaches_the_deployed_tamper_rule() {
+        let dir = std::env::temp_dir().join(format!("orgwatch-pack-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("hub.toml");
+        let text = r#"
+[hub]
+regions = ["us-east-1"]
+member_role = "orgwatch-member"
+[trail]
+name = "orgwatch"
+bucket = "acme-orgwatch-cloudtrail"
+[monitoring]
+delivery = "trail"
+pack = ["all"]
+[alerts]
+topic = "orgwatch-alerts"
+queue = "orgwatch-alerts"
+"#;
+        std::fs::write(&path, text).expect("write");
+        let config = HubConfig::load(&path).expect("valid config");
+        let want = "assumed-role/orgwatch-member/orgwatch-hub";
+        let pack = load(&config, &path).expect("pack");
+        let tamper = pack.get("orgwatch-tamper").expect("tamper");
+        assert!(tamper.pattern.as_str().contains(want));
+        let deployed = deployments(&config, &pack).expect("deployments");
+        let filter = deployed
+            .iter()
+            .find(|r| r.id == "orgwatch-tamper")
+            .and_then(|r| r.filters.first())
+            .expect("tamper filter");
+        assert!(filter.contains(want), "{filter}");
+        let global_pack = crate::commands::rules::pack_for_path(&path).expect("pack");
+        assert!(
+            global_pack
+                .get("orgwatch-tamper")
+                .is_some_and(|r| r.pattern.as_str().contains(want))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

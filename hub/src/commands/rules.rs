@@ -51,6 +51,15 @@ fn with_pack(global: &GlobalArgs, f: impl FnOnce(&Pack) -> ExitStatus) -> ExitSt
 struct Selection {
     #[serde(default)]
     monitoring: Option<MonitoringSelection>,
+    /// `hub.member_role`: the tamper rule leaves out that role's hub sessions.
+    #[serde(default)]
+    hub: Option<HubSelection>,
+}
+
+#[derive(Deserialize)]
+struct HubSelection {
+    #[serde(default)]
+    member_role: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,7 +80,11 @@ struct MonitoringSelection {
 /// `UserRules::from_toml(path, text)` for the `[[rule]]` tables: it keeps their positions
 /// for error messages (`UserRules::from_tables` works from `HubConfig::rule` but loses them).
 pub fn pack_for(global: &GlobalArgs) -> Result<Pack, String> {
-    let path = &global.config;
+    pack_for_path(&global.config)
+}
+
+/// [`pack_for`] for a configuration file path.
+pub fn pack_for_path(path: &Path) -> Result<Pack, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == Path::new(DEFAULT_CONFIG) => {
@@ -91,7 +104,14 @@ pub fn pack_for(global: &GlobalArgs) -> Result<Pack, String> {
         None => (crate::config::MonitoringSection::default().pack, Vec::new()),
     };
     let user = UserRules::from_toml(path, &text).map_err(|e| e.to_string())?;
-    Pack::from_config(&pack, &disable, &user).map_err(|e| e.to_string())
+    let role = selection
+        .hub
+        .and_then(|h| h.member_role)
+        .unwrap_or_else(|| shared::naming::DEFAULT_MEMBER_ROLE.to_string());
+    Pack::from_config(&pack, &disable, &user)
+        .map_err(|e| e.to_string())?
+        .for_member_role(&role)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Columns padded to their widest cell, two spaces apart.

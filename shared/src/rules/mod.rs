@@ -554,6 +554,50 @@ impl Pack {
     }
 
     /// The rules, built-ins first in pack order, then the user's in file order.
+    /// The pack for a hub that assumes `role` in member accounts. The built-in tamper rule
+    /// leaves out the hub's own sessions, `assumed-role/<role>/orgwatch-hub`; as shipped it
+    /// names the default role (`naming::DEFAULT_MEMBER_ROLE`), so with another
+    /// `hub.member_role` every change the hub makes would raise orgwatch-tamper. This puts
+    /// `role` in that place in the pattern, the EventBridge pattern and the fixtures (which
+    /// `rules verify` runs), so the rule is proved on the sessions it will see.
+    pub fn for_member_role(mut self, role: &str) -> Result<Pack, String> {
+        let default = format!(
+            "assumed-role/{}/{}",
+            naming::DEFAULT_MEMBER_ROLE,
+            naming::HUB_SESSION_NAME
+        );
+        if role == naming::DEFAULT_MEMBER_ROLE {
+            return Ok(self);
+        }
+        // IAM role names are [\w+=,.@-]: nothing that means something in a pattern.
+        if role.is_empty()
+            || !role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        {
+            return Err(format!("hub.member_role {role:?} is not an IAM role name"));
+        }
+        let wanted = format!("assumed-role/{role}/{}", naming::HUB_SESSION_NAME);
+        let swap = |v: &Json| -> Result<Json, String> {
+            serde_json::from_str(&v.to_string().replace(&default, &wanted))
+                .map_err(|e| e.to_string())
+        };
+        for rule in self.rules.iter_mut().filter(|r| r.origin.is_builtin()) {
+            if !rule.pattern.as_str().contains(&default) {
+                continue;
+            }
+            let text = rule.pattern.as_str().replace(&default, &wanted);
+            rule.pattern = Pattern::parse(&text).map_err(|e| format!("rule {}: {e}", rule.id))?;
+            if let Some(p) = &rule.eventbridge_pattern {
+                rule.eventbridge_pattern = Some(swap(p)?);
+            }
+            for f in &mut rule.fixtures {
+                f.event = swap(&f.event)?;
+            }
+        }
+        Ok(self)
+    }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }

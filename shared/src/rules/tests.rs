@@ -1719,3 +1719,77 @@ fn term_patterns_pass_through_unchanged() {
         vec!["ConsoleLogin -Success"]
     );
 }
+
+#[test]
+fn the_tamper_rule_leaves_out_the_hub_sessions_of_the_configured_member_role() {
+    let record = |arn: &str| {
+        serde_json::json!({
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "AssumedRole", "arn": arn},
+            "eventSource": "monitoring.amazonaws.com",
+            "eventName": "DeleteAlarms",
+            "managementEvent": true,
+            "requestParameters": {"alarmNames": ["orgwatch-root-activity"]},
+            "recipientAccountId": "222233334444"
+        })
+        .to_string()
+    };
+    let ours = "arn:aws:sts::222233334444:assumed-role/orgwatch-member/orgwatch-hub";
+    let default =
+        "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub";
+    let carol = "arn:aws:sts::222233334444:assumed-role/orgwatch-member/carol";
+
+    // As shipped, the default role's hub sessions are left out and another role's are not.
+    let shipped = Pack::builtin().expect("pack");
+    let tamper = shipped.get("orgwatch-tamper").expect("tamper rule");
+    assert!(!tamper.pattern.matches_message(&record(default)));
+    assert!(tamper.pattern.matches_message(&record(ours)));
+
+    let pack = Pack::builtin()
+        .expect("pack")
+        .for_member_role("orgwatch-member")
+        .expect("a role name");
+    let tamper = pack.get("orgwatch-tamper").expect("tamper rule");
+    assert!(
+        !tamper.pattern.matches_message(&record(ours)),
+        "the hub's own change"
+    );
+    assert!(
+        tamper.pattern.matches_message(&record(default)),
+        "someone else's"
+    );
+    assert!(
+        tamper.pattern.matches_message(&record(carol)),
+        "another session"
+    );
+    let eb = tamper
+        .eventbridge_pattern
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    assert!(
+        eb.contains("assumed-role/orgwatch-member/orgwatch-hub")
+            && !eb.contains("OrganizationAccountAccessRole/orgwatch-hub"),
+        "{eb}"
+    );
+    // The fixtures follow, so `rules verify` proves the rule on the sessions it will see.
+    let report = pack.verify();
+    assert!(
+        report.is_ok(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    // Other rules are untouched; what is not a role name is refused.
+    assert_eq!(
+        pack.get("cis-4.3").map(|r| r.pattern.as_str().to_string()),
+        shipped
+            .get("cis-4.3")
+            .map(|r| r.pattern.as_str().to_string())
+    );
+    assert!(
+        Pack::builtin()
+            .expect("pack")
+            .for_member_role("a\" || $.x = \"")
+            .is_err()
+    );
+}
