@@ -86,6 +86,11 @@ pub enum Command {
     /// Print the least-privilege IAM policy of the hub, the agent or the member role,
     /// derived from the calls orgwatch makes (names from the configuration, if present).
     Policy(PolicyArgs),
+    /// Check the configuration offline, as `agent validate` does: hub.toml (every problem
+    /// with file:line:col), the detection pack it selects and its `[[rule]]` tables, each
+    /// rule's filter in the delivery mode's form (1,024 characters), and every rule's
+    /// fixtures. Talks to no AWS API; exit 0 when valid, 2 otherwise.
+    Validate,
     /// Check what AWS requires before the first write (who the hub is, CloudTrail trusted
     /// access, quotas, each account's member role and member stack) and say how to fix
     /// what is missing. Reads only; exit 0 when ready, 1 otherwise.

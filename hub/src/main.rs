@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         Command::Status(args) => reconcile(&cli.global, args, Mode::Status),
         Command::Offboard(args) => reconcile(&cli.global, args, Mode::Offboard),
         Command::Policy(args) => commands::policy::run(&cli.global, args),
+        Command::Validate => validate(&cli.global),
         Command::Doctor(args) => doctor(&cli.global, &args.account),
         Command::Watch(args) => match prepare(&cli.global, &[]) {
             Ok((config, rules, runtime)) => {
@@ -63,6 +64,81 @@ fn main() -> ExitCode {
         }
     };
     status.into()
+}
+
+/// `hub validate`: the configuration, the pack and its deployed form, offline.
+fn validate(global: &cli::GlobalArgs) -> ExitStatus {
+    let path = &global.config;
+    let mut problems: Vec<String> = Vec::new();
+    let mut summary = None;
+    match config::HubConfig::load(path) {
+        Err(errors) => {
+            problems.extend(errors.iter().map(ToString::to_string));
+            // The pack selection is read on its own too, so that its problems come in the
+            // same run.
+            if let Err(e) = commands::rules::pack_for_path(path) {
+                problems.extend(e.lines().map(str::to_string));
+            }
+        }
+        Ok(config) => match commands::pack::load(&config, path) {
+            Err(p) => problems.extend(p),
+            Ok(pack) => {
+                if let Err(p) = commands::pack::deployments(&config, &pack) {
+                    problems.extend(p);
+                }
+                for f in pack.verify().failures() {
+                    problems.push(format!("{}: {f}", path.display()));
+                }
+                let delivery = match config.monitoring.delivery {
+                    config::Delivery::Eventbridge => "eventbridge",
+                    config::Delivery::Trail => "trail",
+                };
+                summary = Some((pack.len(), delivery, config.hub.regions.len()));
+            }
+        },
+    }
+    let valid = problems.is_empty();
+    match global.output {
+        cli::Output::Json => {
+            let doc = serde_json::json!({
+                "schema_version": commands::rules::SCHEMA_VERSION,
+                "config": path.display().to_string(),
+                "valid": valid,
+                "errors": problems,
+            });
+            println!("{doc}");
+        }
+        cli::Output::Table => {
+            if valid {
+                if let Some((rules, delivery, regions)) = summary {
+                    let plural = |n: usize, one: &str, many: &str| {
+                        format!("{n} {}", if n == 1 { one } else { many })
+                    };
+                    println!(
+                        "{}: valid ({}, {delivery} delivery, {})",
+                        path.display(),
+                        plural(rules, "rule", "rules"),
+                        plural(regions, "region", "regions")
+                    );
+                }
+            } else {
+                for p in &problems {
+                    eprintln!("error: {p}");
+                }
+                eprintln!(
+                    "{}: {} problem{}",
+                    path.display(),
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" }
+                );
+            }
+        }
+    }
+    if valid {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Usage
+    }
 }
 
 /// The configuration, the rules it deploys and a runtime, for the commands that talk to

@@ -320,3 +320,50 @@ fn the_systemd_units_pass_systemd_analyze_verify() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `hub validate` checks hub.toml offline, as `agent validate` does agent.toml: the shipped
+/// example is valid; a broken file's problems come in one run, located, with exit 2.
+#[test]
+fn hub_validate_checks_the_configuration_offline() {
+    let (code, out, err) = hub(&["--config", "infra/examples/hub.toml", "validate"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("valid (") && out.contains("rules"), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("orgwatch-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("hub.toml");
+    std::fs::write(
+        &bad,
+        "[hub]\nregions = [\"us-east-1\"]\nmember_role = \"arn:aws:iam::1:role/x\"\n[trail]\nname = \"orgwatch\"\nbucket = \"x\"\n[monitoring]\npack = [\"cis-4.99\"]\n[alerts]\ntopic = \"t\"\nqueue = \"q\"\n",
+    )
+    .expect("write");
+    let path = bad.display().to_string();
+    let (code, out, err) = hub(&["--config", &path, "--output", "json", "validate"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let doc: Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["valid"], false);
+    let errors: Vec<&str> = doc["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for (what, located) in [
+        ("hub.member_role", true),
+        ("trail.bucket", true),
+        ("cis-4.99", false),
+    ] {
+        let e = errors
+            .iter()
+            .find(|e| e.contains(what))
+            .unwrap_or_else(|| panic!("no problem about {what}: {errors:?}"));
+        if located {
+            assert!(e.starts_with(&format!("{path}:")), "{e}");
+        }
+    }
+    let (code, _, err) = hub(&["--config", &path, "validate"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("problems"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
