@@ -842,55 +842,39 @@ impl Scanner {
         if c.i > u32::MAX as usize {
             return Err(Unsupported);
         }
-        let view = match sel.envelope {
-            Some((kind, detail)) => {
-                let is = |node: u32, k: &[Kind]| {
-                    let mut at = self.heads[node as usize];
-                    while let Some(v) = self.vals.get(at as usize) {
-                        if k.contains(&v.kind) {
-                            return true;
-                        }
-                        at = v.next;
-                    }
-                    false
-                };
-                usize::from(is(kind, &[Kind::Str, Kind::Unescaped]) && is(detail, &[Kind::Object]))
-            }
-            None => 0,
-        };
-        f(&Record {
+        let mut record = Record {
             scanner: self,
             text,
-            view,
-        });
+            view: 0,
+        };
+        if let Some((kind, detail)) = sel.envelope
+            && record
+                .values(kind)
+                .any(|v| matches!(v.kind, Kind::Str | Kind::Unescaped))
+            && record.values(detail).any(|v| v.kind == Kind::Object)
+        {
+            record.view = 1;
+        }
+        f(&record);
         Ok(())
     }
 
-    fn keep(&mut self, targets: &[u32], kind: Kind, start: usize, end: usize) {
-        for &t in targets {
-            let Some(head) = self.heads.get_mut(t as usize) else {
-                continue;
-            };
-            self.vals.push(Val {
-                kind,
-                start: start as u32,
-                end: end as u32,
-                lit: NONE,
-                next: *head,
-            });
-            *head = (self.vals.len() - 1) as u32;
-        }
-    }
-
-    /// A string, with the id of the literal it equals at each node.
-    fn keep_str(
+    /// A value standing at each of `targets`. A string (its content at `start..end` of
+    /// `text`, or of the arena when unescaped) gets the id of the literal it equals at
+    /// each node.
+    fn keep(
         &mut self,
         sel: &Selector,
+        text: &[u8],
         targets: &[u32],
         kind: Kind,
-        content: &[u8],
-        start: usize,
+        (start, end): (usize, usize),
     ) {
+        let content = match kind {
+            Kind::Str => text.get(start..end),
+            Kind::Unescaped => self.arena.as_bytes().get(start..end),
+            _ => None,
+        };
         for &t in targets {
             let (Some(head), Some(node)) =
                 (self.heads.get_mut(t as usize), sel.nodes.get(t as usize))
@@ -900,8 +884,10 @@ impl Scanner {
             self.vals.push(Val {
                 kind,
                 start: start as u32,
-                end: (start + content.len()) as u32,
-                lit: node.literal_table.get(content).unwrap_or(NONE),
+                end: end as u32,
+                lit: content
+                    .and_then(|c| node.literal_table.get(c))
+                    .unwrap_or(NONE),
                 next: *head,
             });
             *head = (self.vals.len() - 1) as u32;
@@ -924,45 +910,39 @@ impl Scanner {
             Some(b'"') => {
                 let (s, e, escaped) = c.string()?;
                 if escaped {
-                    let (from, to) = self.unescape(&c.b[s..e])?;
-                    let arena = std::mem::take(&mut self.arena);
-                    self.keep_str(sel, t, Kind::Unescaped, &arena.as_bytes()[from..to], from);
-                    self.arena = arena;
+                    let span = self.unescape(&c.b[s..e])?;
+                    self.keep(sel, c.b, t, Kind::Unescaped, span);
                 } else {
-                    self.keep_str(sel, t, Kind::Str, &c.b[s..e], s);
+                    self.keep(sel, c.b, t, Kind::Str, (s, e));
                 }
             }
-            Some(b'{') => {
-                self.keep(t, Kind::Object, c.i, c.i);
-                if t.iter().any(|&n| sel.nodes[n as usize].has_children()) {
+            Some(open @ (b'{' | b'[')) => {
+                let kind = if open == b'{' {
+                    Kind::Object
+                } else {
+                    Kind::Array
+                };
+                self.keep(sel, c.b, t, kind, (c.i, c.i));
+                if !t.iter().any(|&n| sel.nodes[n as usize].has_children()) {
+                    c.skip(depth)?;
+                } else if kind == Kind::Object {
                     self.object(sel, c, targets, depth)?;
                 } else {
-                    c.skip(depth)?;
-                }
-            }
-            Some(b'[') => {
-                self.keep(t, Kind::Array, c.i, c.i);
-                if t.iter().any(|&n| sel.nodes[n as usize].has_children()) {
                     self.array(sel, c, targets, depth)?;
-                } else {
-                    c.skip(depth)?;
                 }
             }
-            Some(b't') => {
-                c.literal(b"true")?;
-                self.keep(t, Kind::True, 0, 0);
-            }
-            Some(b'f') => {
-                c.literal(b"false")?;
-                self.keep(t, Kind::False, 0, 0);
-            }
-            Some(b'n') => {
-                c.literal(b"null")?;
-                self.keep(t, Kind::Null, 0, 0);
+            Some(first @ (b't' | b'f' | b'n')) => {
+                let (word, kind): (&[u8], Kind) = match first {
+                    b't' => (b"true", Kind::True),
+                    b'f' => (b"false", Kind::False),
+                    _ => (b"null", Kind::Null),
+                };
+                c.literal(word)?;
+                self.keep(sel, c.b, t, kind, (0, 0));
             }
             Some(b'-' | b'0'..=b'9') => {
-                let (s, e) = c.number()?;
-                self.keep(t, Kind::Number, s, e);
+                let span = c.number()?;
+                self.keep(sel, c.b, t, Kind::Number, span);
             }
             _ => return Err(Unsupported),
         }
