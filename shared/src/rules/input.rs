@@ -67,10 +67,17 @@ pub fn decompress(bytes: &[u8]) -> Result<Cow<'_, [u8]>, ReadError> {
         return Ok(Cow::Borrowed(bytes));
     }
     let mut out = Vec::with_capacity(bytes.len().saturating_mul(8));
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .map_err(|e| error(None, format!("invalid gzip data: {e}")))?;
+    inflate(bytes, &mut out).map_err(|e| error(None, format!("invalid gzip data: {e}")))?;
     Ok(Cow::Owned(out))
+}
+
+/// Every gzip member of `bytes`, decompressed into `out` (emptied first): the one inflate
+/// of both readers.
+fn inflate(bytes: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.clear();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(out)
+        .map(drop)
 }
 
 /// Calls `f(line, event)` for every log event in `bytes` (gzip or not) and returns how many
@@ -141,10 +148,7 @@ pub fn for_each_scanned(
 ) -> Result<usize, Unsupported> {
     let ScanBuffers { inflated, scanner } = buffers;
     let data: &[u8] = if bytes.starts_with(&GZIP_MAGIC) {
-        inflated.clear();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(inflated)
-            .map_err(|_| Unsupported)?;
+        inflate(bytes, inflated).map_err(|_| Unsupported)?;
         inflated
     } else {
         bytes
