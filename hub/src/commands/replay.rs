@@ -8,7 +8,6 @@
 //! ([`Evaluator`]); memory is a few buffers per evaluator, whatever the archive's size. A
 //! progress bar is drawn on stderr only when stderr is a terminal.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -224,6 +223,15 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// The tally of one file, before its events.
+    fn of_file(bytes: &[u8]) -> Tally {
+        Tally {
+            files: 1,
+            bytes: bytes.len() as u64,
+            ..Tally::default()
+        }
+    }
+
     /// One match of rule `i` in `account` (the rule's id is filled in by `name_rules`).
     fn found(&mut self, i: usize, account: &str, time: &str, event_id: &str) {
         let key = (i, account.to_string());
@@ -289,10 +297,6 @@ struct Scan {
     id: Field,
 }
 
-thread_local! {
-    static BUFFERS: RefCell<ScanBuffers> = RefCell::new(ScanBuffers::default());
-}
-
 impl Evaluator {
     pub fn new(pack: Arc<Pack>) -> Evaluator {
         let mut b = SelectorBuilder::new(true);
@@ -326,14 +330,16 @@ impl Evaluator {
         self.scan.is_some()
     }
 
-    /// Evaluates the pack over one file's bytes (gzip or not), as [`tally_plain`] does.
+    /// Evaluates the pack over one file's bytes (gzip or not), as [`tally_plain`] does;
+    /// `buffers` are the calling thread's, reused from file to file.
     pub fn tally_file(
         &self,
+        buffers: &mut ScanBuffers,
         bytes: &[u8],
         path_account: Option<&str>,
         range: &Range,
     ) -> Result<Tally, ReadError> {
-        match self.tally_scanned(bytes, path_account, range) {
+        match self.tally_scanned(buffers, bytes, path_account, range) {
             Some(t) => Ok(t),
             None => tally_plain(&self.pack, bytes, path_account, range),
         }
@@ -343,16 +349,13 @@ impl Evaluator {
     /// declines the file.
     fn tally_scanned(
         &self,
+        buffers: &mut ScanBuffers,
         bytes: &[u8],
         path_account: Option<&str>,
         range: &Range,
     ) -> Option<Tally> {
         let scan = self.scan.as_ref()?;
-        let tally = BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
-            Ok(mut buffers) => scan.tally(&mut buffers, bytes, path_account, range),
-            Err(_) => Err(Unsupported),
-        });
-        let mut t = tally.ok()?;
+        let mut t = scan.tally(buffers, bytes, path_account, range).ok()?;
         t.name_rules(&self.pack);
         Some(t)
     }
@@ -366,11 +369,7 @@ impl Scan {
         path_account: Option<&str>,
         range: &Range,
     ) -> Result<Tally, Unsupported> {
-        let mut tally = Tally {
-            files: 1,
-            bytes: bytes.len() as u64,
-            ..Tally::default()
-        };
+        let mut tally = Tally::of_file(bytes);
         for_each_scanned(bytes, buffers, &self.selector, |record| {
             let time = record.str(self.time);
             if !range.contains_time(time) {
@@ -404,11 +403,7 @@ pub fn tally_plain(
     path_account: Option<&str>,
     range: &Range,
 ) -> Result<Tally, ReadError> {
-    let mut tally = Tally {
-        files: 1,
-        bytes: bytes.len() as u64,
-        ..Tally::default()
-    };
+    let mut tally = Tally::of_file(bytes);
     let rules = pack.rules();
     for_each_event(bytes, |_, item| {
         let (event, record) = match item {
@@ -467,57 +462,41 @@ fn parse_target(s: &str) -> Result<Target, String> {
     }
 }
 
-/// One file to process.
+/// One object of the central bucket to process (local files are (path, size) pairs, read
+/// by the evaluators themselves).
 #[derive(Clone, Debug)]
-enum Work {
-    Local(PathBuf, u64),
-    S3 {
-        client: aws_sdk_s3::Client,
-        bucket: String,
-        key: String,
-        size: u64,
-    },
+struct S3Object {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    size: u64,
 }
 
-impl Work {
-    fn label(&self) -> String {
-        match self {
-            Work::Local(p, _) => p.display().to_string(),
-            Work::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
-        }
-    }
-
-    fn size(&self) -> u64 {
-        match self {
-            Work::Local(_, n) | Work::S3 { size: n, .. } => *n,
-        }
-    }
-
-    async fn fetch(&self) -> Result<Vec<u8>, String> {
-        match self {
-            Work::Local(p, _) => tokio::fs::read(p)
+impl S3Object {
+    /// Fetched, for an evaluator.
+    async fn fetch(self) -> Fetched {
+        let get = async {
+            let out = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .send()
                 .await
-                .map_err(|e| format!("cannot read: {e}")),
-            Work::S3 {
-                client,
-                bucket,
-                key,
-                ..
-            } => {
-                let out = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| format!("GetObject: {}", error_chain(&e)))?;
-                let body = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| format!("GetObject body: {e}"))?;
-                Ok(body.into_bytes().to_vec())
-            }
+                .map_err(|e| format!("GetObject: {}", error_chain(&e)))?;
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| format!("GetObject body: {e}"))?;
+            Ok(body.into_bytes().to_vec())
+        };
+        let bytes = get.await;
+        Fetched {
+            label: format!("s3://{}/{}", self.bucket, self.key),
+            size: self.size,
+            path_account: account_of_path(&self.key).map(String::from),
+            bytes,
         }
     }
 }
@@ -781,7 +760,8 @@ async fn replay(
     range: Range,
     eval: Arc<Evaluator>,
 ) -> Result<Outcome, String> {
-    let mut work = Vec::new();
+    let mut local: Vec<(PathBuf, u64)> = Vec::new();
+    let mut remote: Vec<S3Object> = Vec::new();
     let mut errors = Vec::new();
     let mut s3: Option<aws_sdk_s3::Client> = None;
     for target in targets {
@@ -789,18 +769,11 @@ async fn replay(
             // A file named on the command line is always read; in a directory, only log
             // files (not digests) of the range.
             Target::Local(path) => match walk(path) {
-                Ok(files) if path.is_file() => {
-                    work.extend(files.into_iter().map(|(p, n)| Work::Local(p, n)))
-                }
-                Ok(files) => work.extend(
-                    files
-                        .into_iter()
-                        .filter(|(p, _)| {
-                            let s = p.to_string_lossy();
-                            is_log_file(&s) && day_of_path(&s).is_none_or(|d| range.contains(d))
-                        })
-                        .map(|(p, n)| Work::Local(p, n)),
-                ),
+                Ok(files) if path.is_file() => local.extend(files),
+                Ok(files) => local.extend(files.into_iter().filter(|(p, _)| {
+                    let s = p.to_string_lossy();
+                    is_log_file(&s) && day_of_path(&s).is_none_or(|d| range.contains(d))
+                })),
                 Err(e) => errors.push((path.display().to_string(), e.to_string())),
             },
             Target::S3 { bucket, prefix } => {
@@ -821,7 +794,7 @@ async fn replay(
                 };
                 let keys = list_s3(&client, bucket, prefix, &range).await?;
                 tracing::debug!(bucket, prefix, files = keys.len(), "listed");
-                work.extend(keys.into_iter().map(|(key, size)| Work::S3 {
+                remote.extend(keys.into_iter().map(|(key, size)| S3Object {
                     client: client.clone(),
                     bucket: bucket.clone(),
                     key,
@@ -831,8 +804,12 @@ async fn replay(
         }
     }
 
-    let total: u64 = work.iter().map(Work::size).sum();
-    let bar = progress_bar(global, total, work.len());
+    let total: u64 = local
+        .iter()
+        .map(|(_, n)| n)
+        .chain(remote.iter().map(|o| &o.size))
+        .sum();
+    let bar = progress_bar(global, total, local.len() + remote.len());
     // Evaluation runs on its own threads, one per core at most, each with its own buffers
     // and tally: a file is read (local) or handed over (fetched from S3) and evaluated on
     // the same thread, with no task hops per file. Measured against one blocking task per
@@ -840,19 +817,10 @@ async fn replay(
     let evaluators = args
         .concurrency
         .min(std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let (local, remote): (Vec<Work>, Vec<Work>) =
-        work.into_iter().partition(|w| matches!(w, Work::Local(..)));
-    let local: Vec<(PathBuf, u64)> = local
-        .into_iter()
-        .filter_map(|w| match w {
-            Work::Local(p, n) => Some((p, n)),
-            Work::S3 { .. } => None,
-        })
-        .collect();
     // Local files are taken from a shared list by the evaluators themselves (no hand-over
     // per file); S3 objects are fetched here, up to `--concurrency` at once, and handed
     // over as they arrive.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Job>(args.concurrency);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Fetched>(args.concurrency);
     let queue = Arc::new(Queue {
         local,
         next: AtomicUsize::new(0),
@@ -871,19 +839,7 @@ async fn replay(
         {
             hand_over(done, &tx, &mut errors).await;
         }
-        fetching.spawn(async move {
-            let (label, size) = (s3.label(), s3.size());
-            let path_account = match &s3 {
-                Work::S3 { key, .. } => account_of_path(key).map(String::from),
-                Work::Local(..) => None,
-            };
-            Job::Fetched {
-                label,
-                size,
-                path_account,
-                bytes: s3.fetch().await,
-            }
-        });
+        fetching.spawn(s3.fetch());
     }
     while let Some(done) = fetching.join_next().await {
         hand_over(done, &tx, &mut errors).await;
@@ -918,18 +874,14 @@ async fn replay(
 
 /// Passes a fetched object to the evaluators (or records why its task failed).
 async fn hand_over(
-    done: Result<Job, tokio::task::JoinError>,
-    tx: &tokio::sync::mpsc::Sender<Job>,
+    done: Result<Fetched, tokio::task::JoinError>,
+    tx: &tokio::sync::mpsc::Sender<Fetched>,
     errors: &mut Vec<(String, String)>,
 ) {
     match done {
-        Ok(job) => {
-            if let Err(e) = tx.send(job).await {
-                let label = match e.0 {
-                    Job::Fetched { label, .. } => label,
-                    Job::Read(path, _) => path.display().to_string(),
-                };
-                errors.push((label, "no evaluator is left to read it".to_string()));
+        Ok(object) => {
+            if let Err(e) = tx.send(object).await {
+                errors.push((e.0.label, "no evaluator is left to read it".to_string()));
             }
         }
         Err(e) => errors.push(("<task>".to_string(), e.to_string())),
@@ -940,20 +892,16 @@ async fn hand_over(
 struct Queue {
     local: Vec<(PathBuf, u64)>,
     next: AtomicUsize,
-    fetched: std::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>,
+    fetched: std::sync::Mutex<tokio::sync::mpsc::Receiver<Fetched>>,
 }
 
-/// A file for an evaluator.
-enum Job {
-    /// A local file, read by the evaluator.
-    Read(PathBuf, u64),
-    /// An object fetched from S3 (or why it could not be).
-    Fetched {
-        label: String,
-        size: u64,
-        path_account: Option<String>,
-        bytes: Result<Vec<u8>, String>,
-    },
+/// A file for an evaluator: its label, size, the account its path names, and its bytes
+/// (or why they could not be had).
+struct Fetched {
+    label: String,
+    size: u64,
+    path_account: Option<String>,
+    bytes: Result<Vec<u8>, String>,
 }
 
 /// One evaluator thread: takes files until the queue closes, and returns its tally and the
@@ -966,31 +914,34 @@ fn evaluate(
 ) -> (Tally, Vec<(String, String)>) {
     let mut tally = Tally::default();
     let mut errors = Vec::new();
+    let mut buffers = ScanBuffers::default();
     loop {
-        let job = match queue.local.get(queue.next.fetch_add(1, Ordering::Relaxed)) {
-            Some((path, size)) => Some(Job::Read(path.clone(), *size)),
+        let file = match queue.local.get(queue.next.fetch_add(1, Ordering::Relaxed)) {
+            Some((path, size)) => {
+                let label = path.display().to_string();
+                Some(Fetched {
+                    path_account: account_of_path(&label).map(String::from),
+                    label,
+                    size: *size,
+                    bytes: std::fs::read(path).map_err(|e| format!("cannot read: {e}")),
+                })
+            }
             None => match queue.fetched.lock() {
                 Ok(mut rx) => rx.blocking_recv(),
                 Err(_) => None,
             },
         };
-        let Some(job) = job else { break };
-        let (label, size, path_account, bytes) = match job {
-            Job::Read(path, size) => {
-                let label = path.display().to_string();
-                let account = account_of_path(&label).map(String::from);
-                let bytes = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"));
-                (label, size, account, bytes)
-            }
-            Job::Fetched {
-                label,
-                size,
-                path_account,
-                bytes,
-            } => (label, size, path_account, bytes),
+        let Some(Fetched {
+            label,
+            size,
+            path_account,
+            bytes,
+        }) = file
+        else {
+            break;
         };
         let result = bytes.and_then(|b| {
-            eval.tally_file(&b, path_account.as_deref(), range)
+            eval.tally_file(&mut buffers, &b, path_account.as_deref(), range)
                 .map_err(|e| e.to_string())
         });
         bar.inc(size);
@@ -1286,6 +1237,7 @@ mod tests {
     fn the_scanned_path_counts_what_the_plain_path_counts_on_the_bench_corpus() {
         let pack = Arc::new(Pack::builtin().expect("pack"));
         let eval = Evaluator::new(pack.clone());
+        let mut buffers = ScanBuffers::default();
         assert!(eval.scans(), "the built-in pack is all JSON patterns");
         let mut records = super::corpus::records(6_000, 0x5EED);
         // What the generator does not make: root sign-ins, EventBridge envelopes, records
@@ -1323,14 +1275,17 @@ mod tests {
             let account = account_of_path(key);
             for range in &ranges {
                 let scanned = eval
-                    .tally_scanned(bytes, account, range)
+                    .tally_scanned(&mut buffers, bytes, account, range)
                     .unwrap_or_else(|| panic!("the scanner declined {key}"));
                 let plain = tally_plain(&pack, bytes, account, range).expect("plain");
                 assert_eq!(scanned.events, plain.events, "{key}");
                 assert_eq!(rows(&scanned), rows(&plain), "{key}");
                 found += plain.findings.len();
             }
-            total.merge(eval.tally_file(bytes, account, &ranges[0]).expect("tally"));
+            total.merge(
+                eval.tally_file(&mut buffers, bytes, account, &ranges[0])
+                    .expect("tally"),
+            );
         }
         assert_eq!(total.events, 6_000);
         assert!(
@@ -1346,6 +1301,7 @@ mod tests {
     fn files_the_scanner_declines_are_read_the_plain_way() {
         let pack = Arc::new(Pack::builtin().expect("pack"));
         let eval = Evaluator::new(pack.clone());
+        let mut buffers = ScanBuffers::default();
         let all = Range {
             since: None,
             until: None,
@@ -1367,10 +1323,13 @@ mod tests {
             ("a text line", format!("{root}\nnot json\n")),
         ] {
             assert!(
-                eval.tally_scanned(text.as_bytes(), None, &all).is_none(),
+                eval.tally_scanned(&mut buffers, text.as_bytes(), None, &all)
+                    .is_none(),
                 "{what}"
             );
-            let got = eval.tally_file(text.as_bytes(), None, &all).expect(what);
+            let got = eval
+                .tally_file(&mut buffers, text.as_bytes(), None, &all)
+                .expect(what);
             let want = tally_plain(&pack, text.as_bytes(), None, &all).expect(what);
             assert_eq!(rows(&got), rows(&want), "{what}");
             assert!(
@@ -1380,13 +1339,18 @@ mod tests {
         }
         // Invalid JSON: the plain path names the line.
         let err = eval
-            .tally_file(format!("{root}\n{{\"a\":\n").as_bytes(), None, &all)
+            .tally_file(
+                &mut buffers,
+                format!("{root}\n{{\"a\":\n").as_bytes(),
+                None,
+                &all,
+            )
             .expect_err("invalid");
         assert_eq!(err.line, Some(2), "{err}");
         // JSON lines are scanned.
         let lines = format!("{root}\n\n{root}\n");
         let t = eval
-            .tally_scanned(lines.as_bytes(), None, &all)
+            .tally_scanned(&mut buffers, lines.as_bytes(), None, &all)
             .expect("JSON lines scan");
         assert_eq!(t.events, 2);
     }
