@@ -132,7 +132,21 @@ impl TagProbe {
 pub async fn owned(c: &Clients, key: &ResourceKey, probe: &TagProbe) -> Result<bool, OpError> {
     let c = c.in_region(&key.region);
     match probe {
-        TagProbe::Alarm => alarm_managed(&c, key).await,
+        TagProbe::Alarm => {
+            let arn = arn::alarm(&key.region, &key.account, &key.name);
+            let out = call!(
+                "ListTagsForResource",
+                c.cloudwatch()
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+            )?;
+            Ok(managed(
+                out.tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?, t.value()?))),
+            ))
+        }
         TagProbe::EventBridge(arn) => {
             let tags = call!(
                 "ListTagsForResource",
@@ -148,12 +162,7 @@ pub async fn owned(c: &Clients, key: &ResourceKey, probe: &TagProbe) -> Result<b
                 "ListQueueTags",
                 c.sqs().list_queue_tags().queue_url(url).send()
             )?;
-            Ok(managed(
-                tags.tags()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            ))
+            Ok(managed_map(tags.tags()))
         }
         TagProbe::Trail(arn) => {
             let tags = call!(
@@ -184,23 +193,13 @@ fn managed<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
     naming::is_managed(tags.into_iter())
 }
 
-/// Whether an alarm carries the managed tag. CloudWatch's DescribeAlarms returns no tags
-/// and ListTagsForResource is one call per alarm (3 TPS): `reconcile` asks only for
-/// alarms the plan would update or delete.
-pub async fn alarm_managed(c: &Clients, key: &ResourceKey) -> Result<bool, OpError> {
-    let arn = arn::alarm(&key.region, &key.account, &key.name);
-    let out = call!(
-        "ListTagsForResource",
-        c.cloudwatch()
-            .list_tags_for_resource()
-            .resource_arn(arn)
-            .send()
-    )?;
-    Ok(managed(
-        out.tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?, t.value()?))),
-    ))
+/// [`managed`] for the APIs that answer tags as a map (CloudWatch Logs, SQS).
+fn managed_map(tags: Option<&std::collections::HashMap<String, String>>) -> bool {
+    managed(
+        tags.into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
 }
 
 /// The member resources of `account` in `region` (`home` decides where the global IAM role
@@ -230,12 +229,7 @@ pub async fn member(
                 .resource_arn(arn::log_group(region, account, naming::LOG_GROUP))
                 .send()
         )?;
-        let group_managed = managed(
-            tags.tags()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
+        let group_managed = managed_map(tags.tags());
         out.insert(
             ResourceKey::new(account, region, Kind::LogGroup, naming::LOG_GROUP),
             Spec::LogGroup(LogGroupSpec {
@@ -384,15 +378,9 @@ async fn event_rules(
             let Some(name) = r.name().filter(|n| wanted(n)) else {
                 continue;
             };
-            // ListRules returns no tags: they are read when they matter (TagProbe). The ARN
-            // of a rule is rule/NAME on the default bus and rule/BUS/NAME on another
-            // (EventBridge user guide, "Amazon EventBridge resource ARNs").
+            // ListRules returns no tags: they are read when they matter (TagProbe).
             let rule_arn = r.arn().map(str::to_string).unwrap_or_else(|| {
-                let (region, account) = (c.region(), c.account().unwrap_or_default());
-                match bus {
-                    "default" => format!("arn:aws:events:{region}:{account}:rule/{name}"),
-                    _ => format!("arn:aws:events:{region}:{account}:rule/{bus}/{name}"),
-                }
+                arn::rule(&c.region(), c.account().unwrap_or_default(), bus, name)
             });
             let targets = call!(
                 "ListTargetsByRule",
