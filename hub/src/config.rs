@@ -81,6 +81,16 @@ pub enum Delivery {
     Trail,
 }
 
+impl Delivery {
+    /// The name hub.toml gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Eventbridge => "eventbridge",
+            Delivery::Trail => "trail",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitoringSection {

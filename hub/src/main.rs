@@ -89,11 +89,11 @@ fn validate(global: &cli::GlobalArgs) -> ExitStatus {
                 for f in pack.verify().failures() {
                     problems.push(format!("{}: {f}", path.display()));
                 }
-                let delivery = match config.monitoring.delivery {
-                    config::Delivery::Eventbridge => "eventbridge",
-                    config::Delivery::Trail => "trail",
-                };
-                summary = Some((pack.len(), delivery, config.hub.regions.len()));
+                summary = Some((
+                    pack.len(),
+                    config.monitoring.delivery.as_str(),
+                    config.hub.regions.len(),
+                ));
             }
         },
     }

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orgwatch_tests::{Emulator, bin};
+use orgwatch_tests::{Emulator, bin, managed_resources};
 use serde_json::Value;
 
 type Error = Box<dyn std::error::Error>;
@@ -77,23 +77,6 @@ fn enroll(emu: &Emulator, config: &Path, concurrency: usize) -> Result<Run, Erro
         return Err(format!("hub enroll failed ({}): {report:#}", out.status).into());
     }
     Ok(Run { wall, report })
-}
-
-/// The resources a run manages: created, updated, adopted or already as declared.
-fn resources(report: &Value) -> u64 {
-    report["results"]
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .map(|r| {
-                    ["created", "updated", "unchanged", "adopted"]
-                        .iter()
-                        .map(|k| r[*k].as_u64().unwrap_or(0))
-                        .sum::<u64>()
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// The seed's Terraform module on the same resources, as issue #14 measured it (calls per
@@ -215,7 +198,7 @@ fn main() -> Result<(), Error> {
             rep["calls"].as_u64().unwrap_or(0),
             rep["writes"].as_u64().unwrap_or(0),
         );
-        let n = resources(rep).max(1) as f64;
+        let n = managed_resources(rep).max(1) as f64;
         // First enroll: every call per resource; re-run: reads per resource.
         let per = if r.label == "re-run" {
             (calls - writes) as f64 / n
@@ -228,7 +211,7 @@ fn main() -> Result<(), Error> {
             r.label,
             r.concurrency,
             r.run.wall.as_secs_f64(),
-            resources(rep),
+            managed_resources(rep),
             calls,
             writes,
             per,

@@ -618,6 +618,22 @@ async fn serve_connection(
     }
 }
 
+/// The resources a `hub` run's JSON report manages: created, updated, adopted or already
+/// as declared, over every result (what calls per resource are counted against).
+pub fn managed_resources(report: &serde_json::Value) -> u64 {
+    report["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            ["created", "updated", "unchanged", "adopted"]
+                .iter()
+                .map(|k| r[*k].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// Reads a call log (`ORGWATCH_CALL_LOG`: `program scope service operation`, tab-separated):
 /// the (program, scope) pairs that called, and every line whose operation no policy of that
 /// identity grants (`shared::iam::covers`). The emulator enforces no IAM, so this is what

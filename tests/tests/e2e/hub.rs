@@ -127,17 +127,7 @@ pub(crate) async fn count_member_resources(
 /// The resources a run manages (created, updated, adopted or already as declared) and
 /// (calls, reads) per resource.
 fn per_resource(run: &Run) -> (u64, f64, f64) {
-    let resources: u64 = run.json["results"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            ["created", "updated", "unchanged", "adopted"]
-                .iter()
-                .map(|k| r[*k].as_u64().unwrap_or(0))
-                .sum::<u64>()
-        })
-        .sum();
+    let resources = orgwatch_tests::managed_resources(&run.json);
     let calls = run.json["calls"].as_u64().unwrap_or(0) as f64;
     let writes = run.json["writes"].as_u64().unwrap_or(0) as f64;
     let n = resources.max(1) as f64;
