@@ -44,22 +44,21 @@ struct Ran {
     stdout: Vec<u8>,
 }
 
-/// Runs `command` (pinned to `cores` when taskset exists) and reaps it with wait4, for its
-/// own peak RSS; its output is kept when `keep`, else it goes to /dev/null.
-fn run(mut command: Command, cores: &str, pin: bool, keep: bool) -> Result<Ran, Error> {
-    let mut command = if pin {
+/// `program`, pinned to `cores` with taskset when `pin` (taskset execs it: the same
+/// process, so its rusage is the program's).
+fn pinned(program: impl AsRef<std::ffi::OsStr>, cores: &str, pin: bool) -> Command {
+    if pin {
         let mut t = Command::new("taskset");
-        t.arg("-c").arg(cores).arg(command.get_program());
-        t.args(command.get_args());
-        for (k, v) in command.get_envs() {
-            if let Some(v) = v {
-                t.env(k, v);
-            }
-        }
+        t.arg("-c").arg(cores).arg(program);
         t
     } else {
-        std::mem::replace(&mut command, Command::new("true"))
-    };
+        Command::new(program)
+    }
+}
+
+/// Runs `command` and reaps it with wait4, for its own peak RSS; its output is kept when
+/// `keep`, else it goes to /dev/null.
+fn run(mut command: Command, keep: bool) -> Result<Ran, Error> {
     let out =
         std::env::temp_dir().join(format!("orgwatch-replay-bench-{}.out", std::process::id()));
     let stdout = match keep {
@@ -102,16 +101,8 @@ fn zcat_on_two_cores(files: &[PathBuf], pin: bool) -> Result<Duration, Error> {
     let started = Instant::now();
     let mut children = Vec::new();
     for (core, half) in [("0", a), ("1", b)] {
-        let mut c = if pin {
-            let mut t = Command::new("taskset");
-            t.args(["-c", core, "zcat", "--"]);
-            t
-        } else {
-            let mut z = Command::new("zcat");
-            z.arg("--");
-            z
-        };
-        children.push(c.args(half).stdout(Stdio::null()).spawn()?);
+        let mut zcat = pinned("zcat", core, pin);
+        children.push(zcat.arg("--").args(half).stdout(Stdio::null()).spawn()?);
     }
     for mut child in children {
         if !child.wait()?.success() {
@@ -202,8 +193,8 @@ fn main() -> Result<(), Error> {
     if !pin {
         println!("(taskset not found: runs are not pinned to cores)");
     }
-    let replay = |dir: &Path, concurrency: &str, plain: bool| {
-        let mut c = Command::new(&hub);
+    let replay = |dir: &Path, concurrency: &str, plain: bool, cores: &str| {
+        let mut c = pinned(&hub, cores, pin);
         c.arg("replay")
             .arg(dir)
             .args(["--output", "json", "--quiet", "--concurrency", concurrency])
@@ -243,14 +234,14 @@ fn main() -> Result<(), Error> {
         let mut peak = 0i64;
         for _ in 0..rounds {
             if n == 0 {
-                let mut zcat = Command::new("zcat");
+                let mut zcat = pinned("zcat", "0", pin);
                 zcat.arg("--").args(&files);
-                let z = run(zcat, "0", pin, false)?;
+                let z = run(zcat, false)?;
                 best[0] = best[0].min(z.wall);
                 best[4] = best[4].min(zcat_on_two_cores(&files, pin)?);
-                let plain = run(replay(&dir, "1", true), "0", pin, true)?;
+                let plain = run(replay(&dir, "1", true, "0"), true)?;
                 best[2] = best[2].min(plain.wall);
-                let two = run(replay(&dir, "2", false), "0,1", pin, true)?;
+                let two = run(replay(&dir, "2", false, "0,1"), true)?;
                 best[3] = best[3].min(two.wall);
                 for r in [&plain, &two] {
                     let got = findings(&r.stdout)?;
@@ -262,7 +253,7 @@ fn main() -> Result<(), Error> {
                     reference.get_or_insert(got);
                 }
             }
-            let one = run(replay(&dir, "1", false), "0", pin, true)?;
+            let one = run(replay(&dir, "1", false, "0"), true)?;
             best[1] = best[1].min(one.wall);
             peak = peak.max(one.peak_kib);
             let got = findings(&one.stdout)?;
