@@ -923,6 +923,9 @@ impl Scanner {
                     Kind::Array
                 };
                 self.keep(sel, c.b, t, kind, (c.i, c.i));
+                if depth >= MAX_DEPTH {
+                    return Err(Unsupported);
+                }
                 if !t.iter().any(|&n| sel.nodes[n as usize].has_children()) {
                     c.skip(depth)?;
                 } else if kind == Kind::Object {
@@ -956,9 +959,6 @@ impl Scanner {
         targets: Targets,
         depth: usize,
     ) -> Scan<()> {
-        if depth >= MAX_DEPTH {
-            return Err(Unsupported);
-        }
         let id = self.objects;
         self.objects += 1;
         let wildcard = targets
@@ -1021,9 +1021,6 @@ impl Scanner {
         targets: Targets,
         depth: usize,
     ) -> Scan<()> {
-        if depth >= MAX_DEPTH {
-            return Err(Unsupported);
-        }
         if !c.open(b'[', b']')? {
             return Ok(());
         }
