@@ -36,8 +36,11 @@ pub struct GlobalArgs {
         default_value = "hub.toml"
     )]
     pub config: PathBuf,
-    /// Result format on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    /// Result format on stdout. csv, ocsf and html are compliance reports of `hub status`.
+    #[arg(long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Table or JSON, as `format` asks (a compliance report is a table run underneath).
+    #[arg(skip)]
     pub output: Output,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -57,13 +60,60 @@ pub struct GlobalArgs {
     pub quiet: bool,
 }
 
-/// How results are printed on stdout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// How results are printed on stdout, as the commands see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Output {
+    /// Human-readable tables.
+    #[default]
+    Table,
+    /// One JSON document with a `schema_version`.
+    Json,
+}
+
+/// `--output`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
     /// Human-readable tables.
     Table,
     /// One JSON document with a `schema_version`.
     Json,
+    /// hub status: one row per account, region and rule (RFC 4180), for spreadsheets.
+    Csv,
+    /// hub status: OCSF 1.5 Compliance Findings (a JSON array), for security lakes and
+    /// Security Hub.
+    Ocsf,
+    /// hub status: a self-contained HTML coverage report (accounts x rules heat map,
+    /// drift list) to open in a browser.
+    Html,
+}
+
+impl Format {
+    /// The compliance report this asks for, `None` for a table or JSON.
+    pub fn compliance(self) -> Option<crate::compliance::Format> {
+        match self {
+            Format::Table | Format::Json => None,
+            Format::Csv => Some(crate::compliance::Format::Csv),
+            Format::Ocsf => Some(crate::compliance::Format::Ocsf),
+            Format::Html => Some(crate::compliance::Format::Html),
+        }
+    }
+
+    pub fn output(self) -> Output {
+        match self {
+            Format::Json => Output::Json,
+            _ => Output::Table,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Ocsf => "ocsf",
+            Format::Html => "html",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

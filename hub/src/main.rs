@@ -3,6 +3,7 @@
 mod apply;
 mod cli;
 mod commands;
+mod compliance;
 mod config;
 mod desired;
 mod diff;
@@ -26,7 +27,7 @@ use crate::exit::ExitStatus;
 fn main() -> ExitCode {
     // Every hub command is a printing command (results on stdout).
     shared::pipe::end_quietly_on_closed_pipe();
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors.
@@ -40,6 +41,14 @@ fn main() -> ExitCode {
         }
     };
     shared::logging::init(cli.global.log_format, cli.global.verbose, cli.global.quiet);
+    cli.global.output = cli.global.format.output();
+    if cli.global.format.compliance().is_some() && !matches!(cli.command, Command::Status(_)) {
+        eprintln!(
+            "error: --output {} is a compliance report of hub status; this command prints table or json",
+            cli.global.format.name()
+        );
+        return ExitStatus::Usage.into();
+    }
     let status = match &cli.command {
         Command::Rules(cmd) => commands::rules::run(&cli.global, cmd),
         Command::Replay(args) => commands::replay::run(&cli.global, args),

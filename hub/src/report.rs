@@ -77,6 +77,11 @@ pub fn table(r: &Report) -> String {
                 "  {} {} {} {}: {verb} {what}",
                 c.key.account, c.key.region, c.key.kind, c.key.name
             );
+            if let Action::Update { fields } = &c.action {
+                for f in fields {
+                    field_change(&mut details, &f.field, &f.observed, &f.desired);
+                }
+            }
         }
         for u in &o.unmanaged {
             let _ = writeln!(
@@ -128,6 +133,30 @@ pub fn table(r: &Report) -> String {
     out
 }
 
+/// One changed field under its change, old -> new as Terraform shows it: on one line when
+/// both values are short and single-line, else each value in full on its own lines.
+fn field_change(out: &mut String, field: &str, old: &str, new: &str) {
+    let short = |v: &str| v.chars().count() <= 60 && !v.contains('\n');
+    let show = |v: &str| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    if short(old) && short(new) {
+        let _ = writeln!(out, "      ~ {field}: {} -> {}", show(old), show(new));
+    } else {
+        let _ = writeln!(out, "      ~ {field}:");
+        for (sign, v) in [("-", old), ("+", new)] {
+            for (i, line) in show(v).lines().enumerate() {
+                let lead = if i == 0 { sign } else { " " };
+                let _ = writeln!(out, "          {lead} {line}");
+            }
+        }
+    }
+}
+
 fn row(r: &Report, o: &Outcome) -> [String; 9] {
     let rules = if o.scope == "member" && o.status != "failed" {
         // A rule is covered when its alarm and every one of its filters are as declared.
@@ -143,7 +172,14 @@ fn row(r: &Report, o: &Outcome) -> [String; 9] {
                 has(Kind::Alarm, &alarm)
                     && has(Kind::MetricFilter, &filter)
                     && !o.changes.iter().any(|c| {
-                        c.key.kind == Kind::MetricFilter && c.key.name.starts_with(&filter)
+                        // The rule's filters: its name, and `-partN` of a split pattern
+                        // (not cis-4.10's, whose name merely starts with cis-4.1's).
+                        c.key.kind == Kind::MetricFilter
+                            && (c.key.name == filter
+                                || c.key
+                                    .name
+                                    .strip_prefix(filter.as_str())
+                                    .is_some_and(|rest| rest.starts_with("-part")))
                     })
             })
             .count();
@@ -176,6 +212,91 @@ mod tests {
     use super::*;
     use crate::commands::reconcile::Unmanaged;
     use crate::model::ResourceKey;
+
+    fn member(changes: Vec<crate::diff::Change>, coverage: Vec<ResourceKey>) -> Report {
+        let mut o = Outcome::failed("111122223333", "us-east-1", "member", String::new());
+        o.status = "drift";
+        o.error = None;
+        o.updated = changes.len();
+        o.changes = changes;
+        o.coverage = coverage;
+        Report {
+            schema_version: 1,
+            command: Mode::Plan,
+            setup: "organization",
+            organization_id: Some("o-1".into()),
+            central_account: "123456789012".into(),
+            delivery: crate::config::Delivery::Trail,
+            rules: vec!["cis-4.1".into(), "cis-4.10".into()],
+            results: vec![o],
+            writes: 0,
+            calls: 0,
+            calls_by_account: Default::default(),
+            calls_by_operation: Default::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_shows_old_and_new_values_of_each_changed_field() {
+        use crate::diff::{Change, FieldDiff};
+        let key = |kind, name: &str| ResourceKey::new("111122223333", "us-east-1", kind, name);
+        let policy_old = "{\n  \"Statement\": []\n}";
+        let policy_new = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"Service\":\"cloudtrail.amazonaws.com\"}}]}";
+        let change = Change {
+            key: key(Kind::MetricFilter, "orgwatch-cis-4.10"),
+            action: Action::Update {
+                fields: vec![
+                    FieldDiff {
+                        field: "pattern".into(),
+                        observed: "{ $.eventName = \"Nothing\" }".into(),
+                        desired: "{ $.eventName = \"AuthorizeSecurityGroupIngress\" }".into(),
+                    },
+                    FieldDiff {
+                        field: "policy".into(),
+                        observed: policy_old.into(),
+                        desired: policy_new.into(),
+                    },
+                    FieldDiff {
+                        field: "kms_key_id".into(),
+                        observed: String::new(),
+                        desired: "alias/orgwatch".into(),
+                    },
+                ],
+            },
+            desired: None,
+            observed: None,
+        };
+        let coverage = vec![
+            key(Kind::LogGroup, shared::naming::LOG_GROUP),
+            key(Kind::MetricFilter, "orgwatch-cis-4.1"),
+            key(Kind::Alarm, "orgwatch-cis-4.1"),
+            key(Kind::Alarm, "orgwatch-cis-4.10"),
+        ];
+        let text = table(&member(vec![change], coverage));
+        let want = format!(
+            "  111122223333 us-east-1 metric-filter orgwatch-cis-4.10: would update pattern, policy, kms_key_id
+      ~ pattern: {{ $.eventName = \"Nothing\" }} -> {{ $.eventName = \"AuthorizeSecurityGroupIngress\" }}
+      ~ policy:
+          - {{
+              \"Statement\": []
+            }}
+          + {policy_new}
+      ~ kms_key_id: (none) -> alias/orgwatch
+"
+        );
+        assert!(text.contains(&want), "{text}");
+        // cis-4.10's filter drifts; cis-4.1, whose filter name is a prefix of it, holds.
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("111122223333"))
+            .unwrap_or_default();
+        assert!(row.ends_with(" 1/2"), "{row}");
+        assert!(
+            text.contains("Plan: 0 to create, 1 to update, 0 to delete."),
+            "{text}"
+        );
+    }
 
     #[test]
     fn unmanaged_resources_are_listed_with_what_was_done_and_why() {

@@ -189,6 +189,59 @@ pub mod arn {
     }
 }
 
+/// Links into the AWS Management Console, for people reading a report or an alert.
+pub mod console {
+    use super::partition;
+
+    /// The console's address for a region's partition (each partition has its own
+    /// console: aws-us-gov and aws-cn are separate sign-ins).
+    fn home(region: &str) -> String {
+        match partition(region) {
+            "aws-us-gov" => "https://console.amazonaws-us-gov.com".to_string(),
+            "aws-cn" => "https://console.amazonaws.cn".to_string(),
+            _ => format!("https://{region}.console.aws.amazon.com"),
+        }
+    }
+
+    /// A CloudWatch alarm's page.
+    pub fn alarm(region: &str, name: &str) -> String {
+        format!(
+            "{}/cloudwatch/home?region={region}#alarmsV2:alarm/{}",
+            home(region),
+            encode(name)
+        )
+    }
+
+    /// Percent-encodes everything but RFC 3986's unreserved characters.
+    fn encode(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn alarm_links_name_the_partition_console_and_encode_the_name() {
+            assert_eq!(
+                super::alarm("eu-west-1", "orgwatch-cis-4.3"),
+                "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#alarmsV2:alarm/orgwatch-cis-4.3"
+            );
+            assert_eq!(
+                super::alarm("us-gov-west-1", "a b/c"),
+                "https://console.amazonaws-us-gov.com/cloudwatch/home?region=us-gov-west-1#alarmsV2:alarm/a%20b%2Fc"
+            );
+            assert!(super::alarm("cn-north-1", "x").starts_with("https://console.amazonaws.cn/"));
+        }
+    }
+}
+
 /// Dead-letter queue of the central queue.
 pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}-dlq")

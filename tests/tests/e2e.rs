@@ -18,6 +18,7 @@ mod e2e {
     pub mod pipes;
     #[cfg(target_os = "linux")]
     pub mod progress;
+    pub mod report;
     pub mod rules;
     pub mod validators;
     pub mod watch;

@@ -305,13 +305,23 @@ pub async fn run(
         warnings,
     };
     factory.calls().append_call_log("hub");
-    match global.output {
-        Output::Json => {
-            if super::print_json(&report) != ExitStatus::Success {
-                return ExitStatus::Failure;
+    if let Some(format) = global.format.compliance() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let log_regions = crate::desired::member_regions(&config);
+        let compliance = crate::compliance::Compliance::of(&report, &rules, &log_regions, now_ms);
+        print!("{}", format.render(&compliance));
+    } else {
+        match global.output {
+            Output::Json => {
+                if super::print_json(&report) != ExitStatus::Success {
+                    return ExitStatus::Failure;
+                }
             }
+            Output::Table => print!("{}", crate::report::table(&report)),
         }
-        Output::Table => print!("{}", crate::report::table(&report)),
     }
     let failed = report.results.iter().any(|o| o.status == "failed");
     let drift = report.results.iter().any(|o| o.status == "drift");
