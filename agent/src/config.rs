@@ -157,6 +157,10 @@ pub struct RawDedupe {
     /// (default "24h"; at least the window).
     #[serde(default)]
     pub retention: Option<Spanned<String>>,
+    /// How often the running agent reads the silences from the store (default "30s"; at
+    /// least "1s").
+    #[serde(default)]
+    pub silence_refresh: Option<Spanned<String>>,
 }
 
 /// `[group]`, as in Alertmanager.
@@ -444,6 +448,8 @@ pub struct DedupeSpec {
     pub window: Duration,
     pub retention: Duration,
     pub store: StoreSpec,
+    /// How often the silences are read from the store.
+    pub silence_refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -579,12 +585,18 @@ pub struct RouteSpec {
     pub continue_: bool,
 }
 
-/// Conditions of a route; an empty list means "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Conditions of a route (and of a silence, which stores it as JSON); an empty list means
+/// "any".
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Matcher {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub severity: Vec<Severity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub account: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub region: Vec<String>,
 }
 
@@ -886,6 +898,19 @@ pub fn validate(
         c.err_at(
             s.span().start,
             "dedupe.retention: must be at least dedupe.window",
+        );
+    }
+    let silence_refresh = c.duration(
+        "dedupe.silence_refresh",
+        &d.silence_refresh,
+        Duration::from_secs(30),
+    );
+    if silence_refresh < Duration::from_secs(1)
+        && let Some(s) = &d.silence_refresh
+    {
+        c.err_at(
+            s.span().start,
+            "dedupe.silence_refresh: must be at least \"1s\"",
         );
     }
     let store_kind = d
@@ -1255,6 +1280,7 @@ pub fn validate(
                 window,
                 retention,
                 store,
+                silence_refresh,
             },
             group,
             sinks,

@@ -13,8 +13,14 @@
 //! delivered (Vector's finalizers): delivered everywhere → ack; rejected by a sink → the
 //! dead-letter queue at once, with the sink's reason; errored (an outage) → kept in flight and prepared again after a growing delay, never let go to the
 //! redrive policy; held by another replica → invisible until that replica's claim ends.
+//!
+//! Silences ([`crate::silence`]) are applied here, when a message's alerts are classified
+//! (and again when a failed delivery is tried again): an alert an active silence matches
+//! goes to no sink and into no incident; it is counted and logged at INFO with the silence,
+//! and a message whose every alert is silenced is acknowledged as handled. The runtime hands
+//! the core the silences it reads from the store ([`Core::set_silences`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,8 +30,9 @@ use crate::decode::decode;
 use crate::dedupe::Incident;
 use crate::group::{Grouper, Notification};
 use crate::metrics::Metrics;
-use crate::model::Alert;
+use crate::model::{Alert, format_timestamp};
 use crate::route::route;
+use crate::silence::{Silence, Status, silencing};
 use crate::source::Envelope;
 
 /// How long a message stays in flight at most: SQS allows 12 hours from its receive
@@ -201,7 +208,22 @@ struct InFlight<P> {
     /// Another replica holds some of its alerts until then (Unix ms).
     held_until: Option<i64>,
     extended: Instant,
+    /// Its alerts a silence held back, already counted and logged ([`silenced_key`]).
+    silenced: HashSet<String>,
     _permit: P,
+}
+
+/// What identifies an alert of a message across its retries (the message is decoded and
+/// classified again each time), so a silenced alert is counted once.
+fn silenced_key(a: &Alert) -> String {
+    format!(
+        "{}|{}|{}|{}|{}",
+        a.rule_id,
+        a.account,
+        a.region,
+        a.at_ms,
+        a.state.as_str()
+    )
 }
 
 /// The agent's decisions. `P` is what a message in flight holds on to (the runtime's
@@ -216,6 +238,8 @@ pub struct Core<P> {
     next_id: u64,
     draining: Option<Instant>,
     last_prune: Option<Instant>,
+    /// The silences as last read from the store.
+    silences: Vec<Silence>,
 }
 
 impl<P> Core<P> {
@@ -235,7 +259,62 @@ impl<P> Core<P> {
             next_id: 0,
             draining: None,
             last_prune: None,
+            silences: Vec::new(),
         }
+    }
+
+    /// The silences as read from the store now: applied to every alert from here on. New
+    /// and gone ones are logged at INFO.
+    pub fn set_silences(&mut self, silences: Vec<Silence>, clock: Clock) {
+        let now = clock.wall_ms;
+        let live = |s: &Silence| s.status(now) != Status::Expired;
+        for s in silences.iter().filter(|s| live(s)) {
+            if !self.silences.iter().any(|o| o.id == s.id && live(o)) {
+                tracing::info!(silence_id = %s.id, matcher = %s.describe(), starts = %format_timestamp(s.starts_at_ms), ends = %format_timestamp(s.ends_at_ms), created_by = %s.created_by, comment = %s.comment, "silence in effect");
+            }
+        }
+        for s in self.silences.iter().filter(|s| live(s)) {
+            if !silences.iter().any(|n| n.id == s.id && live(n)) {
+                tracing::info!(silence_id = %s.id, matcher = %s.describe(), "silence ended");
+            }
+        }
+        let active = silences
+            .iter()
+            .filter(|s| s.status(now) == Status::Active)
+            .count();
+        self.metrics.silences_active.store(
+            i64::try_from(active).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        // Only what can still silence is kept.
+        self.silences = silences.into_iter().filter(|s| live(s)).collect();
+    }
+
+    /// The alerts no active silence holds back. Each held back one not in `seen` (its
+    /// message's alerts silenced before) is counted and logged, and added to `seen`.
+    fn unsilenced(
+        &self,
+        alerts: Vec<Alert>,
+        message_id: &str,
+        seen: &mut HashSet<String>,
+        now_ms: i64,
+    ) -> Vec<Alert> {
+        if self.silences.is_empty() {
+            return alerts;
+        }
+        alerts
+            .into_iter()
+            .filter(|a| {
+                let Some(s) = silencing(a, &self.silences, now_ms) else {
+                    return true;
+                };
+                if seen.insert(silenced_key(a)) {
+                    Metrics::inc(&self.metrics.silenced);
+                    tracing::info!(silence_id = %s.id, rule = %a.rule_id, account = %a.account, region = %a.region, severity = %a.severity, state = a.state.as_str(), %message_id, silence_ends = %format_timestamp(s.ends_at_ms), "silenced: not sent to the sinks");
+                }
+                false
+            })
+            .collect()
     }
 
     /// Messages in flight.
@@ -269,6 +348,17 @@ impl<P> Core<P> {
                 return vec![Effect::Ack(vec![env.token])];
             }
         };
+        let classified = alerts.len();
+        let mut silenced = HashSet::new();
+        let alerts = self.unsilenced(alerts, &env.message_id, &mut silenced, clock.wall_ms);
+        m.alerts.fetch_add(
+            (classified - alerts.len()) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if alerts.is_empty() {
+            tracing::debug!(message_id = %env.message_id, "every alert silenced: acknowledged");
+            return vec![Effect::Ack(vec![env.token])];
+        }
         let routed = self.routed(alerts, true);
         self.next_id += 1;
         let id = self.next_id;
@@ -285,6 +375,7 @@ impl<P> Core<P> {
                 received: clock.now,
                 held_until: None,
                 extended: clock.now,
+                silenced,
                 _permit: permit,
             },
         );
@@ -488,14 +579,20 @@ impl<P> Core<P> {
             m.stage = Stage::Preparing;
             m.held_until = None;
             let env = m.env.clone();
-            match self.reclassify(&env) {
-                Some(alerts) => effects.push(Effect::Prepare {
+            let mut seen = std::mem::take(&mut m.silenced);
+            let again = self.reclassify(&env, &mut seen, clock.wall_ms);
+            if let Some(m) = self.msgs.get_mut(&id) {
+                m.silenced = seen;
+            }
+            match again {
+                Some(alerts) if !alerts.is_empty() => effects.push(Effect::Prepare {
                     id,
                     message_id: env.message_id,
                     alerts,
                 }),
-                // Nothing to alert on any more (the rules changed): done with it.
-                None => {
+                // Nothing to alert on any more (the rules changed, or a silence holds back
+                // what is left): done with it.
+                _ => {
                     if let Some(m) = self.remove(id) {
                         effects.push(Effect::Ack(vec![m.env.token]));
                     }
@@ -548,11 +645,20 @@ impl<P> Core<P> {
         effects
     }
 
-    /// A message's alerts again, for a retry (the catalog may have changed meanwhile).
-    fn reclassify(&self, env: &Envelope) -> Option<Vec<Routed>> {
+    /// A message's alerts again, for a retry (the catalog and the silences may have changed
+    /// meanwhile); `seen`: its alerts silenced before.
+    fn reclassify(
+        &self,
+        env: &Envelope,
+        seen: &mut HashSet<String>,
+        now_ms: i64,
+    ) -> Option<Vec<Routed>> {
         let decoded = decode(&env.body).ok()?;
         match classify(&decoded, self.catalog.as_ref()) {
-            Classified::Alerts(a) => Some(self.routed(a, false)),
+            Classified::Alerts(a) => {
+                let a = self.unsilenced(a, &env.message_id, seen, now_ms);
+                Some(self.routed(a, false))
+            }
             Classified::Ignored(_) => None,
         }
     }
@@ -826,6 +932,102 @@ mod tests {
             "never sent again"
         );
         assert_eq!(c.in_flight(), 0);
+    }
+
+    fn silence(id: &str, account: &str, starts_ms: i64, ends_ms: i64) -> Silence {
+        Silence {
+            id: id.into(),
+            matcher: crate::config::Matcher {
+                rule: vec!["root-activity".into()],
+                account: vec![account.into()],
+                ..Default::default()
+            },
+            starts_at_ms: starts_ms,
+            ends_at_ms: ends_ms,
+            created_by: "alice".into(),
+            comment: "break-glass drill".into(),
+        }
+    }
+
+    #[test]
+    fn a_silenced_alert_goes_to_no_sink_and_its_message_is_acked_and_counted() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut c = core();
+        let t0 = Instant::now();
+        let wall = clock(t0, 0).wall_ms;
+        c.set_silences(
+            vec![
+                silence("s1", "111122223333", wall - 1000, wall + 3_600_000),
+                silence("old", "444455556666", wall - 7000, wall - 1000),
+            ],
+            clock(t0, 0),
+        );
+        assert_eq!(c.metrics.silences_active.load(Relaxed), 1);
+        // Matching: acknowledged at once, never prepared (no incident, no sink).
+        let e = c.on_received(
+            env("m", root_sign_in("111122223333", "e1")),
+            (),
+            clock(t0, 0),
+        );
+        assert_eq!(acked(&e), ["tok-m"], "{e:?}");
+        assert!(!e.iter().any(|e| matches!(e, Effect::Prepare { .. })));
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.metrics.silenced.load(Relaxed), 1);
+        assert_eq!(
+            c.metrics.alerts.load(Relaxed),
+            1,
+            "still an alert classified"
+        );
+        // Another account (and one whose silence has ended): delivered.
+        for (name, acct) in [("n", "999988887777"), ("o", "444455556666")] {
+            let (_, alerts) = ready(&mut c, name, root_sign_in(acct, name), clock(t0, 0));
+            assert_eq!(alerts.len(), 1);
+        }
+        assert_eq!(c.metrics.silenced.load(Relaxed), 1);
+        // The silence expired (the store says so at the next refresh): delivered again.
+        c.set_silences(
+            vec![silence("s1", "111122223333", wall - 1000, wall + 500)],
+            clock(t0, 1),
+        );
+        assert_eq!(c.metrics.silences_active.load(Relaxed), 0);
+        let e = c.on_received(
+            env("p", root_sign_in("111122223333", "e2")),
+            (),
+            clock(t0, 1),
+        );
+        assert!(
+            e.iter().any(|e| matches!(e, Effect::Prepare { .. })),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_silence_added_while_a_delivery_waits_for_its_retry_ends_it_counted_once() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut c = core();
+        let t0 = Instant::now();
+        ready(
+            &mut c,
+            "m",
+            root_sign_in("111122223333", "e1"),
+            clock(t0, 0),
+        );
+        let out = sends(c.on_tick(clock(t0, 1)));
+        for n in &out {
+            complete(&mut c, n.id, Outcome::Errored("503".into()), clock(t0, 2));
+        }
+        assert_eq!(c.in_flight(), 1, "waits for its retry");
+        let wall = clock(t0, 0).wall_ms;
+        c.set_silences(
+            vec![silence("s1", "111122223333", wall, wall + 3_600_000)],
+            clock(t0, 3),
+        );
+        // The retry finds its only alert silenced: acknowledged, not prepared again.
+        let e = c.on_tick(clock(t0, 62));
+        assert_eq!(acked(&e), ["tok-m"], "{e:?}");
+        assert!(!e.iter().any(|e| matches!(e, Effect::Prepare { .. })));
+        assert_eq!(c.in_flight(), 0);
+        assert_eq!(c.metrics.silenced.load(Relaxed), 1);
     }
 
     #[test]

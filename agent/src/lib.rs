@@ -2,7 +2,7 @@
 //! group, route and deliver — nothing lost, nothing twice.
 //!
 //! One module per stage. The stages that decide (`decode`, `classify`, `fingerprint`,
-//! `route`, `group`) are pure and synchronous; the runtime wraps them.
+//! `route`, `group`, `silence`) are pure and synchronous; the runtime wraps them.
 
 pub mod classify;
 pub mod config;
@@ -18,5 +18,6 @@ pub mod model;
 pub mod ops;
 pub mod route;
 pub mod runtime;
+pub mod silence;
 pub mod sinks;
 pub mod source;

@@ -19,8 +19,10 @@ const FORCED_EXIT: i32 = 130;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  clean shutdown (SIGTERM/SIGINT after draining), or a valid configuration
-  1  runtime failure (the queue cannot be reached at start, a sink's healthcheck failed)
-  2  usage or configuration error
+  1  runtime failure (the queue cannot be reached at start, a sink's healthcheck failed,
+     the dedupe store cannot be reached)
+  2  usage or configuration error (also: test-sink of a sink not configured, silence
+     expire of an id no silence has)
 130  a second SIGTERM/SIGINT during the drain: stopped at once (unacknowledged messages
      return to the queue after their visibility timeout)";
 
@@ -87,6 +89,44 @@ enum Command {
         #[arg(value_name = "NAME")]
         name: String,
     },
+    /// Silences, as Alertmanager's: keep the alerts a matcher selects from every sink for a
+    /// while. Kept in the dedupe store (`dedupe.store`), so every replica sharing it applies
+    /// them; a running agent reads them every `dedupe.silence_refresh`.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SilenceCommand {
+    /// Silence the alerts every --match selects (a key given twice matches either value),
+    /// for --for, saying why; prints the new silence's id and its end. Exit 0, 1 (the store
+    /// cannot be reached), 2 (a bad argument: each one named).
+    Add {
+        /// KEY=VALUE, KEY one of rule, severity, account, region (as a route's `match`);
+        /// at least one (a silence of every alert is refused).
+        #[arg(long = "match", value_name = "KEY=VALUE")]
+        matches: Vec<String>,
+        /// How long, e.g. "2h", "30m", "1d12h" (at most 30 days).
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why, and for what (required, as in Alertmanager).
+        #[arg(long, value_name = "TEXT")]
+        comment: String,
+        /// Who (default: $USER).
+        #[arg(long, value_name = "NAME")]
+        author: Option<String>,
+    },
+    /// The active and pending silences (--all: the ended ones still stored too). Exit 0, 1.
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End silence ID now; it stays listed (--all) as expired for five days. Exit 0 (ended,
+    /// or ended already), 1 (the store cannot be reached), 2 (no silence has that id).
+    Expire {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +166,14 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             runtime.block_on(dlq(&cli.global, &cmd))
+        }
+        Command::Silence(cmd) => {
+            shared::pipe::end_quietly_on_closed_pipe();
+            let runtime = match runtime() {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            runtime.block_on(silence(&cli.global, &cmd))
         }
         Command::TestSink { name } => {
             shared::pipe::end_quietly_on_closed_pipe();
@@ -305,6 +353,218 @@ async fn test_sink(global: &GlobalArgs, name: &str) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// The silences of the configured store: the file beside the file store's database (the
+/// running agent holds the database's lock, not this file's), or the DynamoDB table every
+/// replica shares. (The memory store is no configuration's: it lives in one process, which
+/// this command could not reach.) Exit 1 when the table cannot be used.
+async fn silence_store(
+    global: &GlobalArgs,
+    cfg: &agent::config::Config,
+) -> Result<Box<dyn agent::dedupe::SilenceStore>, ExitCode> {
+    use agent::config::StoreSpec;
+    match &cfg.dedupe.store {
+        StoreSpec::File { path } => Ok(Box::new(agent::dedupe::SilenceFile::new(
+            agent::dedupe::silences_path(path),
+        ))),
+        StoreSpec::DynamoDb { table } => {
+            let factory = cli_factory(global, cfg).await?;
+            agent::dedupe::DynamoStore::connect(
+                factory.home().dynamodb(),
+                table,
+                cfg.dedupe.retention,
+            )
+            .await
+            .map(|s| Box::new(s) as Box<dyn agent::dedupe::SilenceStore>)
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// The rule ids `--match rule=` is checked against: every built-in rule and the
+/// configuration's own.
+fn known_rules(cfg: &agent::config::Config) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for pack in [shared::rules::Pack::every_builtin(), cfg.classify.pack()]
+        .into_iter()
+        .flatten()
+    {
+        for r in pack.rules() {
+            if !ids.contains(&r.id) {
+                ids.push(r.id.clone());
+            }
+        }
+    }
+    ids
+}
+
+/// `agent silence add|list|expire`.
+async fn silence(global: &GlobalArgs, cmd: &SilenceCommand) -> ExitCode {
+    use agent::silence::{Expired, Request, Silence, Status};
+    let cfg = match load_config(global) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let now = agent::runtime::now_ms();
+    let row = |s: &Silence| {
+        format!(
+            "{:<36}  {:<7}  {:<24}  {:<24}  {}  {}: {}",
+            s.id,
+            s.status(now).as_str(),
+            agent::model::format_timestamp(s.starts_at_ms),
+            agent::model::format_timestamp(s.ends_at_ms),
+            s.describe(),
+            s.created_by,
+            s.comment
+        )
+    };
+    match cmd {
+        SilenceCommand::Add {
+            matches,
+            duration,
+            comment,
+            author,
+        } => {
+            let user = author
+                .clone()
+                .or_else(|| std::env::var("USER").ok())
+                .or_else(|| std::env::var("LOGNAME").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let rules = known_rules(&cfg);
+            let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+            let req = Request {
+                matches,
+                duration,
+                comment,
+                author: &user,
+            };
+            let silence = match agent::silence::build(&req, &rules, now) {
+                Ok((s, warnings)) => {
+                    for w in warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    s
+                }
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("error: {e}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let store = match silence_store(global, &cfg).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            if let Err(e) = store.add_silence(&silence, now).await {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+            match global.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"schema_version": 1, "silence": silence.to_json(now)})
+                ),
+                Output::Table => println!(
+                    "{}  until {}  {}",
+                    silence.id,
+                    agent::model::format_timestamp(silence.ends_at_ms),
+                    silence.describe()
+                ),
+            }
+            eprintln!(
+                "a running agent applies it within {:?} (dedupe.silence_refresh)",
+                cfg.dedupe.silence_refresh
+            );
+            ExitCode::SUCCESS
+        }
+        SilenceCommand::List { all } => {
+            let store = match silence_store(global, &cfg).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let stored = match store.silences().await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let shown: Vec<&Silence> = stored
+                .iter()
+                .filter(|s| *all || s.status(now) != Status::Expired)
+                .collect();
+            match global.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "schema_version": 1,
+                        "silences": shown.iter().map(|s| s.to_json(now)).collect::<Vec<_>>(),
+                    })
+                ),
+                Output::Table if shown.is_empty() => println!(
+                    "no {}silences",
+                    if *all { "" } else { "active or pending " }
+                ),
+                Output::Table => {
+                    println!(
+                        "{:<36}  {:<7}  {:<24}  {:<24}  MATCH  CREATED BY: COMMENT",
+                        "ID", "STATUS", "STARTS", "ENDS"
+                    );
+                    for s in shown {
+                        println!("{}", row(s));
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        SilenceCommand::Expire { id } => {
+            let store = match silence_store(global, &cfg).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let id = id.trim();
+            let (silence, ended) = match store.expire_silence(id, now).await {
+                Ok(Expired::Ended(s)) => (s, true),
+                Ok(Expired::AlreadyEnded(s)) => (s, false),
+                Ok(Expired::NotFound) => {
+                    eprintln!(
+                        "error: no silence has the id {id:?} (agent silence list --all shows every stored one)"
+                    );
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match global.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "schema_version": 1,
+                        "silence": silence.to_json(now),
+                        "expired_now": ended,
+                    })
+                ),
+                Output::Table if ended => println!(
+                    "{}  expired at {}",
+                    silence.id,
+                    agent::model::format_timestamp(silence.ends_at_ms)
+                ),
+                Output::Table => println!(
+                    "{}  had ended already, at {}",
+                    silence.id,
+                    agent::model::format_timestamp(silence.ends_at_ms)
+                ),
+            }
+            ExitCode::SUCCESS
+        }
     }
 }
 

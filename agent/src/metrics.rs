@@ -29,6 +29,12 @@ pub struct Metrics {
     pub alerts: AtomicU64,
     pub duplicates: AtomicU64,
     pub unrouted: AtomicU64,
+    /// Alerts an active silence kept from the sinks (logged at INFO with the silence).
+    pub silenced: AtomicU64,
+    /// Silences active at the last refresh.
+    pub silences_active: AtomicI64,
+    /// Reads of the silences from the store that failed (the ones read before stay in use).
+    pub silence_refresh_errors: AtomicU64,
     pub acked: AtomicU64,
     /// Messages left for another replica that is delivering their alerts.
     pub held_elsewhere: AtomicU64,
@@ -203,6 +209,23 @@ impl Metrics {
             "alerts_unrouted_total",
             "Alerts no route matched and no default route took.",
             g(&self.unrouted),
+        );
+        counter(
+            &mut out,
+            "alerts_silenced_total",
+            "Alerts an active silence kept from the sinks (each logged at INFO with the silence id); their messages are acknowledged.",
+            g(&self.silenced),
+        );
+        counter(
+            &mut out,
+            "silence_refresh_errors_total",
+            "Reads of the silences from the dedupe store that failed (the silences read before stay in use).",
+            g(&self.silence_refresh_errors),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP orgwatch_agent_silences_active Silences active at the last read of the store.\n# TYPE orgwatch_agent_silences_active gauge\norgwatch_agent_silences_active {}",
+            self.silences_active.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -13,6 +13,9 @@
 //! * Each sink has its own worker, so a failing sink backs off without delaying the others.
 //!   Core -> worker channels are unbounded: what can be queued there is bounded by the
 //!   in-flight permits (each notification holds at least one in-flight message).
+//! * The silences are read from the store at start and every `dedupe.silence_refresh` by a
+//!   task of their own, and handed to the core, which applies them to every alert (never a
+//!   store read per alert). A read that fails keeps the silences read before.
 //! * On shutdown the receivers stop, every group is flushed, and the core waits (up to
 //!   `drain`) for outstanding deliveries before returning; unacknowledged messages return
 //!   to the queue.
@@ -34,6 +37,7 @@ use crate::fingerprint::incident_key;
 use crate::group::Notification;
 use crate::metrics::Metrics;
 use crate::model::{Alert, AlertState, Enrichment, Origin};
+use crate::silence::Silence;
 use crate::sinks::{Final, Sink};
 use crate::source::{Envelope, Source};
 
@@ -74,6 +78,15 @@ const MAX_BATCH: usize = 256;
 pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Receiver<bool>) {
     let p = Arc::new(p);
     let cfg = &p.config;
+    // The silences before the first message: none is delivered that one already silences.
+    let first_silences = read_silences(&p.store, &p.metrics).await;
+    let (silences_tx, mut silences_rx) = mpsc::unbounded_channel::<Vec<Silence>>();
+    tokio::spawn(refresh_silences(
+        p.store.clone(),
+        cfg.dedupe.silence_refresh,
+        silences_tx,
+        p.metrics.clone(),
+    ));
     let permits = Arc::new(Semaphore::new(cfg.source.max_in_flight));
     let (env_tx, mut env_rx) = mpsc::channel::<(Envelope, OwnedSemaphorePermit)>(100);
     let mut receivers = Vec::new();
@@ -117,6 +130,13 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
         p.catalog.clone(),
         p.metrics.clone(),
     );
+    let clock = || Clock {
+        now: Instant::now(),
+        wall_ms: now_ms(),
+    };
+    if let Some(s) = first_silences {
+        core.set_silences(s, clock());
+    }
     let shell = Shell {
         p: p.clone(),
         source: source.clone(),
@@ -127,10 +147,6 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut receivers_done = false;
-    let clock = || Clock {
-        now: Instant::now(),
-        wall_ms: now_ms(),
-    };
     loop {
         let effects = tokio::select! {
             got = env_rx.recv(), if !receivers_done => match got {
@@ -146,6 +162,10 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
                 core.on_extend_failed(&ids, clock());
                 Vec::new()
             }
+            Some(silences) = silences_rx.recv() => {
+                core.set_silences(silences, clock());
+                Vec::new()
+            }
             _ = tick.tick() => core.on_tick(clock()),
             _ = shutdown.changed() => {
                 core.on_shutdown(clock());
@@ -159,6 +179,38 @@ pub async fn run<S: Source>(source: Arc<S>, p: Pipeline, mut shutdown: watch::Re
     }
     for r in receivers {
         r.abort();
+    }
+}
+
+/// The silences in the store, or `None` (said at WARN and counted) when it cannot be read.
+async fn read_silences(store: &Store, metrics: &Metrics) -> Option<Vec<Silence>> {
+    match store.silences().await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            Metrics::inc(&metrics.silence_refresh_errors);
+            tracing::warn!(error = %e, "cannot read the silences; the ones read before stay in use");
+            None
+        }
+    }
+}
+
+/// Reads the silences every `every` and hands them to the core, until the core is gone.
+async fn refresh_silences(
+    store: Store,
+    every: Duration,
+    tx: mpsc::UnboundedSender<Vec<Silence>>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        if tx.is_closed() {
+            return;
+        }
+        if let Some(s) = read_silences(&store, &metrics).await
+            && tx.send(s).is_err()
+        {
+            return;
+        }
     }
 }
 
@@ -626,6 +678,7 @@ mod tests {
                 store: StoreSpec::File {
                     path: PathBuf::new(),
                 },
+                silence_refresh: Duration::from_secs(30),
             },
             group: GroupSpec {
                 by: vec![GroupLabel::Rule],

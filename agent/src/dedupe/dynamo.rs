@@ -23,6 +23,24 @@
 //!   alert meanwhile sees the claim ([`Claim::Held`]) and leaves its message to come back
 //!   later, when the delivery is recorded (a duplicate) or the claim has expired (the owner
 //!   died: it delivers). At-least-once in, exactly-once out, across replicas.
+//! * `silences`: every silence ([`crate::silence`]), one JSON document (`doc`, the file
+//!   store's format) and a `version`, with no `expires_at` (silences end by their own time,
+//!   and ended ones are pruned by the next change). One item, not one per silence: the table
+//!   has only a partition key, and a Query needs an equality condition on it, so it reads
+//!   one item at most (DynamoDB developer guide, "Key condition expressions for the Query
+//!   operation": "You must specify the partition key name and value as an equality
+//!   condition"; <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.KeyConditionExpressions.html>),
+//!   and listing the items of a prefix would be a Scan of every incident and delivery, on
+//!   every replica's refresh. So a refresh is one strongly consistent BatchGetItem of one
+//!   item, and a change (`agent silence add|expire`) is a read, the change, and a PutItem
+//!   conditioned on the version read (`version = :v`, or `attribute_not_exists(pk)` for
+//!   the first: DynamoDB developer guide, "Condition expressions", conditional put;
+//!   <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.SpecifyingConditions.html>),
+//!   redone when another writer came first. An item is at most 400 KB (DynamoDB developer
+//!   guide, "Constraints in Amazon DynamoDB", Items;
+//!   <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html>),
+//!   which bounds the stored silences ([`crate::silence::MAX_STORED`], and a size check
+//!   before the write). No IAM action beyond the dedupe table's: BatchGetItem and PutItem.
 //!
 //! Every call takes the batch of every message waiting to be prepared, so its cost is a
 //! few round trips per batch, not per alert: one BatchGetItem of the keys, one
@@ -54,6 +72,7 @@ use super::{
 };
 use crate::fingerprint::IncidentKey;
 use crate::model::AlertState;
+use crate::silence::{Document, Expired, Silence};
 
 /// Attempts before giving up on a contended (or throttled) batch.
 const MAX_ATTEMPTS: usize = 8;
@@ -65,6 +84,12 @@ const MAX_TRANSACTION: usize = 100;
 const MAX_BATCH_WRITE: usize = 25;
 
 type Item = HashMap<String, AttributeValue>;
+
+/// The item of the silences (incident items start `key#`, deliveries `dlv#`).
+const SILENCES_PK: &str = "silences";
+/// The silences document's bytes at most, below DynamoDB's 400 KB per item (attribute
+/// names and the other attributes included).
+const MAX_SILENCES_DOC: usize = 380 * 1024;
 
 /// Dedupe state in a DynamoDB table.
 pub struct DynamoStore {
@@ -404,6 +429,106 @@ impl DynamoStore {
                 (":exp".to_string(), self.expires_at(now_ms)),
             ])),
         })
+    }
+}
+
+impl DynamoStore {
+    /// The stored silences and the item's version (none: no item yet), read strongly
+    /// consistent.
+    async fn read_silences(&self) -> Result<(Vec<Silence>, Option<u64>), StoreError> {
+        let read = self.read_many(&[SILENCES_PK.to_string()]).await?;
+        let Some(item) = read.get(SILENCES_PK) else {
+            return Ok((Vec::new(), None));
+        };
+        let what = format!("dedupe table {:?}, item {SILENCES_PK:?}", self.table);
+        let doc = item
+            .get("doc")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| StoreError(format!("{what}: no doc attribute")))?;
+        let list = Document::decode(&what, doc).map_err(StoreError)?;
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok());
+        Ok((list, version))
+    }
+
+    /// Read, `change`, and a write conditioned on the version read, redone (after a backoff)
+    /// while another writer came first. `change` says whether it changed the list.
+    async fn change_silences<R>(
+        &self,
+        what: &str,
+        mut change: impl FnMut(&mut Vec<Silence>) -> Result<(bool, R), String>,
+    ) -> Result<R, StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let (mut list, version) = self.read_silences().await?;
+            let (changed, out) = change(&mut list).map_err(StoreError)?;
+            if !changed {
+                return Ok(out);
+            }
+            let doc = Document::encode(&list);
+            if doc.len() > MAX_SILENCES_DOC {
+                return Err(StoreError(format!(
+                    "{what}: the silences would take {} KB, more than the {} KB one DynamoDB item holds: expire some, or shorten comments",
+                    doc.len() / 1024,
+                    MAX_SILENCES_DOC / 1024
+                )));
+            }
+            let next = version.map(|v| v + 1).unwrap_or(1);
+            let item = HashMap::from([
+                ("pk".to_string(), AttributeValue::S(SILENCES_PK.to_string())),
+                ("doc".to_string(), AttributeValue::S(doc)),
+                ("version".to_string(), AttributeValue::N(next.to_string())),
+            ]);
+            let (condition, values) = match version {
+                Some(v) => (
+                    "version = :v",
+                    Some(HashMap::from([(
+                        ":v".to_string(),
+                        AttributeValue::N(v.to_string()),
+                    )])),
+                ),
+                None => ("attribute_not_exists(pk)", None),
+            };
+            let write = Write::Put(PutWrite {
+                item: Some(item),
+                condition: condition.into(),
+                values,
+            });
+            if self.write_all(vec![write], what).await? {
+                return Ok(out);
+            }
+        }
+        Err(StoreError(format!(
+            "{what}: still contended after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+}
+
+impl super::SilenceStore for DynamoStore {
+    fn add_silence<'a>(&'a self, silence: &'a Silence, now_ms: i64) -> StoreFuture<'a, ()> {
+        Box::pin(self.change_silences("adding a silence", move |list| {
+            // Already there as it is: an earlier attempt's write went through (the SDK
+            // retried a put whose answer was lost), so this one has nothing to do.
+            if list.contains(silence) {
+                return Ok((false, ()));
+            }
+            crate::silence::insert(list, silence.clone(), now_ms).map(|()| (true, ()))
+        }))
+    }
+
+    fn silences(&self) -> StoreFuture<'_, Vec<Silence>> {
+        Box::pin(async move { Ok(self.read_silences().await?.0) })
+    }
+
+    fn expire_silence<'a>(&'a self, id: &'a str, now_ms: i64) -> StoreFuture<'a, Expired> {
+        Box::pin(self.change_silences("expiring a silence", move |list| {
+            let e = crate::silence::expire(list, id, now_ms);
+            Ok((matches!(e, Expired::Ended(_)), e))
+        }))
     }
 }
 

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::fingerprint::IncidentKey;
 use crate::model::AlertState;
+use crate::silence::{Expired, Silence};
 
 const INCIDENTS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("incidents");
 const SINKS: TableDefinition<&str, u8> = TableDefinition::new("sinks");
@@ -45,6 +46,8 @@ pub struct FileStore {
     db: Database,
     sinks: Mutex<HashMap<String, u8>>,
     waiting: Mutex<Waiting>,
+    /// The silences, beside the database ([`super::silences_path`]).
+    silences: super::SilenceFile,
 }
 
 impl FileStore {
@@ -71,6 +74,7 @@ impl FileStore {
             db,
             sinks: Mutex::new(sinks),
             waiting: Mutex::new(HashMap::new()),
+            silences: super::SilenceFile::new(super::silences_path(path)),
         })
     }
 
@@ -293,6 +297,18 @@ impl LocalStore for FileStore {
         }
         txn.commit().map_err(err)?;
         Ok(forgotten)
+    }
+
+    fn add_silence(&self, silence: &Silence, now_ms: i64) -> Result<(), StoreError> {
+        self.silences.add(silence, now_ms)
+    }
+
+    fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        self.silences.load()
+    }
+
+    fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Expired, StoreError> {
+        self.silences.expire(id, now_ms)
     }
 }
 

@@ -7,11 +7,13 @@ use std::time::Duration;
 use super::{Entry, Incident, LocalStore, MAX_SINKS, StoreError, correlate, is_marked, mark};
 use crate::fingerprint::IncidentKey;
 use crate::model::AlertState;
+use crate::silence::{Expired, Silence};
 
 #[derive(Default)]
 struct State {
     keys: HashMap<IncidentKey, Vec<Entry>>,
     sinks: Vec<String>,
+    silences: Vec<Silence>,
 }
 
 impl State {
@@ -132,5 +134,19 @@ impl LocalStore for MemoryStore {
             !entries.is_empty()
         });
         Ok(forgotten)
+    }
+
+    fn add_silence(&self, silence: &Silence, now_ms: i64) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        crate::silence::insert(&mut s.silences, silence.clone(), now_ms).map_err(StoreError)
+    }
+
+    fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        Ok(self.lock()?.silences.clone())
+    }
+
+    fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Expired, StoreError> {
+        let mut s = self.lock()?;
+        Ok(crate::silence::expire(&mut s.silences, id, now_ms))
     }
 }

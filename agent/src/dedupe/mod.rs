@@ -8,10 +8,17 @@
 //!
 //! Per key the store keeps at most [`MAX_INCIDENTS_PER_KEY`] recent incidents of
 //! 32 bytes each ([`Entry`]); records untouched for the retention period are pruned.
+//!
+//! The store also keeps the silences ([`SilenceStore`], [`crate::silence`]), so that every
+//! replica sharing a store sees the same ones: the file store in a file beside its database
+//! ([`SilenceFile`], which `agent silence` writes while the agent runs: the database itself
+//! is locked by the running agent), the memory store in memory (one process: tests), the
+//! DynamoDB store in one item of the shared table.
 
 mod dynamo;
 mod file;
 mod memory;
+mod silence_file;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,9 +28,11 @@ use std::time::Duration;
 pub use dynamo::DynamoStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use silence_file::{SilenceFile, silences_path};
 
 use crate::fingerprint::{Fingerprint, IncidentKey, fingerprint};
 use crate::model::AlertState;
+use crate::silence::{Expired, Silence};
 
 /// Incidents remembered per key; older ones are forgotten first.
 pub const MAX_INCIDENTS_PER_KEY: usize = 4;
@@ -57,11 +66,26 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// One delivery asked of [`DedupeStore::claim_many`]: an incident, in a state, to a sink.
 pub type Ask<'a> = (Incident, AlertState, &'a str);
 
+/// Where the silences live: the interface of `agent silence` and of the running agent's
+/// refresh, for every store. Each change is atomic against other writers (another
+/// `agent silence`, another replica): the store applies [`crate::silence::insert`] or
+/// [`crate::silence::expire`] to the list as stored.
+pub trait SilenceStore: Send + Sync {
+    /// Stores a new silence (ended ones past [`crate::silence::KEEP_EXPIRED`] are pruned).
+    fn add_silence<'a>(&'a self, silence: &'a Silence, now_ms: i64) -> StoreFuture<'a, ()>;
+
+    /// Every stored silence, pending, active and ended, in the order they were added.
+    fn silences(&self) -> StoreFuture<'_, Vec<Silence>>;
+
+    /// Ends silence `id` now; it stays stored, expired.
+    fn expire_silence<'a>(&'a self, id: &'a str, now_ms: i64) -> StoreFuture<'a, Expired>;
+}
+
 /// Where dedupe state lives: the one interface the runtime talks to, for the file, memory
 /// and DynamoDB stores alike. Every call takes a batch (the alerts of every message waiting
 /// to be prepared), so a store with transactions or batch APIs answers it in a few round
-/// trips, not one per alert.
-pub trait DedupeStore: Send + Sync {
+/// trips, not one per alert. Every dedupe store keeps the silences too.
+pub trait DedupeStore: SilenceStore {
     /// Places each alert (key, time, state) in an incident, in order, a later alert of a key
     /// seeing the earlier ones (see [`LocalStore::remember`]).
     fn remember_many<'a>(
@@ -171,6 +195,33 @@ pub trait LocalStore: Send + Sync {
 
     /// Forgets incidents untouched since `before_ms`; returns how many were forgotten.
     fn prune(&self, before_ms: i64) -> Result<usize, StoreError>;
+
+    /// [`SilenceStore::add_silence`], at once.
+    fn add_silence(&self, silence: &Silence, now_ms: i64) -> Result<(), StoreError>;
+
+    /// [`SilenceStore::silences`], at once.
+    fn silences(&self) -> Result<Vec<Silence>, StoreError>;
+
+    /// [`SilenceStore::expire_silence`], at once.
+    fn expire_silence(&self, id: &str, now_ms: i64) -> Result<Expired, StoreError>;
+}
+
+impl<T: LocalStore> SilenceStore for T {
+    fn add_silence<'a>(&'a self, silence: &'a Silence, now_ms: i64) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(LocalStore::add_silence(
+            self, silence, now_ms,
+        )))
+    }
+
+    fn silences(&self) -> StoreFuture<'_, Vec<Silence>> {
+        Box::pin(std::future::ready(LocalStore::silences(self)))
+    }
+
+    fn expire_silence<'a>(&'a self, id: &'a str, now_ms: i64) -> StoreFuture<'a, Expired> {
+        Box::pin(std::future::ready(LocalStore::expire_silence(
+            self, id, now_ms,
+        )))
+    }
 }
 
 impl<T: LocalStore> DedupeStore for T {
@@ -570,6 +621,98 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         places_a_batch_like_one_by_one(&FileStore::open(&dir.join("agent.db")).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn a_silence(id: &str, rule: &str, starts_ms: i64, ends_ms: i64) -> Silence {
+        Silence {
+            id: id.into(),
+            matcher: crate::config::Matcher {
+                rule: vec![rule.into()],
+                ..Default::default()
+            },
+            starts_at_ms: starts_ms,
+            ends_at_ms: ends_ms,
+            created_by: "alice".into(),
+            comment: "patching".into(),
+        }
+    }
+
+    /// Every store keeps silences the same way: added in order, expired in place (kept,
+    /// ended), unknown ids answered, taken ids refused, old ended ones pruned on a change.
+    fn keeps_silences(store: &dyn LocalStore) {
+        let hour = 3_600_000;
+        assert!(store.silences().unwrap().is_empty());
+        let a = a_silence("a", "cis-4.3", 0, 2 * hour);
+        let b = a_silence("b", "cis-4.1", 0, 2 * hour);
+        store.add_silence(&a, 0).unwrap();
+        store.add_silence(&b, 0).unwrap();
+        assert_eq!(store.silences().unwrap(), [a.clone(), b.clone()]);
+        let taken = store.add_silence(&a_silence("a", "x", 0, hour), 0);
+        assert!(taken.unwrap_err().0.contains("exists already"));
+        assert_eq!(
+            store.expire_silence("zzz", hour).unwrap(),
+            Expired::NotFound
+        );
+        let Expired::Ended(ended) = store.expire_silence("a", hour).unwrap() else {
+            panic!("not ended")
+        };
+        assert_eq!(ended.ends_at_ms, hour);
+        assert!(matches!(
+            store.expire_silence("a", hour + 1).unwrap(),
+            Expired::AlreadyEnded(_)
+        ));
+        let listed = store.silences().unwrap();
+        assert_eq!(listed.len(), 2, "an expired silence stays listed");
+        assert_eq!(listed[0].status(hour), crate::silence::Status::Expired);
+        assert_eq!(listed[1], b, "the others untouched");
+        // Five days after they ended, the next change forgets them.
+        let later = 2 * hour + 5 * 24 * hour + 1;
+        store
+            .add_silence(&a_silence("c", "cis-4.5", later, later + hour), later)
+            .unwrap();
+        let ids: Vec<String> = store
+            .silences()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["c"]);
+    }
+
+    #[test]
+    fn memory_store_keeps_silences() {
+        keeps_silences(&MemoryStore::default());
+    }
+
+    #[test]
+    fn file_store_keeps_silences_beside_its_database_while_it_is_open() {
+        let dir =
+            std::env::temp_dir().join(format!("orgwatch-dedupe-silences-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("agent.db");
+        keeps_silences(&FileStore::open(&path).unwrap());
+        let hour = 3_600_000;
+        // The running agent holds the database; `agent silence` writes the file beside it,
+        // and the agent reads what it wrote.
+        let running = FileStore::open(&path).unwrap();
+        assert!(FileStore::open(&path).is_err(), "the database is locked");
+        let cli = SilenceFile::new(silences_path(&path));
+        assert_eq!(cli.path(), dir.join("agent.db.silences.json"));
+        let d = a_silence("d", "cis-4.3", 0, 10 * 24 * hour);
+        cli.add(&d, 0).unwrap();
+        let seen = LocalStore::silences(&running).unwrap();
+        assert_eq!(seen.last(), Some(&d));
+        drop(running);
+        // Kept across a restart.
+        let again = FileStore::open(&path).unwrap();
+        assert_eq!(LocalStore::silences(&again).unwrap().last(), Some(&d));
+        // A damaged file is an error that names it, not "no silences".
+        std::fs::write(silences_path(&path), "{not json").unwrap();
+        let err = LocalStore::silences(&again).unwrap_err();
+        assert!(err.0.contains("agent.db.silences.json"), "{err}");
+        drop(again);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

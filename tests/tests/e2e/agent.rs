@@ -242,13 +242,20 @@ struct Agent {
 
 impl Agent {
     fn start(emu: &Emulator, config: &Path, log: &Path) -> Agent {
+        Agent::start_with(emu, config, log, &[])
+    }
+
+    /// [`Agent::start`] with more global options (e.g. `--log-format json`).
+    fn start_with(emu: &Emulator, config: &Path, log: &Path, global: &[&str]) -> Agent {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("agent log");
         let child = Command::new(bin("agent"))
-            .args(["--config", &config.display().to_string(), "run"])
+            .args(["--config", &config.display().to_string()])
+            .args(global)
+            .arg("run")
             .envs(emu.env())
             .env("RUST_LOG", "info,agent=debug")
             .env("WEBHOOK_SECRET", SECRET)
@@ -2036,4 +2043,325 @@ async fn a_second_signal_during_the_drain_stops_the_agent_at_once() {
         "{}",
         agent.log()
     );
+}
+
+/// #13 item 6: `agent silence add` (the real binary, writing the file store's silences
+/// while the agent runs) keeps a matching alert from every sink: it is counted in /metrics,
+/// logged at INFO with the silence in the JSON log, and its message is acknowledged; an
+/// alert the silence does not match is delivered; after `agent silence expire ID` the next
+/// matching alert is delivered. Bad arguments and unknown ids are refused with exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_keeps_matching_alerts_from_the_sinks_until_it_is_expired() {
+    let emu = Emulator::start().expect("emulator");
+    let c = central(&emu, 5).await;
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("silence");
+    let config = write_config(&dir, &a, &b, "1s", "1m");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        "window = \"15m\"\n",
+        "window = \"15m\"\nsilence_refresh = \"1s\"\n",
+    );
+    std::fs::write(&config, text).expect("config");
+    let (quiet, loud) = (account(1), account(2));
+
+    // Refused: each bad argument named, nothing stored.
+    let out = Command::new(bin("agent"))
+        .args(["--config", &config.display().to_string(), "silence", "add"])
+        .args(["--match", "rul=cis-4.1", "--match", "account=12345"])
+        .args(["--for", "31d", "--comment", "x"])
+        .envs(emu.env())
+        .env("WEBHOOK_SECRET", SECRET)
+        .output()
+        .expect("agent silence add");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown key \"rul\" (did you mean \"rule\"?)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"12345\" is not a 12-digit account id"),
+        "{err}"
+    );
+    assert!(err.contains("--for \"31d\": at most 30 days"), "{err}");
+    let (code, _, err) = agent_cli(
+        &emu,
+        &config,
+        &["silence", "add", "--for", "1h", "--comment", "everything"],
+    );
+    assert_eq!(code, 2, "a silence of every alert is refused: {err}");
+
+    let mut agent = Agent::start_with(
+        &emu,
+        &config,
+        &dir.join("agent.log"),
+        &["--log-format", "json"],
+    );
+    let rule_match = "rule=cis-4.1".to_string();
+    let account_match = format!("account={quiet}");
+    let (code, doc, err) = agent_cli(
+        &emu,
+        &config,
+        &[
+            "silence",
+            "add",
+            "--match",
+            &rule_match,
+            "--match",
+            &account_match,
+            "--for",
+            "2h",
+            "--comment",
+            "planned change CHG-42",
+            "--author",
+            "alice",
+        ],
+    );
+    assert_eq!(code, 0, "{doc:#}\n{err}");
+    assert_eq!(doc["schema_version"], 1, "{doc:#}");
+    let id = doc["silence"]["id"].as_str().expect("id").to_string();
+    assert_eq!(doc["silence"]["status"], "active", "{doc:#}");
+    assert_eq!(
+        doc["silence"]["match"],
+        json!({"rule": ["cis-4.1"], "account": [quiet]})
+    );
+    assert_eq!(doc["silence"]["created_by"], "alice");
+    let (code, doc, _) = agent_cli(&emu, &config, &["silence", "list"]);
+    assert_eq!(code, 0);
+    assert_eq!(doc["silences"].as_array().map(Vec::len), Some(1), "{doc:#}");
+    assert_eq!(doc["silences"][0]["id"], id.as_str());
+    // The running agent has read it (it says so) before the alerts are sent.
+    assert!(
+        wait_until(Duration::from_secs(20), || agent
+            .log()
+            .contains("silence in effect"))
+        .await,
+        "{}",
+        agent.log()
+    );
+    c.alarm("cis-4.1", &quiet, "ALARM", "2024-05-01T12:05:00.000+0000")
+        .await;
+    c.alarm("cis-4.1", &loud, "ALARM", "2024-05-01T12:05:00.000+0000")
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || alerts(&a).len() == 1
+            && alerts(&b).len() == 1)
+        .await,
+        "{}",
+        agent.log()
+    );
+    let logged = |what: &str| -> Vec<Value> {
+        agent
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == what)
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || !logged(
+            "silenced: not sent to the sinks"
+        )
+        .is_empty())
+        .await,
+        "{}",
+        agent.log()
+    );
+    let silenced = logged("silenced: not sent to the sinks");
+    assert_eq!(silenced.len(), 1, "{silenced:?}");
+    let f = &silenced[0]["fields"];
+    assert_eq!(f["silence_id"], id.as_str(), "{f}");
+    assert_eq!(
+        (&f["rule"], &f["account"], &f["region"]),
+        (&json!("cis-4.1"), &json!(quiet), &json!("us-east-1"))
+    );
+    assert_eq!(silenced[0]["level"], "INFO", "{silenced:?}");
+    for r in [&a, &b] {
+        assert_eq!(
+            alerts(r)[0].2,
+            loud,
+            "only the alert the silence does not match"
+        );
+    }
+    let metrics = agent_metrics(&agent);
+    assert_eq!(
+        orgwatch_tests::watch::metric(&metrics, "orgwatch_agent_alerts_silenced_total"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        orgwatch_tests::watch::metric(&metrics, "orgwatch_agent_silences_active"),
+        1.0,
+        "{metrics}"
+    );
+    // Acknowledged as handled: nothing left in the queue, nothing dead-lettered.
+    assert!(
+        wait_until(Duration::from_secs(20), || orgwatch_tests::watch::metric(
+            &agent_metrics(&agent),
+            "orgwatch_agent_messages_acked_total"
+        ) >= 2.0)
+        .await,
+        "{}",
+        agent_metrics(&agent)
+    );
+    assert_eq!(c.queue_depth().await, (0, 0));
+
+    // Expired: kept (listed with --all), and the next matching alert is delivered.
+    let (code, doc, err) = agent_cli(&emu, &config, &["silence", "expire", &id]);
+    assert_eq!(
+        (code, doc["expired_now"].as_bool()),
+        (0, Some(true)),
+        "{doc:#}\n{err}"
+    );
+    let (code, _, err) = agent_cli(&emu, &config, &["silence", "expire", "no-such-id"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no silence has the id \"no-such-id\""),
+        "{err}"
+    );
+    let (_, doc, _) = agent_cli(&emu, &config, &["silence", "list"]);
+    assert_eq!(doc["silences"], json!([]), "{doc:#}");
+    let (_, doc, _) = agent_cli(&emu, &config, &["silence", "list", "--all"]);
+    assert_eq!(doc["silences"][0]["status"], "expired", "{doc:#}");
+    assert!(
+        wait_until(Duration::from_secs(20), || !logged("silence ended")
+            .is_empty())
+        .await,
+        "{}",
+        agent.log()
+    );
+    c.alarm("cis-4.1", &quiet, "ALARM", "2024-05-01T12:30:00.000+0000")
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(20), || alerts(&a).len() == 2
+            && alerts(&b).len() == 2)
+        .await,
+        "{}",
+        agent.log()
+    );
+    assert_eq!(alerts(&a)[1].2, quiet);
+    assert_eq!(
+        orgwatch_tests::watch::metric(
+            &agent_metrics(&agent),
+            "orgwatch_agent_alerts_silenced_total"
+        ),
+        1.0
+    );
+    assert_eq!(agent.terminate(), Some(0), "{}", agent.log());
+    agent.assert_calls_granted();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The silences in the shared DynamoDB table: what one replica (or `agent silence` with
+/// the `dynamodb` store) adds, another reads; concurrent adds both survive (the write is
+/// conditioned on the version read); expire ends it for every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_store_shares_silences_between_replicas() {
+    use agent::dedupe::{DynamoStore, SilenceStore};
+    use agent::silence::{Expired, Silence, Status};
+
+    let emu = Emulator::start().expect("emulator");
+    let db = dedupe_table(&emu).await;
+    let hour = Duration::from_secs(3600);
+    let one = DynamoStore::connect(db.clone(), TABLE, hour)
+        .await
+        .expect("store one");
+    let two = DynamoStore::connect(db.clone(), TABLE, hour)
+        .await
+        .expect("store two");
+    let now = agent::runtime::now_ms();
+    let silence = |id: &str, rule: &str| Silence {
+        id: id.into(),
+        matcher: agent::config::Matcher {
+            rule: vec![rule.into()],
+            ..Default::default()
+        },
+        starts_at_ms: now,
+        ends_at_ms: now + 3_600_000,
+        created_by: "alice".into(),
+        comment: "maintenance".into(),
+    };
+    assert!(two.silences().await.expect("none yet").is_empty());
+    one.add_silence(&silence("s1", "cis-4.1"), now)
+        .await
+        .expect("add");
+    // Both replicas add at once: neither change is lost.
+    let (s2, s3) = (silence("s2", "cis-4.2"), silence("s3", "cis-4.3"));
+    let (x, y) = tokio::join!(one.add_silence(&s2, now), two.add_silence(&s3, now));
+    x.expect("add s2");
+    y.expect("add s3");
+    let mut ids: Vec<String> = two
+        .silences()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["s1", "s2", "s3"]);
+    assert!(
+        one.add_silence(&silence("s1", "x"), now).await.is_err(),
+        "id taken"
+    );
+    assert_eq!(
+        two.expire_silence("nope", now).await.expect("expire"),
+        Expired::NotFound
+    );
+    assert!(matches!(
+        two.expire_silence("s1", now + 1).await.expect("expire"),
+        Expired::Ended(_)
+    ));
+    let seen = one.silences().await.expect("list");
+    let s1 = seen.iter().find(|s| s.id == "s1").expect("still stored");
+    assert_eq!(s1.status(now + 1), Status::Expired);
+
+    // `agent silence` with `store = "dynamodb"`: the replicas see what it adds.
+    let (a, b) = (
+        Receiver::start().await.expect("receiver"),
+        Receiver::start().await.expect("receiver"),
+    );
+    let dir = temp_dir("silence-dynamodb");
+    let config = write_config(&dir, &a, &b, "1s", "1m");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let db_line = format!("path = \"{}\"", dir.join("agent.db").display());
+    let text = text.replace(
+        &db_line,
+        &format!("store = \"dynamodb\"\ntable = \"{TABLE}\""),
+    );
+    std::fs::write(&config, text).expect("write config");
+    let (code, doc, err) = agent_cli(
+        &emu,
+        &config,
+        &[
+            "silence",
+            "add",
+            "--match",
+            "severity=low",
+            "--for",
+            "30m",
+            "--comment",
+            "noisy",
+        ],
+    );
+    assert_eq!(code, 0, "{doc:#}\n{err}");
+    let id = doc["silence"]["id"].as_str().expect("id").to_string();
+    assert!(
+        one.silences()
+            .await
+            .expect("list")
+            .iter()
+            .any(|s| s.id == id)
+    );
+    let (code, doc, err) = agent_cli(&emu, &config, &["silence", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        doc["silences"].as_array().map(Vec::len),
+        Some(3),
+        "s2, s3 and the new one: {doc:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
