@@ -723,11 +723,33 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
 }
 
 /// Reads, parses and validates a configuration file against the process environment.
+/// Every problem of the file comes in one run, in the file's order: each type or
+/// unknown-key problem (with "did you mean"), then the checks beyond types on the rest.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![ConfigError::file(path, format!("cannot read: {e}"))])?;
-    let raw = parse(path, &text).map_err(|e| vec![e])?;
-    validate(&raw, path, &text, &|k| std::env::var(k).ok())
+    check(path, &text, &|k| std::env::var(k).ok())
+}
+
+/// [`load`] of a text already read.
+pub fn check(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigError>> {
+    let (raw, mut errors) = shared::config::parse_toml_all::<RawConfig>(path, text);
+    let Some(raw) = raw else {
+        return Err(errors);
+    };
+    match validate(&raw, path, text, env) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(errors),
+        Err(mut more) => {
+            errors.append(&mut more);
+            shared::config::sort(&mut errors);
+            Err(errors)
+        }
+    }
 }
 
 struct Checker<'a> {
@@ -960,7 +982,14 @@ pub fn validate(
             let at = d.store.as_ref().map(|s| s.span().start).unwrap_or(0);
             c.err_at(
                 at,
-                format!("dedupe.store: unknown store {other:?}; expected \"file\" or \"dynamodb\""),
+                match shared::suggest::nearest(other, ["file", "dynamodb"]) {
+                    Some(near) => {
+                        format!("dedupe.store: unknown store {other:?}; did you mean {near:?}?")
+                    }
+                    None => format!(
+                        "dedupe.store: unknown store {other:?}; expected \"file\" or \"dynamodb\""
+                    ),
+                },
             );
             StoreSpec::File {
                 path: PathBuf::from(DEFAULT_STORE_PATH),
@@ -979,9 +1008,12 @@ pub fn validate(
                 Some(_) => c.err_at(list.span().start, format!("group.by: {name:?} is listed twice")),
                 None => c.err_at(
                     list.span().start,
-                    format!(
-                        "group.by: unknown label {name:?}; expected rule, severity, account or region"
-                    ),
+                    match shared::suggest::nearest(name, ["rule", "severity", "account", "region"]) {
+                        Some(near) => format!("group.by: unknown label {name:?}; did you mean {near:?}?"),
+                        None => format!(
+                            "group.by: unknown label {name:?}; expected rule, severity, account or region"
+                        ),
+                    },
                 ),
             }
         }
@@ -1047,7 +1079,13 @@ pub fn validate(
                 None if raw.sinks.is_empty() && name == "stdout" => out.push(0),
                 None => c.err_at(
                     list.span().start,
-                    format!("{key}: no sink is named {name:?}"),
+                    format!(
+                        "{key}: no sink is named {name:?}{}",
+                        shared::suggest::hint(
+                            name,
+                            raw.sinks.iter().map(|s| s.name.get_ref().as_str())
+                        )
+                    ),
                 ),
             }
         }
@@ -1331,10 +1369,15 @@ fn validate_sink(c: &mut Checker<'_>, s: &RawSink) -> Option<SinkSpec> {
     if !SINK_TYPES.contains(&kind) {
         c.err_at(
             s.kind.span().start,
-            format!(
-                "sink {name:?}: unknown type {kind:?}; expected one of {}",
-                SINK_TYPES.join(", ")
-            ),
+            match shared::suggest::nearest(kind, SINK_TYPES.iter().copied()) {
+                Some(near) => {
+                    format!("sink {name:?}: unknown type {kind:?}; did you mean {near:?}?")
+                }
+                None => format!(
+                    "sink {name:?}: unknown type {kind:?}; expected one of {}",
+                    SINK_TYPES.join(", ")
+                ),
+            },
         );
         return None;
     }

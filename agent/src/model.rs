@@ -45,9 +45,13 @@ impl FromStr for Severity {
             "high" => Severity::High,
             "critical" => Severity::Critical,
             _ => {
-                return Err(format!(
-                    "unknown severity {s:?}; expected info, low, medium, high or critical"
-                ));
+                let known = ["info", "low", "medium", "high", "critical"];
+                return Err(match shared::suggest::nearest(s, known) {
+                    Some(near) => format!("unknown severity {s:?}; did you mean {near:?}?"),
+                    None => format!(
+                        "unknown severity {s:?}; expected info, low, medium, high or critical"
+                    ),
+                });
             }
         })
     }

@@ -334,7 +334,7 @@ pub fn parse_matchers(
         match key {
             "rule" => {
                 if !known_rules.is_empty() && !known_rules.contains(&value) {
-                    let hint = did_you_mean(value, known_rules.iter().copied())
+                    let hint = shared::suggest::nearest(value, known_rules.iter().copied())
                         .map(|s| format!(" (did you mean {s:?}?)"))
                         .unwrap_or_default();
                     warnings.push(format!(
@@ -349,13 +349,8 @@ pub fn parse_matchers(
                         m.severity.push(s);
                     }
                 }
-                Err(e) => {
-                    let names = ["info", "low", "medium", "high", "critical"];
-                    let hint = did_you_mean(&value.to_ascii_lowercase(), names.iter().copied())
-                        .map(|s| format!(" (did you mean {s:?}?)"))
-                        .unwrap_or_default();
-                    errors.push(format!("--match {arg:?}: {e}{hint}"));
-                }
+                // The severity's own error says "did you mean" for a near miss.
+                Err(e) => errors.push(format!("--match {arg:?}: {e}")),
             },
             "account" => {
                 if shared::naming::is_account_id(value) {
@@ -376,7 +371,7 @@ pub fn parse_matchers(
                 }
             }
             other => {
-                let hint = did_you_mean(&other.to_ascii_lowercase(), KEYS.iter().copied())
+                let hint = shared::suggest::nearest(other, KEYS.iter().copied())
                     .map(|s| format!(" (did you mean {s:?}?)"))
                     .unwrap_or_default();
                 errors.push(format!(
@@ -414,37 +409,6 @@ fn is_region_name(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
         && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
         && !parts[parts.len() - 1].is_empty()
-}
-
-/// The candidate closest to `word` when it is a near miss: at most two edits, and fewer than
-/// half its length.
-pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 2).clamp(1, 2);
-    candidates
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit && *d > 0)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let here = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(row[j]).min(row[j + 1])
-            };
-            prev = here;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -621,7 +585,7 @@ mod tests {
             errs,
             [
                 "--match \"rul=cis-4.3\": unknown key \"rul\" (did you mean \"rule\"?); keys: rule, severity, account, region",
-                "--match \"severity=hgh\": unknown severity \"hgh\"; expected info, low, medium, high or critical (did you mean \"high\"?)",
+                "--match \"severity=hgh\": unknown severity \"hgh\"; did you mean \"high\"?",
                 "--match \"account=11112222333\": \"11112222333\" is not a 12-digit account id",
                 "--match \"region=us-east1\": \"us-east1\" is not a region name such as us-east-1",
                 "--match \"cis-4.3\": expected KEY=VALUE, e.g. --match rule=cis-4.3 (keys: rule, severity, account, region)",
@@ -717,13 +681,20 @@ mod tests {
     }
 
     #[test]
-    fn near_misses_are_named() {
-        assert_eq!(
-            did_you_mean("acount", KEYS.iter().copied()),
-            Some("account")
+    fn near_misses_of_keys_are_named() {
+        let errors = parse_matchers(
+            &["acount=111122223333".into(), "regoin=us-east-1".into()],
+            &[],
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(
+            errors[0].contains("(did you mean \"account\"?)"),
+            "{errors:?}"
         );
-        assert_eq!(did_you_mean("regoin", KEYS.iter().copied()), Some("region"));
-        assert_eq!(did_you_mean("colour", KEYS.iter().copied()), None);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert!(
+            errors[1].contains("(did you mean \"region\"?)"),
+            "{errors:?}"
+        );
     }
 }

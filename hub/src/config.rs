@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use shared::config::{ConfigError, line_col, load_toml};
+use shared::config::{ConfigError, line_col};
 use shared::naming;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,10 +263,28 @@ const LOG_RETENTION_DAYS: &[i32] = &[
 impl HubConfig {
     /// Reads, parses and validates a config file, reporting every problem found.
     pub fn load(path: &Path) -> Result<HubConfig, Vec<ConfigError>> {
-        let config: HubConfig = load_toml(path).map_err(|e| vec![e])?;
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        config.validate(path, &text)?;
-        Ok(config)
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![ConfigError::file(path, format!("cannot read: {e}"))])?;
+        HubConfig::check(path, &text)
+    }
+
+    /// [`HubConfig::load`] of a text already read: every problem in one run, in the
+    /// file's order (each type or unknown-key problem with "did you mean", then the checks
+    /// beyond types on the rest).
+    pub fn check(path: &Path, text: &str) -> Result<HubConfig, Vec<ConfigError>> {
+        let (config, mut errors) = shared::config::parse_toml_all::<HubConfig>(path, text);
+        let Some(config) = config else {
+            return Err(errors);
+        };
+        if let Err(mut more) = config.validate(path, text) {
+            errors.append(&mut more);
+        }
+        shared::config::sort(&mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Checks that need more than types. Positions point at the key when it can be found.

@@ -106,6 +106,21 @@ fn validate(global: &cli::GlobalArgs) -> ExitStatus {
             }
         },
     }
+    // One list in the file's order (`path:line:col: ...`; unlocated ones last), each
+    // problem once: the configuration and the pack read on its own can both name one.
+    let at = |p: &String| {
+        let mut parts = p
+            .strip_prefix(&format!("{}:", path.display()))
+            .unwrap_or("")
+            .splitn(3, ':');
+        match (parts.next().map(str::parse), parts.next().map(str::parse)) {
+            (Some(Ok(line)), Some(Ok(col))) => (line, col),
+            _ => (usize::MAX, usize::MAX),
+        }
+    };
+    problems.sort_by_key(at);
+    let mut seen = std::collections::BTreeSet::new();
+    problems.retain(|p| seen.insert(p.clone()));
     let valid = problems.is_empty();
     match global.output {
         cli::Output::Json => {

@@ -61,15 +61,173 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// Parses TOML into `T` (whose structs should `deny_unknown_fields`), locating errors.
+/// Parses TOML into `T` (whose structs should `deny_unknown_fields`), locating errors: the
+/// first problem only (see [`parse_toml_all`] for every one).
 pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        // toml's message repeats the location and a snippet; keep only the reason.
-        let message = e.message().trim().to_string();
-        match e.span() {
-            Some(span) => ConfigError::at(path, text, span.start, message),
-            None => ConfigError::file(path, message),
+    toml::from_str(text).map_err(|e| located(path, text, &e))
+}
+
+/// The byte offset in `text` of the value at `keys` (`["monitoring", "pack"]`), or of
+/// its string element equal to `entry` when it is an array that holds one; `None` when
+/// the text does not parse or has no such key. For problems found after parsing, so they
+/// too are given at file:line:col.
+pub fn locate(text: &str, keys: &[&str], entry: Option<&str>) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let (last, parents) = keys.split_last()?;
+    let mut table = root.get_ref();
+    for k in parents {
+        match table.get(*k)?.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
         }
+    }
+    let value = table.get(*last)?;
+    if let (Some(entry), toml::de::DeValue::Array(items)) = (entry, value.get_ref())
+        && let Some(item) = items
+            .iter()
+            .find(|i| matches!(i.get_ref(), toml::de::DeValue::String(s) if s.as_ref() == entry))
+    {
+        return Some(item.span().start);
+    }
+    Some(value.span().start)
+}
+
+/// Rounds of [`parse_toml_all`] at most: each finds one problem and sets it aside.
+const MAX_PROBLEMS: usize = 64;
+
+/// Parses TOML into `T` and reports every problem of the file in one run, not only the
+/// first: each syntax error; then each unknown key, wrong type or unknown value that
+/// serde finds, one at a time, with the offending entry set aside (removed from the parsed
+/// document, whose positions stay those of the text) before the next try. Unknown keys
+/// and values carry "did you mean" for a near miss.
+///
+/// Returns `T` as parsed without the entries set aside (when the rest parses), so checks
+/// beyond types can run and add their problems too; with any problem returned, the
+/// caller must still refuse the file. A missing required key ends the search (nothing can
+/// stand in for it).
+pub fn parse_toml_all<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> (Option<T>, Vec<ConfigError>) {
+    let (mut root, syntax) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        return (
+            None,
+            syntax.iter().map(|e| located(path, text, e)).collect(),
+        );
+    }
+    let mut errors: Vec<ConfigError> = Vec::new();
+    // Keys set aside: their absence is not a problem of its own.
+    let mut aside: Vec<String> = Vec::new();
+    let mut parsed = None;
+    for _ in 0..MAX_PROBLEMS {
+        let error = match T::deserialize(toml::de::Deserializer::from(root.clone())) {
+            Ok(value) => {
+                parsed = Some(value);
+                break;
+            }
+            Err(e) => e,
+        };
+        let message = error.message();
+        if let Some(missing) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            if !aside.iter().any(|k| k == missing) {
+                errors.push(located(path, text, &error));
+            }
+            break;
+        }
+        let problem = located(path, text, &error);
+        if errors.contains(&problem) {
+            break;
+        }
+        errors.push(problem);
+        let Some(span) = error.span() else {
+            break;
+        };
+        match set_aside(root.get_mut(), &span) {
+            Some(key) => aside.push(key),
+            None => break,
+        }
+    }
+    sort(&mut errors);
+    (parsed, errors)
+}
+
+/// Problems in the order of the file (those without a position last).
+pub fn sort(errors: &mut [ConfigError]) {
+    errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, usize::MAX)));
+}
+
+/// A toml error as a [`ConfigError`], with a suggestion for an unknown key or value.
+fn located(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    // toml's message repeats the location and a snippet; keep only the reason.
+    let message = suggest_known(e.message().trim());
+    match e.span() {
+        Some(span) => ConfigError::at(path, text, span.start, message),
+        None => ConfigError::file(path, message),
+    }
+}
+
+/// serde's `unknown field `x`, expected one of `a`, `b`` (or `unknown variant ...`) with
+/// "did you mean `a`?" when `x` is a near miss of one of them, in place of the list.
+fn suggest_known(message: &str) -> String {
+    for lead in ["unknown field `", "unknown variant `"] {
+        let Some(rest) = message.strip_prefix(lead) else {
+            continue;
+        };
+        let Some((word, tail)) = rest.split_once('`') else {
+            continue;
+        };
+        let known: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        if let Some(near) = crate::suggest::nearest(word, known.iter().copied()) {
+            let what = &lead[..lead.len() - 2];
+            return format!("{what} `{word}`; did you mean `{near}`?");
+        }
+    }
+    message.to_string()
+}
+
+/// Removes the innermost entry (key and value) whose text holds `span`, and names its key;
+/// `None` when there is none.
+fn set_aside(table: &mut toml::de::DeTable<'_>, span: &std::ops::Range<usize>) -> Option<String> {
+    let holds = |r: std::ops::Range<usize>| r.start <= span.start && span.end <= r.end;
+    let keys: Vec<_> = table.keys().cloned().collect();
+    for key in &keys {
+        if let Some(v) = table.get_mut(key) {
+            let inner = match v.get_mut() {
+                toml::de::DeValue::Table(t) => set_aside(t, span),
+                toml::de::DeValue::Array(a) => set_aside_in(a, span),
+                _ => None,
+            };
+            if inner.is_some() {
+                return inner;
+            }
+        }
+    }
+    let hit = keys.into_iter().find(|k| {
+        holds(k.span())
+            || table
+                .get(k)
+                .is_some_and(|v| holds(v.span()) || holds(k.span().start..v.span().end))
+    });
+    let k = hit?;
+    table.remove(&k)?;
+    Some(k.get_ref().to_string())
+}
+
+/// [`set_aside`] within the tables of an array. An element itself cannot be taken out (a
+/// toml `DeArray` has no remove), so a wrong element sets aside the whole key that holds
+/// the array, in [`set_aside`].
+fn set_aside_in(
+    array: &mut toml::de::DeArray<'_>,
+    span: &std::ops::Range<usize>,
+) -> Option<String> {
+    array.iter_mut().find_map(|item| match item.get_mut() {
+        toml::de::DeValue::Table(t) => set_aside(t, span),
+        toml::de::DeValue::Array(a) => set_aside_in(a, span),
+        _ => None,
     })
 }
 
@@ -143,6 +301,109 @@ mod tests {
         let text = "name = \"x\"\ncount = \"many\"\n";
         let err = parse_toml::<Demo>(Path::new("d.toml"), text).unwrap_err();
         assert_eq!(err.position, Some((2, 9)));
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        hub: Hub,
+        #[serde(default)]
+        rule: Vec<Rule>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Hub {
+        regions: Vec<String>,
+        #[serde(default)]
+        member_role: Option<String>,
+        #[serde(default)]
+        concurrency: Option<u32>,
+        #[serde(default)]
+        delivery: Option<Mode>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Eventbridge,
+        Trail,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Rule {
+        id: String,
+        #[serde(default)]
+        threshold: Option<f64>,
+    }
+
+    #[test]
+    fn every_type_and_key_problem_of_a_file_comes_in_one_run_with_suggestions() {
+        let text = "\
+[hub]
+regions = [\"us-east-1\"]
+member_rol = \"OrganizationAccountAccessRole\"
+concurrency = \"8\"
+delivery = \"evntbridge\"
+
+[[rule]]
+id = \"a\"
+treshold = 2
+
+[[rule]]
+id = \"b\"
+threshold = \"two\"
+
+[extra]
+x = 1
+";
+        let (parsed, errors) = parse_toml_all::<Outer>(Path::new("h.toml"), text);
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "h.toml:3:1: unknown field `member_rol`; did you mean `member_role`?",
+                "h.toml:4:15: invalid type: string \"8\", expected u32",
+                "h.toml:5:12: unknown variant `evntbridge`; did you mean `eventbridge`?",
+                "h.toml:9:1: unknown field `treshold`; did you mean `threshold`?",
+                "h.toml:13:13: invalid type: string \"two\", expected f64",
+                "h.toml:15:2: unknown field `extra`, expected `hub` or `rule`",
+            ],
+        );
+        // What is left parses: its own checks can run.
+        let parsed = parsed.expect("the rest parses");
+        assert_eq!(parsed.hub.regions, ["us-east-1"]);
+        assert_eq!(parsed.rule.len(), 2);
+    }
+
+    #[test]
+    fn a_missing_required_key_ends_the_search_and_syntax_errors_come_alone() {
+        let (parsed, errors) = parse_toml_all::<Outer>(Path::new("h.toml"), "[hub]\nregion = []\n");
+        assert!(parsed.is_none());
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert_eq!(shown[0], "h.toml:1:1: missing field `regions`");
+        assert_eq!(
+            shown[1],
+            "h.toml:2:1: unknown field `region`; did you mean `regions`?"
+        );
+        // A wrong type of a required key is one problem, not also a missing key.
+        let (_, errors) = parse_toml_all::<Outer>(Path::new("h.toml"), "[hub]\nregions = 5\n");
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["h.toml:2:11: invalid type: integer `5`, expected a sequence"]
+        );
+        let (parsed, errors) = parse_toml_all::<Outer>(Path::new("h.toml"), "[hub\nregions = [\n");
+        assert!(parsed.is_none());
+        assert!(
+            !errors.is_empty() && errors.iter().all(|e| e.position.is_some()),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -11,4 +11,5 @@ pub mod ops;
 pub mod pattern;
 pub mod pipe;
 pub mod rules;
+pub mod suggest;
 pub mod time;

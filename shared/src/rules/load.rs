@@ -129,6 +129,9 @@ pub(crate) struct Located {
 #[derive(Clone, Debug, Default)]
 pub struct UserRules {
     path: Option<PathBuf>,
+    /// The configuration's text, when the rules came from one (locates the selection's
+    /// problems).
+    text: Option<Arc<str>>,
     specs: Vec<Located>,
 }
 
@@ -145,6 +148,7 @@ impl UserRules {
         let shared: Arc<str> = Arc::from(text);
         Ok(UserRules {
             path: Some(path.to_path_buf()),
+            text: Some(shared.clone()),
             specs: parsed
                 .rule
                 .into_iter()
@@ -188,6 +192,7 @@ impl UserRules {
         if problems.is_empty() {
             Ok(UserRules {
                 path: Some(path.to_path_buf()),
+                text: None,
                 specs,
             })
         } else {
@@ -197,6 +202,20 @@ impl UserRules {
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// A problem of the configuration these rules came from, at `keys` (and `entry` of
+    /// its list) when found there.
+    pub fn problem_at(&self, keys: &[&str], entry: &str, message: String) -> ConfigError {
+        let path = self.path().unwrap_or(Path::new("configuration"));
+        match self
+            .text
+            .as_deref()
+            .and_then(|t| crate::config::locate(t, keys, Some(entry)).map(|o| (t, o)))
+        {
+            Some((text, offset)) => ConfigError::at(path, text, offset, message),
+            None => ConfigError::file(path, message),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -91,7 +91,7 @@ mod verify;
 mod tests;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -453,11 +453,15 @@ pub fn check_selected(
     }
     Err(match list {
         Selection::Pack => format!(
-            "{key}: unknown built-in rule or pack \"{entry}\" (known: {}, {})",
+            "{key}: unknown built-in rule or pack \"{entry}\"{} (known: {}, {})",
+            crate::suggest::hint(entry, PACKS.iter().chain(known).copied()),
             PACKS.join(", "),
             known.join(", ")
         ),
-        Selection::Disable => format!("{key}: unknown built-in rule \"{entry}\""),
+        Selection::Disable => format!(
+            "{key}: unknown built-in rule \"{entry}\"{}",
+            crate::suggest::hint(entry, known.iter().copied())
+        ),
     })
 }
 
@@ -511,11 +515,10 @@ impl Pack {
             .iter()
             .map(|s| s.spec.id.get_ref().as_str())
             .collect();
-        let config_path = user.path().unwrap_or(Path::new("configuration"));
         let mut wanted = vec![false; builtin.len()];
         for entry in pack {
             if let Err(e) = check_selected(Selection::Pack, "monitoring.pack", entry, &known) {
-                problems.push(ConfigError::file(config_path, e));
+                problems.push(user.problem_at(&["monitoring", "pack"], entry, e));
                 continue;
             }
             if PACKS.contains(&entry.as_str()) {
@@ -528,7 +531,7 @@ impl Pack {
         }
         for id in disable {
             match check_selected(Selection::Disable, "monitoring.disable", id, &known) {
-                Err(e) => problems.push(ConfigError::file(config_path, e)),
+                Err(e) => problems.push(user.problem_at(&["monitoring", "disable"], id, e)),
                 Ok(()) => {
                     if let Some(i) = known.iter().position(|k| *k == id.as_str()) {
                         wanted[i] = false;

@@ -1261,7 +1261,7 @@ fn pack_names_are_checked_in_one_place() {
         .expect_err("unknown pack");
     assert_eq!(
         err,
-        "monitoring.pack: unknown built-in rule or pack \"seeds\" (known: cis, seed, all, root-activity, cis-4.3, seed-api-without-mfa)"
+        "monitoring.pack: unknown built-in rule or pack \"seeds\"; did you mean `seed`? (known: cis, seed, all, root-activity, cis-4.3, seed-api-without-mfa)"
     );
     // Packs are not rule ids: `disable` takes ids only.
     assert!(check_selected(Selection::Disable, "monitoring.disable", "seed", &known).is_err());
