@@ -126,6 +126,47 @@ pub struct Alert {
     pub enrichment: Option<Enrichment>,
 }
 
+/// A link into the AWS console for the people an alert reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub text: String,
+    pub href: String,
+}
+
+impl Alert {
+    /// Where to look in the console (signed in to the alert's account): the alarm's page
+    /// for an alarm, the CloudTrail event's page for an event, and for an alarm whose
+    /// enrichment found the event behind it, that event's page too. Built only from a
+    /// region that is a region name and percent-encoded names and ids
+    /// (`shared::naming::console`), so no value from the event can change where a link
+    /// goes.
+    pub fn links(&self) -> Vec<Link> {
+        use shared::naming::console;
+        let mut out = Vec::new();
+        let event = match &self.origin {
+            Origin::Alarm { alarm_name, .. } => {
+                if let Some(href) = console::alarm(&self.region, alarm_name) {
+                    out.push(Link {
+                        text: format!("Alarm {alarm_name} in the CloudWatch console"),
+                        href,
+                    });
+                }
+                self.actor.as_ref().and_then(|a| a.event_id.as_deref())
+            }
+            Origin::Event { event_id } => Some(event_id.as_str()),
+        };
+        if let Some(id) = event
+            && let Some(href) = console::cloudtrail_event(&self.region, id)
+        {
+            out.push(Link {
+                text: "The CloudTrail event in the console".to_string(),
+                href,
+            });
+        }
+        out
+    }
+}
+
 /// The outcome of enriching an alarm with the CloudTrail events behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status")]

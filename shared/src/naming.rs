@@ -194,22 +194,44 @@ pub mod console {
     use super::partition;
 
     /// The console's address for a region's partition (each partition has its own
-    /// console: aws-us-gov and aws-cn are separate sign-ins).
-    fn home(region: &str) -> String {
-        match partition(region) {
+    /// console: aws-us-gov and aws-cn are separate sign-ins). `None` for a region that is
+    /// not a region name (it would be part of the link's host): an alert's region comes
+    /// from the event.
+    fn home(region: &str) -> Option<String> {
+        let parts: Vec<&str> = region.split('-').collect();
+        let named = parts.len() >= 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+        if !named {
+            return None;
+        }
+        Some(match partition(region) {
             "aws-us-gov" => "https://console.amazonaws-us-gov.com".to_string(),
             "aws-cn" => "https://console.amazonaws.cn".to_string(),
             _ => format!("https://{region}.console.aws.amazon.com"),
-        }
+        })
     }
 
-    /// A CloudWatch alarm's page.
-    pub fn alarm(region: &str, name: &str) -> String {
-        format!(
+    /// A CloudWatch alarm's page (in the account that owns the alarm).
+    pub fn alarm(region: &str, name: &str) -> Option<String> {
+        Some(format!(
             "{}/cloudwatch/home?region={region}#alarmsV2:alarm/{}",
-            home(region),
+            home(region)?,
             encode(name)
-        )
+        ))
+    }
+
+    /// A CloudTrail event's page in the event history of its account and region (which
+    /// keeps 90 days of management events).
+    pub fn cloudtrail_event(region: &str, event_id: &str) -> Option<String> {
+        Some(format!(
+            "{}/cloudtrailv2/home?region={region}#/events/{}",
+            home(region)?,
+            encode(event_id)
+        ))
     }
 
     /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -228,16 +250,40 @@ pub mod console {
     #[cfg(test)]
     mod tests {
         #[test]
-        fn alarm_links_name_the_partition_console_and_encode_the_name() {
+        fn links_name_the_partition_console_and_encode_what_they_carry() {
             assert_eq!(
-                super::alarm("eu-west-1", "orgwatch-cis-4.3"),
-                "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#alarmsV2:alarm/orgwatch-cis-4.3"
+                super::alarm("eu-west-1", "orgwatch-cis-4.3").as_deref(),
+                Some(
+                    "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#alarmsV2:alarm/orgwatch-cis-4.3"
+                )
             );
             assert_eq!(
-                super::alarm("us-gov-west-1", "a b/c"),
-                "https://console.amazonaws-us-gov.com/cloudwatch/home?region=us-gov-west-1#alarmsV2:alarm/a%20b%2Fc"
+                super::alarm("us-gov-west-1", "a b/c|<x>").as_deref(),
+                Some(
+                    "https://console.amazonaws-us-gov.com/cloudwatch/home?region=us-gov-west-1#alarmsV2:alarm/a%20b%2Fc%7C%3Cx%3E"
+                )
             );
-            assert!(super::alarm("cn-north-1", "x").starts_with("https://console.amazonaws.cn/"));
+            assert!(
+                super::alarm("cn-north-1", "x")
+                    .is_some_and(|u| u.starts_with("https://console.amazonaws.cn/"))
+            );
+            assert_eq!(
+                super::cloudtrail_event("us-east-1", "4a6f1d2e-0000-4000-8000-000000000001")
+                    .as_deref(),
+                Some(
+                    "https://us-east-1.console.aws.amazon.com/cloudtrailv2/home?region=us-east-1#/events/4a6f1d2e-0000-4000-8000-000000000001"
+                )
+            );
+            // A region that is not a region name never reaches a link's host.
+            for bad in [
+                "evil.com/x",
+                "us-east-1|<!channel>",
+                "US-EAST-1",
+                "",
+                "us--1",
+            ] {
+                assert_eq!(super::alarm(bad, "x"), None, "{bad}");
+            }
         }
     }
 }

@@ -25,6 +25,10 @@ pub fn event(routing_key: &str, n: &Notified) -> Value {
             "routing_key": routing_key,
             "event_action": "trigger",
             "dedup_key": dedup_key,
+            // Events API v2, "Send an Alert Event": `links` (href, text) are shown on the
+            // alert and its incident (PagerDuty developer docs, events-API-v2,
+            // 02-Trigger-Events).
+            "links": a.links(),
             "payload": {
                 "summary": format!("{} in account {} ({})", a.title, a.account, a.region).chars().take(1024).collect::<String>(),
                 "source": a.account,

@@ -38,6 +38,7 @@ pub fn alert_json(n: &Notified) -> Value {
         "actor": a.actor,
         "enrichment": a.enrichment,
         "remediation": a.remediation,
+        "links": a.links(),
     })
 }
 

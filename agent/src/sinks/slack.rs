@@ -10,8 +10,10 @@ use crate::config::Secret;
 use crate::group::Notification;
 use crate::model::{AlertState, format_timestamp};
 
-/// Slack allows 50 blocks; keep room for the header and context.
-const MAX_ALERT_BLOCKS: usize = 40;
+/// Slack allows 50 blocks in a message (Block Kit reference, "blocks"); each alert takes two
+/// (its section and its console links), which leaves room for the header, the "and N
+/// more" line and the remediation.
+const MAX_ALERTS: usize = 20;
 
 /// The Block Kit message of a notification.
 pub fn message<T>(n: &Notification<T>) -> Value {
@@ -20,7 +22,7 @@ pub fn message<T>(n: &Notification<T>) -> Value {
         "type": "header",
         "text": {"type": "plain_text", "text": summary.chars().take(150).collect::<String>()}
     })];
-    for a in n.alerts.iter().take(MAX_ALERT_BLOCKS) {
+    for a in n.alerts.iter().take(MAX_ALERTS) {
         let al = &a.alert;
         let icon = match al.state {
             AlertState::Firing => ":rotating_light:",
@@ -58,10 +60,21 @@ pub fn message<T>(n: &Notification<T>) -> Value {
             "text": {"type": "mrkdwn", "text": format!("{icon} *{}* (`{}`)", al.title, al.rule_id)},
             "fields": fields
         }));
+        // The console links: their URLs are percent-encoded, so no `|` or `>` in them ends
+        // Slack's <url|text> early; the text is ours.
+        let links: Vec<String> = al
+            .links()
+            .iter()
+            .map(|l| format!("<{}|{}>", l.href, l.text))
+            .collect();
+        if !links.is_empty() {
+            blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+                "text": format!("{} (sign in to {})", links.join("  \u{b7}  "), al.account)}]}));
+        }
     }
-    if n.alerts.len() > MAX_ALERT_BLOCKS {
+    if n.alerts.len() > MAX_ALERTS {
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
-            "text": format!("and {} more", n.alerts.len() - MAX_ALERT_BLOCKS)}]}));
+            "text": format!("and {} more", n.alerts.len() - MAX_ALERTS)}]}));
     }
     if let Some(r) = n.alerts.first().and_then(|a| a.alert.remediation.as_ref()) {
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": r}]}));
@@ -177,6 +190,97 @@ mod tests {
         assert!(
             text.contains("*Who*\\n`arn:aws:iam::111122223333:user/&lt;@U123&gt;`"),
             "{text}"
+        );
+    }
+
+    fn alert(account: &str, origin: Origin) -> Alert {
+        Alert {
+            rule_id: "cis-4.3".into(),
+            title: "Usage of the root user".into(),
+            severity: Severity::High,
+            account: account.into(),
+            region: "us-east-1".into(),
+            state: AlertState::Firing,
+            at_ms: 1_714_565_100_000,
+            origin,
+            actor: None,
+            remediation: None,
+            enrichment: None,
+        }
+    }
+
+    fn notification(alerts: Vec<Alert>) -> crate::group::Notification<u64> {
+        let store = MemoryStore::default();
+        let mut g: Grouper<u64> = Grouper::new(GroupSpec::default(), Duration::from_secs(900));
+        let now = Instant::now();
+        for (i, a) in alerts.into_iter().enumerate() {
+            let key = crate::fingerprint::incident_key(&a);
+            let incident = store
+                .remember(&key, a.at_ms, a.state, Duration::from_secs(900), 0)
+                .unwrap();
+            assert!(g.add(0, a, incident, i as u64 + 1, now));
+        }
+        g.due(now + Duration::from_secs(3600)).remove(0)
+    }
+
+    #[test]
+    fn each_alert_links_to_the_console_and_no_event_id_can_bend_the_link() {
+        let alarm = Origin::Alarm {
+            alarm_name: "orgwatch-cis-4.3".into(),
+            alarm_arn: None,
+            reason: None,
+            old_state: None,
+            new_state: "ALARM".into(),
+            metric: None,
+        };
+        let hostile = Origin::Event {
+            event_id: "e1|<!channel>".into(),
+        };
+        let n = notification(vec![
+            alert("111122223333", alarm),
+            alert("444455556666", hostile),
+        ]);
+        let text = message(&n).to_string();
+        assert!(
+            text.contains("<https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#alarmsV2:alarm/orgwatch-cis-4.3|Alarm orgwatch-cis-4.3 in the CloudWatch console> (sign in to 111122223333)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<https://us-east-1.console.aws.amazon.com/cloudtrailv2/home?region=us-east-1#/events/e1%7C%3C%21channel%3E|The CloudTrail event in the console>"),
+            "{text}"
+        );
+        assert!(!text.contains("<!channel>"), "{text}");
+        // The JSON sinks carry the same links.
+        let doc = payload::document(&n);
+        assert_eq!(
+            doc["alerts"][1]["links"][0]["href"],
+            "https://us-east-1.console.aws.amazon.com/cloudtrailv2/home?region=us-east-1#/events/e1%7C%3C%21channel%3E"
+        );
+    }
+
+    #[test]
+    fn a_large_group_stays_within_slacks_fifty_blocks() {
+        let alerts = (0..60)
+            .map(|i| {
+                alert(
+                    &format!("{:012}", 100_000_000_000u64 + i),
+                    Origin::Event {
+                        event_id: format!("e{i}"),
+                    },
+                )
+            })
+            .collect();
+        let mut n = notification(alerts);
+        if let Some(a) = n.alerts.first_mut() {
+            a.alert.remediation = Some("Rotate the root credentials.".into());
+        }
+        let m = message(&n);
+        let blocks = m["blocks"].as_array().map(Vec::len).unwrap_or_default();
+        assert!(n.alerts.len() > MAX_ALERTS);
+        assert!(blocks <= 50, "{blocks} blocks");
+        assert!(
+            m.to_string()
+                .contains(&format!("and {} more", n.alerts.len() - MAX_ALERTS))
         );
     }
 }

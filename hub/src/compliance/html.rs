@@ -113,14 +113,12 @@ pub fn render(c: &Compliance<'_>) -> String {
     } else {
         h.push_str("<table id=\"drift\">\n<thead><tr><th>Account</th><th>Region</th><th>Kind</th><th>Name</th><th>Drift</th><th>Fields (observed -&gt; declared)</th></tr></thead>\n<tbody>\n");
         for d in &c.drift {
-            let name = if d.key.kind == Kind::Alarm {
-                format!(
-                    "<a href=\"{}\">{}</a>",
-                    esc(&shared::naming::console::alarm(&d.key.region, &d.key.name)),
-                    esc(&d.key.name)
-                )
-            } else {
-                esc(&d.key.name)
+            let link = (d.key.kind == Kind::Alarm)
+                .then(|| shared::naming::console::alarm(&d.key.region, &d.key.name))
+                .flatten();
+            let name = match link {
+                Some(url) => format!("<a href=\"{}\">{}</a>", esc(&url), esc(&d.key.name)),
+                None => esc(&d.key.name),
             };
             let fields: Vec<String> = d.fields.iter().map(|f| esc(f)).collect();
             let _ = writeln!(
@@ -172,7 +170,7 @@ fn cell_html(h: &mut String, cell: &Cell<'_>, rule: &str) {
         .checks
         .iter()
         .find(|k| k.verdict == Verdict::Fail)
-        .map(|k| shared::naming::console::alarm(&k.region, &shared::naming::alarm_name(rule)));
+        .and_then(|k| shared::naming::console::alarm(&k.region, &shared::naming::alarm_name(rule)));
     let _ = write!(
         h,
         "<td class=\"{class}\" data-rule=\"{}\" title=\"{}\">",
