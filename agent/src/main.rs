@@ -23,6 +23,7 @@ Exit codes:
      the dedupe store cannot be reached)
   2  usage or configuration error (also: test-sink of a sink not configured, silence
      expire of an id no silence has)
+  health: 0 the agent answered 200, 1 it did not (or cannot be reached), 2 bad config
 130  a second SIGTERM/SIGINT during the drain: stopped at once (unacknowledged messages
      return to the queue after their visibility timeout)";
 
@@ -88,6 +89,18 @@ enum Command {
     TestSink {
         #[arg(value_name = "NAME")]
         name: String,
+    },
+    /// Ask a running agent's /healthz (or /readyz with --ready) and exit 0 when it answers
+    /// 200, 1 otherwise: the container image's HEALTHCHECK (distroless has no shell or
+    /// curl). The address is the configuration's `server.listen` (an unspecified address
+    /// such as 0.0.0.0 is asked on loopback) unless --address.
+    Health {
+        /// HOST:PORT to ask instead (e.g. `hub watch`'s 127.0.0.1:9108).
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<std::net::SocketAddr>,
+        /// Ask /readyz (consuming, not draining) instead of /healthz (the process is up).
+        #[arg(long)]
+        ready: bool,
     },
     /// Silences, as Alertmanager's: keep the alerts a matcher selects from every sink for a
     /// while. Kept in the dedupe store (`dedupe.store`), so every replica sharing it applies
@@ -188,6 +201,54 @@ fn main() -> ExitCode {
             // ignored and handles a closed stdout sink as a failing sink).
             shared::pipe::end_quietly_on_closed_pipe();
             validate(&cli.global)
+        }
+        Command::Health { address, ready } => {
+            shared::pipe::end_quietly_on_closed_pipe();
+            health(&cli.global, address, ready)
+        }
+    }
+}
+
+/// `agent health`: one HTTP/1.0 GET of /healthz or /readyz, 3 s at most.
+fn health(global: &GlobalArgs, address: Option<std::net::SocketAddr>, ready: bool) -> ExitCode {
+    use std::io::{Read, Write};
+    let addr = match address {
+        Some(a) => a,
+        None => match agent::config::load(&global.config) {
+            Ok(c) => agent::ops::probe_address(c.listen),
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("error: {e}");
+                }
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let timeout = std::time::Duration::from_secs(3);
+    let answer = std::net::TcpStream::connect_timeout(&addr, timeout).and_then(|mut s| {
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+        let mut buf = Vec::new();
+        s.take(4096).read_to_end(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    });
+    match answer {
+        Ok(text) => {
+            let status = text.lines().next().unwrap_or_default();
+            let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+            if status.split_whitespace().nth(1) == Some("200") {
+                println!("{addr}{path}: {body}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: {addr}{path} answered {status:?}: {body}");
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {addr}{path}: {e} (is the agent running, listening there?)");
+            ExitCode::from(1)
         }
     }
 }

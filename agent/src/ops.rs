@@ -31,6 +31,20 @@ fn respond(state: &OpsState, path: &str) -> Reply {
     }
 }
 
+/// Where `agent health` asks an agent listening on `listen`: an unspecified address
+/// (0.0.0.0, [::], as in the container image) on loopback of the same family.
+pub fn probe_address(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, listen.port()))
+        }
+        _ => listen,
+    }
+}
+
 /// Binds `addr` and serves until the process exits. Returns the bound address.
 pub async fn serve(addr: SocketAddr, state: Arc<OpsState>) -> std::io::Result<SocketAddr> {
     shared::ops::serve(addr, Arc::new(move |path: &str| respond(&state, path))).await

@@ -16,8 +16,11 @@ pub const HUB_SESSION_NAME: &str = "orgwatch-hub";
 /// `sts:AssumeRole` session name of the agent (log enrichment).
 pub const AGENT_SESSION_NAME: &str = "orgwatch-agent";
 
-/// The role the hub assumes in member accounts unless configured otherwise.
-pub const DEFAULT_MEMBER_ROLE: &str = "OrganizationAccountAccessRole";
+/// The role the hub assumes in member accounts unless configured otherwise: the member
+/// stack's (`infra/cloudformation/member-role.yaml`) default `RoleName`, with exactly
+/// `hub policy --for member`. Not `OrganizationAccountAccessRole`, which Organizations
+/// gives administrator access (and which invited accounts do not have).
+pub const DEFAULT_MEMBER_ROLE: &str = "orgwatch-member";
 
 /// Log group in each member account and region that receives CloudTrail events.
 pub const LOG_GROUP: &str = "/orgwatch/cloudtrail";
@@ -344,7 +347,7 @@ mod tests {
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
         assert_eq!(
             role_arn("aws", "111122223333", DEFAULT_MEMBER_ROLE),
-            "arn:aws:iam::111122223333:role/OrganizationAccountAccessRole"
+            "arn:aws:iam::111122223333:role/orgwatch-member"
         );
     }
 

@@ -623,16 +623,16 @@ fn eventbridge_wildcards_match_as_documented() {
         naming::HUB_SESSION_NAME
     );
     for arn in [
-        "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub",
-        "arn:aws-us-gov:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub",
+        "arn:aws:sts::222233334444:assumed-role/orgwatch-member/orgwatch-hub",
+        "arn:aws-us-gov:sts::222233334444:assumed-role/orgwatch-member/orgwatch-hub",
     ] {
         assert!(m(&hub, arn), "{arn}");
     }
     for arn in [
-        "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/carol",
+        "arn:aws:sts::222233334444:assumed-role/orgwatch-member/carol",
         "arn:aws:sts::222233334444:assumed-role/ops-automation/orgwatch-hub",
-        "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub2",
-        "arn:aws:iam::222233334444:role/OrganizationAccountAccessRole",
+        "arn:aws:sts::222233334444:assumed-role/orgwatch-member/orgwatch-hub2",
+        "arn:aws:iam::222233334444:role/orgwatch-member",
     ] {
         assert!(!m(&hub, arn), "{arn}");
     }
@@ -675,18 +675,12 @@ fn eventbridge_wildcards_match_as_documented() {
         eventbridge_match(&pattern, &json!({"detail": {"userIdentity": identity}}))
     };
     let session = |name: &str| json!({"type": "AssumedRole", "arn": format!("arn:aws:sts::222233334444:assumed-role/{name}")});
-    assert_eq!(
-        who(session("OrganizationAccountAccessRole/orgwatch-hub")),
-        Ok(false)
-    );
-    assert_eq!(
-        who(session("OrganizationAccountAccessRole/carol")),
-        Ok(true)
-    );
+    assert_eq!(who(session("orgwatch-member/orgwatch-hub")), Ok(false));
+    assert_eq!(who(session("orgwatch-member/carol")), Ok(true));
     assert_eq!(who(session("ops-automation/orgwatch-hub")), Ok(true));
     assert_eq!(
         who(
-            json!({"type": "IAMUser", "arn": "arn:aws:iam::222233334444:user/:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub"})
+            json!({"type": "IAMUser", "arn": "arn:aws:iam::222233334444:user/:sts::222233334444:assumed-role/orgwatch-member/orgwatch-hub"})
         ),
         Ok(true)
     );
@@ -1734,12 +1728,12 @@ fn the_tamper_rule_leaves_out_the_hub_sessions_of_the_configured_member_role() {
         })
         .to_string()
     };
-    let ours = "arn:aws:sts::222233334444:assumed-role/orgwatch-member/orgwatch-hub";
-    let default =
-        "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub";
-    let carol = "arn:aws:sts::222233334444:assumed-role/orgwatch-member/carol";
+    let ours = "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/orgwatch-hub";
+    let default = "arn:aws:sts::222233334444:assumed-role/orgwatch-member/orgwatch-hub";
+    let carol = "arn:aws:sts::222233334444:assumed-role/OrganizationAccountAccessRole/carol";
 
-    // As shipped, the default role's hub sessions are left out and another role's are not.
+    // As shipped, the default role's (the member stack's) hub sessions are left out and
+    // another role's are not.
     let shipped = Pack::builtin().expect("pack");
     let tamper = shipped.get("orgwatch-tamper").expect("tamper rule");
     assert!(!tamper.pattern.matches_message(&record(default)));
@@ -1747,7 +1741,7 @@ fn the_tamper_rule_leaves_out_the_hub_sessions_of_the_configured_member_role() {
 
     let pack = Pack::builtin()
         .expect("pack")
-        .for_member_role("orgwatch-member")
+        .for_member_role("OrganizationAccountAccessRole")
         .expect("a role name");
     let tamper = pack.get("orgwatch-tamper").expect("tamper rule");
     assert!(
@@ -1768,8 +1762,8 @@ fn the_tamper_rule_leaves_out_the_hub_sessions_of_the_configured_member_role() {
         .map(|p| p.to_string())
         .unwrap_or_default();
     assert!(
-        eb.contains("assumed-role/orgwatch-member/orgwatch-hub")
-            && !eb.contains("OrganizationAccountAccessRole/orgwatch-hub"),
+        eb.contains("assumed-role/OrganizationAccountAccessRole/orgwatch-hub")
+            && !eb.contains("orgwatch-member/orgwatch-hub"),
         "{eb}"
     );
     // The fixtures follow, so `rules verify` proves the rule on the sessions it will see.

@@ -1868,7 +1868,51 @@ async fn a_heartbeat_sink_is_called_while_the_pipeline_is_healthy() {
         orgwatch_tests::watch::metric(&metrics, "orgwatch_agent_heartbeats_sent_total") >= 3.0,
         "{metrics}"
     );
+    // `agent health`, the image's HEALTHCHECK: 0 while the agent answers, 1 once it is gone.
+    let addr = agent
+        .log()
+        .lines()
+        .find(|l| l.contains("agent running"))
+        .and_then(|l| l.split("listen=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .map(str::to_string)
+        .expect("the agent's listen address");
+    let health = |extra: &[&str]| {
+        Command::new(bin("agent"))
+            .args([
+                "--config",
+                &config.display().to_string(),
+                "health",
+                "--address",
+                &addr,
+            ])
+            .args(extra)
+            .output()
+            .expect("agent health")
+    };
+    let up = health(&[]);
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(String::from_utf8_lossy(&up.stdout).contains("/healthz: ok"));
+    let ready = health(&["--ready"]);
+    assert_eq!(
+        ready.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
     drop(agent);
+    let down = health(&[]);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("is the agent running"),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -236,6 +236,13 @@ fn deployment_files_are_hardened_and_the_pipeline_fails_on_errors() {
     assert!(container.contains("--locked"));
     // Inside the image the agent listens where a published port reaches it.
     assert!(container.contains("ENV ORGWATCH_LISTEN=0.0.0.0:9464"));
+    // The health check runs without a shell, with a subcommand the agent has.
+    assert!(container.contains("CMD [\"/usr/local/bin/agent\", \"health\"]"));
+    let out = Command::new(bin("agent"))
+        .args(["health", "--help"])
+        .output()
+        .expect("agent health --help");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--address"));
     let ignore = std::fs::read_to_string(root.join("../../.containerignore"))
         .expect(".containerignore at the build context's root");
     for path in ["target", ".venv", ".git"] {
