@@ -1055,13 +1055,12 @@ pub fn validate(
         }
     }
     if raw.sinks.is_empty() {
-        sinks.push(SinkSpec {
-            name: "stdout".to_string(),
-            rate: default_rate("stdout"),
-            retry_for: Duration::from_secs(300),
-            timeout: Duration::from_secs(10),
-            kind: SinkKind::Stdout,
-        });
+        // Not a stdout sink in its place: an agent whose alerts reach no one must not look
+        // configured (a forgotten [[sink]] would leave every alert in a container log).
+        c.err_at(
+            0,
+            "no [[sink]]: the alerts would reach no one; add one (type = \"stdout\" prints them)",
+        );
     }
     let resolve = |c: &mut Checker<'_>, key: &str, list: &Spanned<Vec<String>>| -> Vec<usize> {
         let mut out = Vec::new();
@@ -1076,7 +1075,6 @@ pub fn validate(
                 ),
                 Some(i) if !out.contains(&i) => out.push(i),
                 Some(_) => {}
-                None if raw.sinks.is_empty() && name == "stdout" => out.push(0),
                 None => c.err_at(
                     list.span().start,
                     format!(
@@ -1570,7 +1568,18 @@ fn validate_sink(c: &mut Checker<'_>, s: &RawSink) -> Option<SinkSpec> {
 mod tests {
     use super::*;
 
+    /// The configuration `text` (with a stdout sink after it when it has none: a
+    /// configuration without one is refused, see `no_sink_is_refused`).
     fn check(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let text = if text.contains("[[sink]]") {
+            text.to_string()
+        } else {
+            format!("{text}\n[[sink]]\nname = \"out\"\ntype = \"stdout\"\n")
+        };
+        check_as_written(&text, env)
+    }
+
+    fn check_as_written(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<String>> {
         let path = Path::new("agent.toml");
         let raw = parse(path, text).map_err(|e| vec![e.to_string()])?;
         let lookup = |k: &str| {
@@ -1852,7 +1861,15 @@ sinks = ["hook", "nobody"]
     }
 
     #[test]
-    fn no_sinks_means_stdout_for_everything() {
+    fn no_sink_is_refused() {
+        let errs = check_as_written("[source]\nqueue = \"q\"\n", &[]).unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "agent.toml:1:1: no [[sink]]: the alerts would reach no one; add one (type = \"stdout\" prints them)"
+            ]
+        );
+        // With one, unrouted alerts go to every sink that takes alerts, and the defaults.
         let cfg = check("[source]\nqueue = \"q\"\n", &[]).unwrap();
         assert_eq!(cfg.sinks.len(), 1);
         assert!(matches!(cfg.sinks[0].kind, SinkKind::Stdout));

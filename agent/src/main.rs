@@ -293,7 +293,11 @@ fn validate(global: &GlobalArgs) -> ExitCode {
                 for e in errs {
                     eprintln!("error: {e}");
                 }
-                eprintln!("{}: {} problem(s)", path.display(), errs.len());
+                eprintln!(
+                    "{}: {}",
+                    path.display(),
+                    shared::text::plural(errs.len() as u64, "problem", "problems")
+                );
             }
         },
     }
@@ -713,10 +717,10 @@ async fn dlq(global: &GlobalArgs, cmd: &DlqCommand) -> ExitCode {
         Output::Table => {
             for q in &report {
                 println!(
-                    "{}  {}  {} message(s){}",
+                    "{}  {}  {}{}",
                     q["region"].as_str().unwrap_or_default(),
                     q["dead_letter_queue"].as_str().unwrap_or_default(),
-                    q["total"],
+                    shared::text::plural(q["total"].as_u64().unwrap_or(0), "message", "messages"),
                     match cmd {
                         DlqCommand::Redrive { .. } => format!(", {} moved back", q["redriven"]),
                         DlqCommand::List => String::new(),

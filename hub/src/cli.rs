@@ -190,7 +190,9 @@ pub enum RulesCommand {
         id: String,
     },
     /// Match log events against rules or a pattern. Reads JSON lines, CloudTrail log files
-    /// (`{"Records": [...]}`, gzip or not), or stdin.
+    /// (`{"Records": [...]}`, gzip or not), or stdin. Exit 0 whether or not anything
+    /// matched, 1 when an input cannot be read (the others are still tested), 2 for a bad
+    /// pattern, rule id or configuration. JSON: `{"schema_version", "total", "matches"}`.
     Test {
         /// Only this rule.
         #[arg(long, conflicts_with = "pattern")]

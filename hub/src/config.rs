@@ -265,14 +265,26 @@ impl HubConfig {
     pub fn load(path: &Path) -> Result<HubConfig, Vec<ConfigError>> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| vec![ConfigError::file(path, format!("cannot read: {e}"))])?;
-        HubConfig::check(path, &text)
+        HubConfig::check(path, &text, &|k| std::env::var(k).ok())
     }
 
     /// [`HubConfig::load`] of a text already read: every problem in one run, in the
     /// file's order (each type or unknown-key problem with "did you mean", then the checks
     /// beyond types on the rest).
-    pub fn check(path: &Path, text: &str) -> Result<HubConfig, Vec<ConfigError>> {
-        let (config, mut errors) = shared::config::parse_toml_all::<HubConfig>(path, text);
+    ///
+    /// `${VAR}` and `${VAR:-default}` in string values are expanded from `env` first, as in
+    /// agent.toml; not in `[[rule]]` tables, whose patterns are read as written.
+    pub fn check(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<HubConfig, Vec<ConfigError>> {
+        let expand = shared::config::Expand {
+            env,
+            except: &["rule"],
+        };
+        let (config, mut errors) =
+            shared::config::parse_toml_all_expanded::<HubConfig>(path, text, Some(&expand));
         let Some(config) = config else {
             return Err(errors);
         };
@@ -572,6 +584,36 @@ queue = "orgwatch-alerts"
         let c: HubConfig = shared::config::parse_toml(path, text).map_err(|e| vec![e])?;
         c.validate(path, text)?;
         Ok(c)
+    }
+
+    #[test]
+    fn variables_expand_in_hub_toml_but_not_in_rules() {
+        let text = GOOD
+            .replace(
+                "bucket = \"acme-orgwatch-cloudtrail\"",
+                "bucket = \"${TRAIL_BUCKET}\"",
+            )
+            .replace(
+                "regions = [\"us-east-1\", \"eu-west-1\"]",
+                "regions = [\"${HOME_REGION:-us-east-1}\", \"eu-west-1\"]\nexternal_id = \"${MISSING}\"",
+            )
+            + "[[rule]]\nid = \"a\"\ntitle = \"t\"\nseverity = \"low\"\npattern = '{ $.x = \"${NOT_A_VAR}\" }'\nmetric_name = \"A\"\n";
+        let env = |k: &str| (k == "TRAIL_BUCKET").then(|| "from-env".to_string());
+        let errors = HubConfig::check(Path::new("hub.toml"), &text, &env).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        // Only the unset variable without a default; the rule's pattern is not expanded.
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with(
+                "hub.toml:4:15: hub.external_id: environment variable MISSING is not set"
+            ),
+            "{shown:?}"
+        );
+        let ok = text.replace("external_id = \"${MISSING}\"\n", "");
+        let c = HubConfig::check(Path::new("hub.toml"), &ok, &env).expect("valid");
+        assert_eq!(c.trail.bucket, "from-env");
+        assert_eq!(c.hub.regions, ["us-east-1", "eu-west-1"]);
+        assert_eq!(c.rule.len(), 1);
     }
 
     #[test]

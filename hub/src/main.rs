@@ -240,7 +240,15 @@ fn confirm_offboard(args: &cli::ReconcileArgs) -> bool {
     let scope = if args.account.is_empty() {
         "every enrolled account and the central resources".to_string()
     } else {
-        format!("account(s) {}", args.account.join(", "))
+        format!(
+            "{} {}",
+            if args.account.len() == 1 {
+                "account"
+            } else {
+                "accounts"
+            },
+            args.account.join(", ")
+        )
     };
     let archive = if args.delete_archive {
         ", and the archive bucket with every log file in it"

@@ -109,6 +109,23 @@ pub fn parse_toml_all<T: DeserializeOwned>(
     path: &Path,
     text: &str,
 ) -> (Option<T>, Vec<ConfigError>) {
+    parse_toml_all_expanded(path, text, None)
+}
+
+/// What [`parse_toml_all_expanded`] expands: variables from `env`, in every string value
+/// but those under the root keys `except` (whose text is read elsewhere, as written).
+pub struct Expand<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub except: &'a [&'a str],
+}
+
+/// [`parse_toml_all`] with `${VAR}` and `${VAR:-default}` ([`expand_vars`]) expanded in
+/// string values first, each problem located at its value and naming its key.
+pub fn parse_toml_all_expanded<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    expand: Option<&Expand<'_>>,
+) -> (Option<T>, Vec<ConfigError>) {
     let (mut root, syntax) = toml::de::DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         return (
@@ -117,6 +134,19 @@ pub fn parse_toml_all<T: DeserializeOwned>(
         );
     }
     let mut errors: Vec<ConfigError> = Vec::new();
+    if let Some(x) = expand {
+        let mut problems = Vec::new();
+        for (k, v) in root.get_mut().iter_mut() {
+            if !x.except.contains(&k.get_ref().as_ref()) {
+                expand_in(v, k.get_ref(), x.env, &mut problems);
+            }
+        }
+        errors.extend(
+            problems
+                .into_iter()
+                .map(|(at, message)| ConfigError::at(path, text, at, message)),
+        );
+    }
     // Keys set aside: their absence is not a problem of its own.
     let mut aside: Vec<String> = Vec::new();
     let mut parsed = None;
@@ -158,6 +188,37 @@ pub fn parse_toml_all<T: DeserializeOwned>(
 /// Problems in the order of the file (those without a position last).
 pub fn sort(errors: &mut [ConfigError]) {
     errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, usize::MAX)));
+}
+
+/// Expands the variables of every string under `value` (whose key is `key`, dotted).
+fn expand_in(
+    value: &mut toml::Spanned<toml::de::DeValue<'_>>,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<(usize, String)>,
+) {
+    let at = value.span().start;
+    match value.get_mut() {
+        toml::de::DeValue::String(s) => {
+            if s.contains('$') {
+                match expand_vars(s, env) {
+                    Ok(v) => *s = std::borrow::Cow::Owned(v),
+                    Err(e) => problems.push((at, format!("{key}: {e}"))),
+                }
+            }
+        }
+        toml::de::DeValue::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                expand_in(v, &format!("{key}.{}", k.get_ref()), env, problems);
+            }
+        }
+        toml::de::DeValue::Array(a) => {
+            for v in a.iter_mut() {
+                expand_in(v, key, env, problems);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A toml error as a [`ConfigError`], with a suggestion for an unknown key or value.
@@ -238,8 +299,9 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     parse_toml(path, &text)
 }
 
-/// Expands `${VAR}` from `lookup`; `$$` is a literal `$`. Unset variables are an error
-/// naming the variable (the value itself is never echoed: it may be a secret).
+/// Expands `${VAR}` from `lookup`, and `${VAR:-default}` (the default when VAR is unset or
+/// empty, as in the shell); `$$` is a literal `$`. An unset variable without a default is
+/// an error naming the variable (the value itself is never echoed: it may be a secret).
 pub fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -253,12 +315,21 @@ pub fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
             let end = t
                 .find('}')
                 .ok_or_else(|| "unterminated ${ in value".to_string())?;
-            let name = &t[..end];
+            let (name, default) = match t[..end].split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (&t[..end], None),
+            };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name ${{{name}}}"));
             }
-            let v =
-                lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let v = match (
+                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.to_string(),
+                (None, None) => return Err(format!("environment variable {name} is not set")),
+            };
             out.push_str(&v);
             rest = &t[end + 1..];
         } else {
@@ -422,6 +493,13 @@ x = 1
             "environment variable NOPE is not set"
         );
         assert!(expand_vars("${bad-name}", env).is_err());
+        // A default, used when the variable is unset or empty.
+        let empty = |k: &str| (k == "EMPTY").then(String::new);
+        assert_eq!(expand_vars("${NOPE:-us-east-1}", env).unwrap(), "us-east-1");
+        assert_eq!(expand_vars("${HOOK:-x}/a", env).unwrap(), "https://x/a");
+        assert_eq!(expand_vars("${EMPTY:-d}", empty).unwrap(), "d");
+        assert_eq!(expand_vars("${EMPTY}", empty).unwrap(), "");
+        assert_eq!(expand_vars("${NOPE:-}", env).unwrap(), "");
         assert!(expand_vars("${HOOK", env).is_err());
     }
 }

@@ -12,4 +12,5 @@ pub mod pattern;
 pub mod pipe;
 pub mod rules;
 pub mod suggest;
+pub mod text;
 pub mod time;

@@ -29,8 +29,15 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(colour(std::env::var_os("NO_COLOR")))
             .try_init(),
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
     };
+}
+
+/// Whether stderr's text logs may carry ANSI colour codes: only on a terminal, and not
+/// when `NO_COLOR` is set to anything but the empty string (no-color.org). (The progress
+/// bars' styles come from the console crate, which honours NO_COLOR itself.)
+fn colour(no_color: Option<std::ffi::OsString>) -> bool {
+    no_color.is_none_or(|v| v.is_empty()) && std::io::IsTerminal::is_terminal(&std::io::stderr())
 }

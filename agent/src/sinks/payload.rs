@@ -81,8 +81,8 @@ pub fn summary<T>(n: &Notification<T>) -> String {
         String::new()
     };
     format!(
-        "[{state}] {title} in {} account(s): {}{more}",
-        accounts.len(),
+        "[{state}] {title} in {}: {}{more}",
+        shared::text::plural(accounts.len() as u64, "account", "accounts"),
         shown.join(", ")
     )
 }

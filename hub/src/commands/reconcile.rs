@@ -532,9 +532,12 @@ async fn reconcile(
                 .iter()
                 .map(|u| format!("{} {}", u.key.kind, u.key.name))
                 .collect();
+            let (what, them) = match listed.len() {
+                1 => ("1 resource has an orgwatch name".to_string(), "it"),
+                n => (format!("{n} resources have orgwatch names"), "them"),
+            };
             failure = Some(format!(
-                "{} resource(s) have orgwatch names but not the {}={} tag, so orgwatch did not create them and changes nothing in this account and region: {}. Run `hub enroll --adopt` to tag them as orgwatch's and converge them, or rename or remove them",
-                listed.len(),
+                "{what} but not the {}={} tag, so orgwatch did not create {them} and changes nothing in this account and region: {}. Run `hub enroll --adopt` to tag {them} as orgwatch's and converge {them}, or rename or remove {them}",
                 shared::naming::MANAGED_TAG,
                 shared::naming::MANAGED_TAG_VALUE,
                 names.join(", ")

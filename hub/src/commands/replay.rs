@@ -963,7 +963,7 @@ fn progress_bar(global: &GlobalArgs, bytes: u64, files: usize) -> indicatif::Pro
     ) {
         bar.set_style(style);
     }
-    bar.set_message(format!("{files} files"));
+    bar.set_message(shared::text::plural(files as u64, "file", "files"));
     bar
 }
 
@@ -1016,8 +1016,10 @@ fn print(output: Output, outcome: &Outcome, range: &Range) -> ExitStatus {
             }
             let matches: u64 = findings.iter().map(|f| f.count).sum();
             println!(
-                "{} files, {} events, {} matches",
-                t.files, t.events, matches
+                "{}, {}, {}",
+                shared::text::plural(t.files as u64, "file", "files"),
+                shared::text::plural(t.events as u64, "event", "events"),
+                shared::text::plural(matches, "match", "matches")
             );
             ExitStatus::Success
         }

@@ -439,7 +439,8 @@ fn test(
 
     let status = match global.output {
         Output::Json => {
-            // Exactly {"total": N, "matches": [{"index": i, "rule": "ID"}, ...]}, on one line.
+            // Exactly {"schema_version": 1, "total": N, "matches": [{"index": i, "rule":
+            // "ID"}, ...]}, on one line: the schema_version every JSON output carries.
             #[derive(serde::Serialize)]
             struct Hit<'a> {
                 index: usize,
@@ -447,10 +448,12 @@ fn test(
             }
             #[derive(serde::Serialize)]
             struct Doc<'a> {
+                schema_version: u32,
                 total: usize,
                 matches: Vec<Hit<'a>>,
             }
             let doc = Doc {
+                schema_version: SCHEMA_VERSION,
                 total,
                 matches: matches
                     .iter()
@@ -516,9 +519,9 @@ fn verify(output: Output, pack: &Pack) -> ExitStatus {
                 format!(", {covered} fixtures of covered rules")
             };
             println!(
-                "{} rules, {} fixtures{covered} (each as a trail record and in its EventBridge envelope): {}",
-                report.rules.len(),
-                report.fixture_count(),
+                "{}, {}{covered} (each as a trail record and in its EventBridge envelope): {}",
+                shared::text::plural(report.rules.len() as u64, "rule", "rules"),
+                shared::text::plural(report.fixture_count() as u64, "fixture", "fixtures"),
                 if failures.is_empty() {
                     "all pass".to_string()
                 } else {

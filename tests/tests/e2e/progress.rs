@@ -16,6 +16,16 @@ fn status_on_a_terminal(
     config: &std::path::Path,
     extra: &[&str],
 ) -> (i32, String, String) {
+    status_on_a_terminal_with(emu, config, extra, &[])
+}
+
+/// [`status_on_a_terminal`] with more environment variables.
+fn status_on_a_terminal_with(
+    emu: &Emulator,
+    config: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let (mut master, mut slave) = (-1, -1);
     let size = libc::winsize {
         ws_row: 24,
@@ -43,6 +53,7 @@ fn status_on_a_terminal(
         .args(extra)
         .envs(emu.env())
         .env("TERM", "xterm")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(slave))
@@ -105,7 +116,22 @@ async fn a_terminal_gets_a_bar_over_accounts_and_stdout_keeps_the_results() {
         "{tty:?}"
     );
 
-    // Not a terminal: plain log lines, one per account and region.
+    // Colour (SGR escape sequences) only on a terminal, and never with NO_COLOR set
+    // (no-color.org); the bar's cursor movements are not colour.
+    let sgr = |t: &str| {
+        t.match_indices("\u{1b}[").any(|(i, _)| {
+            t[i + 2..]
+                .chars()
+                .find(|c| !c.is_ascii_digit() && *c != ';')
+                == Some('m')
+        })
+    };
+    let (_, _, tty) = status_on_a_terminal(&emu, &config, &["-v"]);
+    assert!(sgr(&tty), "a terminal gets coloured log levels: {tty:?}");
+    let (_, _, tty) = status_on_a_terminal_with(&emu, &config, &["-v"], &[("NO_COLOR", "1")]);
+    assert!(!sgr(&tty), "NO_COLOR: {tty:?}");
+
+    // Not a terminal: plain log lines, one per account and region, no escape codes.
     let out = Command::new(bin("hub"))
         .args(["status", "--output", "json", "--config"])
         .arg(&config)
@@ -114,6 +140,7 @@ async fn a_terminal_gets_a_bar_over_accounts_and_stdout_keeps_the_results() {
         .expect("run hub");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("accounts,"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
     let regions = 2;
     // central and members per region, and the organisation (trusted access, trail) once
     let expected = (org.members.len() + 2) * regions + 1;

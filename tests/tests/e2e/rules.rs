@@ -126,7 +126,7 @@ fn rules_test_reads_json_lines_cloudtrail_files_and_stdin() {
     assert_eq!(all.code, 0, "{}", all.stderr);
     assert_eq!(
         all.stdout.trim(),
-        r#"{"total":5,"matches":[{"index":0,"rule":"root-activity"},{"index":0,"rule":"cis-4.3"},{"index":2,"rule":"cis-4.15"},{"index":3,"rule":"cis-4.1"}]}"#
+        r#"{"schema_version":1,"total":5,"matches":[{"index":0,"rule":"root-activity"},{"index":0,"rule":"cis-4.3"},{"index":2,"rule":"cis-4.15"},{"index":3,"rule":"cis-4.1"}]}"#
     );
 
     let one = hub(
@@ -145,7 +145,7 @@ fn rules_test_reads_json_lines_cloudtrail_files_and_stdin() {
     assert_eq!(one.code, 0, "{}", one.stderr);
     assert_eq!(
         one.json(),
-        json!({"total": 5, "matches": [{"index": 3, "rule": "cis-4.1"}]})
+        json!({"schema_version": 1, "total": 5, "matches": [{"index": 3, "rule": "cis-4.1"}]})
     );
 
     // An ad-hoc pattern sees events as they are (the envelope is not unwrapped).
@@ -165,7 +165,7 @@ fn rules_test_reads_json_lines_cloudtrail_files_and_stdin() {
     assert_eq!(adhoc.code, 0, "{}", adhoc.stderr);
     assert_eq!(
         adhoc.json(),
-        json!({"total": 5, "matches": [{"index": 2, "rule": "pattern"}, {"index": 4, "rule": "pattern"}]})
+        json!({"schema_version": 1, "total": 5, "matches": [{"index": 2, "rule": "pattern"}, {"index": 4, "rule": "pattern"}]})
     );
 
     // stdin, and the table.
