@@ -18,7 +18,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::Value;
 use shared::aws::{ClientFactory, Clients};
 use shared::pattern::{Event, Pattern};
@@ -138,11 +137,9 @@ impl LogsEnricher {
             .await
             .map_err(|e| {
                 format!(
-                    "cannot read the metric filters of {} in {}/{}: {}",
+                    "cannot read the metric filters of {}: {}",
                     self.log_group,
-                    req.account,
-                    req.region,
-                    DisplayErrorContext(&e)
+                    clients.failure("DescribeMetricFilters", e)
                 )
             })?;
         let patterns: Vec<Pattern> = out
@@ -170,7 +167,10 @@ impl LogsEnricher {
             .factory
             .for_account(&req.account)
             .await
-            .map_err(|e| format!("cannot assume the member role in {}: {e}", req.account))?
+            .map_err(|e| match e.failure() {
+                Some(f) => format!("cannot assume the member role in {}: {f}", req.account),
+                None => format!("cannot assume the member role in {}: {e}", req.account),
+            })?
             .in_region(&req.region);
         let patterns = match &req.metric {
             Some(m) => self.deployed_patterns(&clients, req, m).await?,
@@ -215,11 +215,9 @@ impl LogsEnricher {
                     .await
                     .map_err(|e| {
                         format!(
-                            "cannot read {} in {}/{}: {}",
+                            "cannot read {}: {}",
                             self.log_group,
-                            req.account,
-                            req.region,
-                            DisplayErrorContext(&e)
+                            clients.failure("FilterLogEvents", e)
                         )
                     })?;
                 for ev in out.events() {

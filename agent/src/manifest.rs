@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use shared::rules::manifest::{MAX_MANIFEST_BYTES, Manifest};
 
 use crate::classify::{PackCatalog, SwapCatalog};
@@ -50,11 +49,10 @@ impl ManifestReader {
                 return Ok(None);
             }
             Err(e) => {
-                let code = e.code().unwrap_or("error").to_string();
-                let message = e.message().map(str::to_string).unwrap_or_else(|| {
-                    aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()
-                });
-                return Err(format!("cannot read {url}: {code}: {message}"));
+                return Err(format!(
+                    "cannot read {url}: {}",
+                    shared::aws::AwsFailure::new("GetObject", e)
+                ));
             }
         };
         let etag = got.e_tag().map(str::to_string);

@@ -37,11 +37,10 @@ fn ignore(r: Result<(), OpError>, codes: &[&str]) -> Result<(), OpError> {
 }
 
 fn wrong_spec(change: &Change) -> OpError {
-    OpError {
-        operation: "plan".into(),
-        code: None,
-        message: format!("internal: {} has settings of another kind", change.key),
-    }
+    OpError::build(
+        "plan",
+        format!("internal: {} has settings of another kind", change.key),
+    )
 }
 
 /// Applies one change with clients of the change's account and region.
@@ -85,11 +84,10 @@ pub async fn apply(c: &Clients, change: &Change, options: &ApplyOptions) -> Resu
                 (Kind::Subscription, Spec::Subscription(s)) => subscription(c, s, update).await,
                 // The member stack's roles: the plan is refused before apply
                 // (diff::provided_changes); reaching here is a bug, not a write.
-                (Kind::TrailRole | Kind::ForwardRole, _) => Err(OpError {
-                    operation: "plan".into(),
-                    code: None,
-                    message: format!("internal: {} is never written by the hub", change.key),
-                }),
+                (Kind::TrailRole | Kind::ForwardRole, _) => Err(OpError::build(
+                    "plan",
+                    format!("internal: {} is never written by the hub", change.key),
+                )),
                 (Kind::OrgTrail | Kind::MemberTrail, Spec::Trail(s)) => {
                     trail(c, name, s, change).await
                 }
@@ -433,15 +431,11 @@ async fn event_rule(c: &Clients, name: &str, s: &EventRuleSpec) -> Result<(), Op
             .send()
     )?;
     if out.failed_entry_count() > 0 {
-        return Err(OpError {
-            operation: "PutTargets".into(),
-            code: out
-                .failed_entries()
-                .first()
-                .and_then(|f| f.error_code())
-                .map(str::to_string),
-            message: format!("target {} of rule {name} was refused", s.target_arn),
-        });
+        return Err(OpError::from_parts(
+            "PutTargets",
+            out.failed_entries().first().and_then(|f| f.error_code()),
+            &format!("target {} of rule {name} was refused", s.target_arn),
+        ));
     }
     Ok(())
 }
@@ -500,13 +494,11 @@ async fn scp(c: &Clients, name: &str, s: &ScpSpec, change: &Change) -> Result<()
             Ok(_) => {}
             Err(e) if e.is(&["DuplicatePolicyAttachmentException"]) => {}
             Err(e) if e.is(&["PolicyTypeNotEnabledException"]) => {
-                return Err(OpError {
-                    message: format!(
-                        "service control policies are not enabled on the root: run `aws organizations enable-policy-type --root-id <r-...> --policy-type SERVICE_CONTROL_POLICY` (it attaches FullAWSAccess everywhere first), then hub enroll again ({})",
-                        e.message
-                    ),
-                    ..e
-                });
+                let message = format!(
+                    "service control policies are not enabled on the root: run `aws organizations enable-policy-type --root-id <r-...> --policy-type SERVICE_CONTROL_POLICY` (it attaches FullAWSAccess everywhere first), then hub enroll again ({})",
+                    e.message()
+                );
+                return Err(e.with_message(message));
             }
             Err(e) => return Err(e),
         }
@@ -787,7 +779,7 @@ where
             Err(e) if e.is(codes) && started.elapsed() + wait <= backoff.bound => {
                 tracing::warn!(
                     operation,
-                    code = e.code.as_deref().unwrap_or_default(),
+                    code = e.code().unwrap_or_default(),
                     retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
                     "waiting for IAM to propagate (eventually consistent) before retrying"
                 );
@@ -1232,11 +1224,7 @@ mod tests {
     use std::time::Duration;
 
     fn failure(code: &str) -> OpError {
-        OpError {
-            operation: "CreateTrail".into(),
-            code: Some(code.into()),
-            message: "x".into(),
-        }
+        OpError::from_parts("CreateTrail", Some(code), "x")
     }
 
     const QUICK: Backoff = Backoff {

@@ -26,7 +26,7 @@ pub async fn organization(c: &Clients, me: &str) -> Result<Organization, OpError
     let org = match orgs.describe_organization().send().await {
         Ok(o) => o,
         Err(e) => {
-            let e = OpError::new("DescribeOrganization", e);
+            let e = c.failure("DescribeOrganization", e);
             if e.is(&["AWSOrganizationsNotInUseException"]) {
                 return Ok(Organization {
                     id: None,
@@ -41,7 +41,7 @@ pub async fn organization(c: &Clients, me: &str) -> Result<Organization, OpError
     let mut accounts = Vec::new();
     let mut pages = orgs.list_accounts().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| OpError::new("ListAccounts", e))?;
+        let page = page.map_err(|e| c.failure("ListAccounts", e))?;
         for a in page.accounts() {
             let active = a.status().is_none_or(|s| s.as_str() == "ACTIVE")
                 && a.state().is_none_or(|s| s.as_str() == "ACTIVE");
@@ -81,7 +81,7 @@ pub async fn root_id(c: &Clients) -> Result<Option<String>, OpError> {
         .list_roots()
         .send()
         .await
-        .map_err(|e| OpError::new("ListRoots", e))?;
+        .map_err(|e| c.failure("ListRoots", e))?;
     Ok(out.roots().first().and_then(|r| r.id()).map(str::to_string))
 }
 
@@ -97,7 +97,7 @@ async fn accounts_under(c: &Clients, parent: &str) -> Result<BTreeSet<String>, O
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| OpError::new("ListAccountsForParent", e))?;
+            let page = page.map_err(|e| c.failure("ListAccountsForParent", e))?;
             out.extend(
                 page.accounts()
                     .iter()
@@ -111,7 +111,7 @@ async fn accounts_under(c: &Clients, parent: &str) -> Result<BTreeSet<String>, O
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| OpError::new("ListOrganizationalUnitsForParent", e))?;
+            let page = page.map_err(|e| c.failure("ListOrganizationalUnitsForParent", e))?;
             stack.extend(
                 page.organizational_units()
                     .iter()
@@ -143,11 +143,11 @@ pub async fn accounts(
         None => (org.active_accounts.clone(), Vec::new()),
     };
     if !config.hub.include_ous.is_empty() && org.id.is_none() {
-        return Err(OpError {
-            operation: "DescribeOrganization".into(),
-            code: Some("AWSOrganizationsNotInUseException".into()),
-            message: "hub.include_ous names organisational units, but this account is in no organisation (standalone): remove include_ous".into(),
-        });
+        return Err(OpError::from_parts(
+            "DescribeOrganization",
+            Some("AWSOrganizationsNotInUseException"),
+            "hub.include_ous names organisational units, but this account is in no organisation (standalone): remove include_ous",
+        ));
     }
     if !config.hub.include_ous.is_empty() {
         let mut allowed = BTreeSet::new();

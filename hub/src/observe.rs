@@ -3,60 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use shared::aws::Clients;
 use shared::naming::{self, arn};
 
 use crate::model::*;
 
-/// A failed AWS call, with the operation and AWS's error code.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{operation}: {message}")]
-pub struct OpError {
-    pub operation: String,
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl OpError {
-    pub fn new<E>(operation: &str, e: E) -> OpError
-    where
-        E: ProvideErrorMetadata + std::error::Error,
-    {
-        let code = e.code().map(str::to_string);
-        let message = match (e.code(), e.message()) {
-            (Some(c), Some(m)) => format!("{c}: {m}"),
-            (Some(c), None) => c.to_string(),
-            _ => {
-                // Without a code the full context is long (it may hold the raw response);
-                // keep the start, which names the failure.
-                let full = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
-                match full.char_indices().nth(300) {
-                    Some((i, _)) => format!("{}…", &full[..i]),
-                    None => full,
-                }
-            }
-        };
-        OpError {
-            operation: operation.to_string(),
-            code,
-            message,
-        }
-    }
-
-    /// A request that could not even be built (a missing required field).
-    pub fn build(operation: &str, e: impl std::fmt::Display) -> OpError {
-        OpError {
-            operation: operation.to_string(),
-            code: None,
-            message: e.to_string(),
-        }
-    }
-
-    pub fn is(&self, codes: &[&str]) -> bool {
-        self.code.as_deref().is_some_and(|c| codes.contains(&c))
-    }
-}
+/// A failed AWS call: the operation, AWS's error code and message, and a hint
+/// ([`shared::aws::errors`], the one place SDK errors become text).
+pub use shared::aws::AwsFailure as OpError;
 
 /// Turns "not found" errors into `None`.
 fn optional<T>(r: Result<T, OpError>, not_found: &[&str]) -> Result<Option<T>, OpError> {
@@ -779,10 +733,14 @@ async fn manifest(c: &Clients, bucket: &str) -> Result<Option<(ObjectSpec, bool)
     let Some(got) = got else {
         return Ok(None);
     };
-    let bytes = got.body.collect().await.map_err(|e| OpError {
-        operation: "GetObject".into(),
-        code: None,
-        message: format!("reading s3://{bucket}/{}: {e}", naming::RULE_MANIFEST_KEY),
+    let bytes = got.body.collect().await.map_err(|e| {
+        let f = OpError::from_error("GetObject", &e);
+        let message = format!(
+            "reading s3://{bucket}/{}: {}",
+            naming::RULE_MANIFEST_KEY,
+            f.message()
+        );
+        f.with_message(message)
     })?;
     let body = String::from_utf8_lossy(&bytes.into_bytes()).into_owned();
     let is_managed = shared::rules::manifest::Manifest::from_json("", &body).is_ok();
@@ -1099,7 +1057,10 @@ async fn bucket(c: &Clients, name: &str) -> Result<Option<(BucketSpec, bool)>, O
             .and_then(|r| r.body().bytes())
             .map(String::from_utf8_lossy)
         {
-            Some(body) if e.code().is_none() && body.contains("<GetBucketVersioningResponse") => {
+            Some(body)
+                if aws_smithy_types::error::metadata::ProvideErrorMetadata::code(&e).is_none()
+                    && body.contains("<GetBucketVersioningResponse") =>
+            {
                 xml_element(&body, "Status").unwrap_or_default()
             }
             _ => return Err(OpError::new("GetBucketVersioning", e)),

@@ -52,6 +52,8 @@ pub fn table(r: &Report) -> String {
     let mut details = String::new();
     for o in &r.results {
         if let Some(e) = &o.error {
+            // A failure's hint (and, with -v, its full chain) on lines of their own, under it.
+            let e = e.replace('\n', "\n  ");
             let _ = writeln!(details, "  {} {} FAILED: {e}", o.account_id, o.region);
         }
         for c in &o.changes {

@@ -45,13 +45,16 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, Metadata};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use crate::naming;
+
+pub mod errors;
+
+pub use errors::{AwsFailure, FailureKind};
 
 /// The AWS API families orgwatch calls. Each has its own rate limiter per account and region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -279,13 +282,12 @@ pub enum AwsError {
         "no AWS region configured: pass --region, set AWS_REGION, or set a region in the profile"
     )]
     MissingRegion,
-    #[error("account {account_id}: cannot assume role {role_arn}: {message}")]
+    #[error("account {account_id}: cannot assume role {role_arn}: {failure}")]
     AssumeRole {
         account_id: String,
         role_arn: String,
-        /// The AWS error code, e.g. `AccessDenied`, when AWS returned one.
-        code: Option<String>,
-        message: String,
+        /// What AWS said (code `AccessDenied`, ...), with the hint.
+        failure: AwsFailure,
     },
     #[error(
         "account {expected}: assuming {role_arn} returned credentials of account {actual}; refusing to use them"
@@ -295,21 +297,43 @@ pub enum AwsError {
         actual: String,
         role_arn: String,
     },
-    #[error("cannot determine the caller's account: {message}")]
-    CallerIdentity {
-        code: Option<String>,
-        message: String,
-    },
+    /// `sts:GetCallerIdentity` failed: who the process is cannot be told.
+    #[error("{0}")]
+    CallerIdentity(AwsFailure),
 }
 
 impl AwsError {
     /// The AWS error code behind this error, when there is one.
     pub fn code(&self) -> Option<&str> {
+        self.failure().and_then(AwsFailure::code)
+    }
+
+    /// The failed AWS call behind this error, when there is one.
+    pub fn failure(&self) -> Option<&AwsFailure> {
         match self {
-            AwsError::AssumeRole { code, .. } | AwsError::CallerIdentity { code, .. } => {
-                code.as_deref()
+            AwsError::AssumeRole { failure, .. } | AwsError::CallerIdentity(failure) => {
+                Some(failure)
             }
             _ => None,
+        }
+    }
+}
+
+/// As a failed call: the AWS failure itself, or (for the factory's own checks) a failure
+/// of `operation` with the error's text.
+impl From<AwsError> for AwsFailure {
+    fn from(e: AwsError) -> AwsFailure {
+        match e {
+            AwsError::CallerIdentity(f) => f,
+            AwsError::AssumeRole {
+                account_id,
+                role_arn,
+                failure,
+            } => {
+                let message = format!("cannot assume role {role_arn}: {}", failure.message());
+                failure.with_message(message).at(Some(&account_id), None)
+            }
+            other => AwsFailure::build("GetCallerIdentity", other),
         }
     }
 }
@@ -671,6 +695,11 @@ const HOME: &str = "home";
 impl ClientFactory {
     /// Loads the base configuration from the standard chain, with `options` applied on top.
     pub async fn new(options: AwsOptions) -> Result<Self, AwsError> {
+        // What later failures' hints name: the profile tried, the endpoint override.
+        errors::set_context(errors::Context {
+            profile: options.profile.clone(),
+            endpoint_url: options.endpoint_url.clone(),
+        });
         let http = http_client();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(
@@ -772,14 +801,16 @@ impl ClientFactory {
                     .get_caller_identity()
                     .send()
                     .await
-                    .map_err(|e| AwsError::CallerIdentity {
-                        code: aws_sdk_sts::error::ProvideErrorMetadata::code(&e)
-                            .map(str::to_string),
-                        message: DisplayErrorContext(&e).to_string(),
+                    .map_err(|e| {
+                        AwsError::CallerIdentity(
+                            AwsFailure::new("GetCallerIdentity", e).at(None, Some(&self.region())),
+                        )
                     })?;
-                out.account.ok_or_else(|| AwsError::CallerIdentity {
-                    code: None,
-                    message: "GetCallerIdentity returned no account".to_string(),
+                out.account.ok_or_else(|| {
+                    AwsError::CallerIdentity(AwsFailure::build(
+                        "GetCallerIdentity",
+                        "GetCallerIdentity returned no account",
+                    ))
                 })
             })
             .await
@@ -870,8 +901,8 @@ impl ClientFactory {
             .map_err(|e| AwsError::AssumeRole {
                 account_id: account_id.to_string(),
                 role_arn: role_arn.clone(),
-                code: assume_role_code(&e),
-                message: DisplayErrorContext(&e).to_string(),
+                failure: AwsFailure::new("GetCallerIdentity", e)
+                    .at(Some(account_id), Some(&self.region())),
             })?;
         let actual = identity.account.unwrap_or_default();
         if actual != account_id {
@@ -883,27 +914,6 @@ impl ClientFactory {
         }
         Ok(config)
     }
-}
-
-/// The AWS error code of a failed assume-role: the credentials provider's error wraps the
-/// `sts:AssumeRole` error, so walk the source chain for it, then fall back to the outer call's.
-fn assume_role_code<E>(e: &aws_sdk_sts::error::SdkError<E>) -> Option<String>
-where
-    E: std::error::Error + aws_sdk_sts::error::ProvideErrorMetadata + 'static,
-{
-    use aws_sdk_sts::error::ProvideErrorMetadata;
-    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(code) = err
-            .downcast_ref::<aws_sdk_sts::error::SdkError<AssumeRoleError>>()
-            .and_then(|inner| inner.code())
-        {
-            return Some(code.to_string());
-        }
-        cur = err.source();
-    }
-    e.code().map(str::to_string)
 }
 
 /// Clients for one account and region, all built from one [`SdkConfig`].
@@ -964,6 +974,22 @@ impl Clients {
                 .build(),
             factory: self.factory.clone(),
         }
+    }
+
+    /// A failed call of these clients, as an [`AwsFailure`] located in their account and
+    /// region.
+    pub fn failure<E>(
+        &self,
+        operation: &str,
+        e: aws_smithy_runtime_api::client::result::SdkError<
+            E,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    ) -> AwsFailure
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        AwsFailure::new(operation, e).at(self.account(), Some(&self.region()))
     }
 
     /// The underlying configuration.

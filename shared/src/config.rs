@@ -199,14 +199,10 @@ fn expand_in(
 ) {
     let at = value.span().start;
     match value.get_mut() {
-        toml::de::DeValue::String(s) => {
-            if s.contains('$') {
-                match expand_vars(s, env) {
-                    Ok(v) => *s = std::borrow::Cow::Owned(v),
-                    Err(e) => problems.push((at, format!("{key}: {e}"))),
-                }
-            }
-        }
+        toml::de::DeValue::String(s) if s.contains('$') => match expand_vars(s, env) {
+            Ok(v) => *s = std::borrow::Cow::Owned(v),
+            Err(e) => problems.push((at, format!("{key}: {e}"))),
+        },
         toml::de::DeValue::Table(t) => {
             for (k, v) in t.iter_mut() {
                 expand_in(v, &format!("{key}.{}", k.get_ref()), env, problems);

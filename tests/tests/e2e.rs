@@ -10,6 +10,7 @@ mod e2e {
     pub mod docs;
     pub mod doctor;
     pub mod enforce;
+    pub mod errors;
     pub mod foundation;
     pub mod hub;
     pub mod infra;

@@ -179,7 +179,7 @@ impl DynamoStore {
                 }
             }
             Err(e) => {
-                tracing::warn!(%table, error = %DisplayErrorContext(&e), "cannot read the dedupe table's TTL setting")
+                tracing::warn!(%table, error = %shared::aws::AwsFailure::new("DescribeTimeToLive", e), "cannot read the dedupe table's TTL setting")
             }
         }
         let owner = format!(

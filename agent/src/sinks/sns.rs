@@ -79,12 +79,12 @@ impl Sns {
             Ok(_) => Outcome::Delivered,
             Err(e) => {
                 let code = e.code().unwrap_or("").to_string();
-                let text = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
+                let text = shared::aws::AwsFailure::new("Publish", e).to_string();
                 match code.as_str() {
                     "NotFound"
                     | "InvalidParameter"
                     | "AuthorizationError"
-                    | "InvalidParameterValue" => Outcome::Reject(format!("{code}: {text}")),
+                    | "InvalidParameterValue" => Outcome::Reject(text),
                     _ => Outcome::Retry(text),
                 }
             }
@@ -99,7 +99,7 @@ impl Sns {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(&e).to_string())
+            .map_err(|e| shared::aws::AwsFailure::new("GetTopicAttributes", e).to_string())
     }
 }
 

@@ -11,7 +11,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use shared::aws::AwsFailure;
 
 use super::SourceError;
 
@@ -27,8 +28,12 @@ pub struct Dead {
     attributes: BTreeMap<String, MessageAttributeValue>,
 }
 
-fn err(what: &str, e: impl std::error::Error) -> SourceError {
-    SourceError(format!("{what}: {}", DisplayErrorContext(&e)))
+/// A failed SQS call, in the one structured form (`shared::aws::errors`).
+fn err<E>(operation: &str, e: aws_sdk_sqs::error::SdkError<E>) -> SourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    SourceError(AwsFailure::new(operation, e).to_string())
 }
 
 /// Every message of `dlq` now visible, kept invisible for `hold_secs` while the caller

@@ -15,7 +15,8 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
 };
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use shared::aws::AwsFailure;
 
 use super::{Envelope, Source, SourceError};
 
@@ -33,8 +34,17 @@ pub struct SqsSource {
 /// Message attribute values are at most 256 KiB in all; reasons are kept short.
 const MAX_REASON_CHARS: usize = 1000;
 
-fn err(e: impl std::error::Error) -> SourceError {
-    SourceError(DisplayErrorContext(&e).to_string())
+/// A failed SQS call, in the one structured form (`shared::aws::errors`).
+fn err<E>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E>) -> SourceError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    move |e| SourceError(AwsFailure::new(operation, e).to_string())
+}
+
+/// A request that could not be built.
+fn build_err(e: impl std::fmt::Display) -> SourceError {
+    SourceError(e.to_string())
 }
 
 impl SqsSource {
@@ -54,7 +64,12 @@ impl SqsSource {
                 .queue_name(queue)
                 .send()
                 .await
-                .map_err(|e| SourceError(format!("queue {queue}: {}", DisplayErrorContext(&e))))?
+                .map_err(|e| {
+                    SourceError(format!(
+                        "queue {queue}: {}",
+                        AwsFailure::new("GetQueueUrl", e)
+                    ))
+                })?
                 .queue_url
                 .ok_or_else(|| SourceError(format!("queue {queue}: GetQueueUrl returned no URL")))?
         };
@@ -107,7 +122,7 @@ impl SqsSource {
                 .data_type("String")
                 .string_value(v)
                 .build()
-                .map_err(err)
+                .map_err(build_err)
         };
         let reason: String = envelope.reason.chars().take(MAX_REASON_CHARS).collect();
         let mut send = self
@@ -122,19 +137,19 @@ impl SqsSource {
                     .data_type("Number")
                     .string_value(envelope.receive_count.to_string())
                     .build()
-                    .map_err(err)?,
+                    .map_err(build_err)?,
             );
         if !envelope.message_id.is_empty() {
             send = send.message_attributes("orgwatch.message_id", text(envelope.message_id)?);
         }
-        send.send().await.map_err(err)?;
+        send.send().await.map_err(err("SendMessage"))?;
         self.client
             .delete_message()
             .queue_url(&self.queue_url)
             .receipt_handle(envelope.token)
             .send()
             .await
-            .map_err(err)?;
+            .map_err(err("DeleteMessage"))?;
         Ok(())
     }
 }
@@ -160,7 +175,7 @@ async fn dead_letter_queue(
         .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
-        .map_err(err)?;
+        .map_err(err("GetQueueAttributes"))?;
     let Some(policy) = out
         .attributes
         .as_ref()
@@ -197,7 +212,7 @@ async fn dead_letter_queue(
         .map_err(|e| {
             SourceError(format!(
                 "dead-letter queue {name}: {}",
-                DisplayErrorContext(&e)
+                AwsFailure::new("GetQueueUrl", e)
             ))
         })?
         .queue_url;
@@ -275,7 +290,7 @@ impl SqsSource {
                             .send()
                             .await
                             .map(|o| failed_entries(chunk, &o.failed))
-                            .map_err(|e| DisplayErrorContext(&e).to_string()),
+                            .map_err(|e| AwsFailure::new("DeleteMessageBatch", e).to_string()),
                         Err(e) => Err(e.to_string()),
                     }
                 }
@@ -300,7 +315,9 @@ impl SqsSource {
                             .send()
                             .await
                             .map(|o| failed_entries(chunk, &o.failed))
-                            .map_err(|e| DisplayErrorContext(&e).to_string()),
+                            .map_err(|e| {
+                                AwsFailure::new("ChangeMessageVisibilityBatch", e).to_string()
+                            }),
                         Err(e) => Err(e.to_string()),
                     }
                 }
@@ -353,7 +370,7 @@ impl Source for SqsSource {
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
-            .map_err(err)?;
+            .map_err(err("ReceiveMessage"))?;
         Ok(out
             .messages
             .unwrap_or_default()
@@ -423,7 +440,7 @@ impl Source for SqsSource {
             .visibility_timeout(0)
             .send()
             .await
-            .map_err(err)?;
+            .map_err(err("ChangeMessageVisibility"))?;
         Ok(())
     }
 }

@@ -77,11 +77,7 @@ pub async fn check(
     only: &[String],
 ) -> Result<(Vec<Finding>, Option<String>), OpError> {
     let home = factory.home();
-    let me = factory.home_account().await.map_err(|e| OpError {
-        operation: "GetCallerIdentity".into(),
-        code: e.code().map(str::to_string),
-        message: e.to_string(),
-    })?;
+    let me = factory.home_account().await.map_err(OpError::from)?;
     let org = discover::organization(&home, &me).await?;
     let mut findings = organisation_findings(&home, &me, &org, config, rules).await;
     let central_account = config.hub.central_account.clone().unwrap_or(me.clone());
@@ -313,10 +309,10 @@ async fn account_findings(
             return vec![
                 Finding::failed(
                     "member-role",
-                    format!(
-                        "cannot assume {role}: {} ({e})",
-                        e.code().unwrap_or("error")
-                    ),
+                    match e.failure() {
+                        Some(f) => format!("cannot assume {role}: {f}"),
+                        None => format!("cannot assume {role}: {e}"),
+                    },
                     format!(
                         "deploy infra/cloudformation/member-role.yaml to {account} (StackSet; a plain stack in the management account) and check that it trusts this hub account{}",
                         if config.hub.external_id.is_some() {

@@ -178,11 +178,7 @@ pub async fn run(
     };
     let home = factory.home();
     let setup = async {
-        let me = factory.home_account().await.map_err(|e| OpError {
-            operation: "GetCallerIdentity".into(),
-            code: e.code().map(str::to_string),
-            message: e.to_string(),
-        })?;
+        let me = factory.home_account().await.map_err(OpError::from)?;
         let org = discover::organization(&home, &me).await?;
         let (accounts, unknown) = discover::accounts(&home, &org, &config, &args.account).await?;
         Ok::<_, OpError>((org, me, accounts, unknown))

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{Value as Json, json};
-use shared::aws::{AwsOptions, ClientFactory};
+use shared::aws::{AwsFailure, AwsOptions, ClientFactory};
 use shared::pattern::Event;
 use shared::pattern::select::{Bound, BoundSet, Field, Selector, SelectorBuilder, Unsupported};
 use shared::rules::input::{Item, ReadError, ScanBuffers, for_each_event, for_each_scanned};
@@ -483,12 +483,12 @@ impl S3Object {
                 .key(&self.key)
                 .send()
                 .await
-                .map_err(|e| format!("GetObject: {}", error_chain(&e)))?;
+                .map_err(|e| AwsFailure::new("GetObject", e).to_string())?;
             let body = out
                 .body
                 .collect()
                 .await
-                .map_err(|e| format!("GetObject body: {e}"))?;
+                .map_err(|e| AwsFailure::from_error("GetObject", &e).to_string())?;
             Ok(body.into_bytes().to_vec())
         };
         let bytes = get.await;
@@ -499,17 +499,6 @@ impl S3Object {
             bytes,
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
 }
 
 /// Every object under `prefix`, paginated.
@@ -526,7 +515,12 @@ async fn list_all(
         .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| format!("ListObjectsV2 {prefix}: {}", error_chain(&e)))?;
+        let page = page.map_err(|e| {
+            format!(
+                "s3://{bucket}/{prefix}: {}",
+                AwsFailure::new("ListObjectsV2", e)
+            )
+        })?;
         for o in page.contents() {
             if let Some(key) = o.key() {
                 out.push((key.to_string(), o.size().unwrap_or(0).max(0) as u64));
@@ -551,7 +545,12 @@ async fn list_dirs(
         .send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| format!("ListObjectsV2 {prefix}: {}", error_chain(&e)))?;
+        let page = page.map_err(|e| {
+            format!(
+                "s3://{bucket}/{prefix}: {}",
+                AwsFailure::new("ListObjectsV2", e)
+            )
+        })?;
         out.extend(
             page.common_prefixes()
                 .iter()
@@ -1017,8 +1016,8 @@ fn print(output: Output, outcome: &Outcome, range: &Range) -> ExitStatus {
             let matches: u64 = findings.iter().map(|f| f.count).sum();
             println!(
                 "{}, {}, {}",
-                shared::text::plural(t.files as u64, "file", "files"),
-                shared::text::plural(t.events as u64, "event", "events"),
+                shared::text::plural(t.files, "file", "files"),
+                shared::text::plural(t.events, "event", "events"),
                 shared::text::plural(matches, "match", "matches")
             );
             ExitStatus::Success

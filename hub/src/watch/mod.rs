@@ -126,10 +126,11 @@ pub async fn run(
         Ok(u) => u,
         Err(e) => {
             eprintln!(
-                "error: control queue {} in {} {}: {e}; run hub enroll first",
+                "error: control queue {} in {} {}: {e}{}",
                 config.watch.queue,
                 facts.central_account,
-                config.home_region()
+                config.home_region(),
+                enroll_first(&e)
             );
             return ExitStatus::Failure;
         }
@@ -138,7 +139,10 @@ pub async fn run(
     let dlq_url = match queue_url_of(&control, &dlq).await {
         Ok(u) => u,
         Err(e) => {
-            eprintln!("error: control dead-letter queue {dlq}: {e}; run hub enroll first");
+            eprintln!(
+                "error: control dead-letter queue {dlq}: {e}{}",
+                enroll_first(&e)
+            );
             return ExitStatus::Failure;
         }
     };
@@ -206,6 +210,15 @@ pub async fn run(
     ExitStatus::Success
 }
 
+/// The hint of a control queue that cannot be found, when the failure has none of its own.
+fn enroll_first(e: &OpError) -> &'static str {
+    if e.hint().is_some() {
+        ""
+    } else {
+        "\n  hint: run hub enroll first: it creates the control queue and its dead-letter queue"
+    }
+}
+
 async fn queue_url_of(c: &Clients, name: &str) -> Result<String, OpError> {
     let out = c
         .sqs()
@@ -213,7 +226,7 @@ async fn queue_url_of(c: &Clients, name: &str) -> Result<String, OpError> {
         .queue_name(name)
         .send()
         .await
-        .map_err(|e| OpError::new("GetQueueUrl", e))?;
+        .map_err(|e| c.failure("GetQueueUrl", e))?;
     Ok(out.queue_url().unwrap_or_default().to_string())
 }
 
@@ -348,7 +361,7 @@ impl Watch {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
-            .map_err(|e| OpError::new("ReceiveMessage", e))?;
+            .map_err(|e| self.control.failure("ReceiveMessage", e))?;
         Ok(out
             .messages
             .unwrap_or_default()

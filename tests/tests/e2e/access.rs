@@ -166,6 +166,9 @@ async fn refused(name: &str) -> Refused {
         format!(
             r#"[hub]
 regions = ["us-east-1"]
+# The role Organizations gave every member (the emulator makes it); the test sets its
+# trust and denies it in one account.
+member_role = "OrganizationAccountAccessRole"
 external_id = "{EXTERNAL_ID}"
 accounts = [{}]
 [trail]
