@@ -40,6 +40,7 @@ fn printing_commands_end_quietly_when_the_reader_is_gone() {
         &["policy", "--for", "hub"],
         &["completions", "bash"],
         &["rules", "verify"],
+        &["validate"],
     ] {
         let mut all: Vec<&str> = example.to_vec();
         all.extend_from_slice(args);
@@ -76,4 +77,18 @@ async fn plan_into_a_closed_pipe_ends_quietly() {
         &["--config", "infra/examples/hub.toml", "plan"],
         &emu.env(),
     );
+    // The compliance reports too (status exits 3 for drift; what matters is no panic).
+    for format in ["csv", "ocsf", "html"] {
+        into_closed_pipe(
+            "hub",
+            &[
+                "--config",
+                "infra/examples/hub.toml",
+                "status",
+                "--output",
+                format,
+            ],
+            &emu.env(),
+        );
+    }
 }
