@@ -628,49 +628,9 @@ const SINK_TYPES: &[&str] = &[
 // ---------------------------------------------------------------------------------------
 // Parsing of units.
 
-/// Parses a duration such as `"500ms"`, `"30s"`, `"15m"`, `"4h"`, `"1d"` or `"1h30m"`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Err("empty duration".to_string());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration {text:?}: expected a number followed by ms, s, m, h or d"
-            ));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            "d" => Duration::from_secs(n.saturating_mul(86400)),
-            "" => {
-                return Err(format!(
-                    "invalid duration {text:?}: missing unit (ms, s, m, h or d)"
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "invalid duration {text:?}: unknown unit {other:?} (ms, s, m, h or d)"
-                ));
-            }
-        };
-        total = total.saturating_add(part);
-    }
-    Ok(total)
-}
+/// Durations: the one grammar of the agent's configuration, its silences and the hub's
+/// flags (`humantime`'s, with the units ms, s, m, h and d; see there).
+pub use shared::time::parse_duration;
 
 /// Parses a rate such as `"5/s"`, `"100/m"` or `"1000/h"`.
 pub fn parse_rate(text: &str) -> Result<Rate, String> {

@@ -282,22 +282,24 @@ impl<P> Core<P> {
             .iter()
             .filter(|s| s.status(now) == Status::Active)
             .count();
-        self.metrics.silences_active.store(
-            i64::try_from(active).unwrap_or(i64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.metrics
+            .silences_active
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
         // Only what can still silence is kept.
         self.silences = silences.into_iter().filter(|s| live(s)).collect();
     }
 
     /// The alerts no active silence holds back. Each held back one not in `seen` (its
-    /// message's alerts silenced before) is counted and logged, and added to `seen`.
+    /// message's alerts silenced before) is counted and logged, and added to `seen`;
+    /// `first_look` also counts each held back one as an alert classified (the ones let
+    /// through are counted when routed).
     fn unsilenced(
         &self,
         alerts: Vec<Alert>,
         message_id: &str,
         seen: &mut HashSet<String>,
         now_ms: i64,
+        first_look: bool,
     ) -> Vec<Alert> {
         if self.silences.is_empty() {
             return alerts;
@@ -308,8 +310,11 @@ impl<P> Core<P> {
                 let Some(s) = silencing(a, &self.silences, now_ms) else {
                     return true;
                 };
+                if first_look {
+                    self.metrics.alert(&a.rule_id, a.severity);
+                }
                 if seen.insert(silenced_key(a)) {
-                    Metrics::inc(&self.metrics.silenced);
+                    self.metrics.silenced(&a.rule_id);
                     tracing::info!(silence_id = %s.id, rule = %a.rule_id, account = %a.account, region = %a.region, severity = %a.severity, state = a.state.as_str(), %message_id, silence_ends = %format_timestamp(s.ends_at_ms), "silenced: not sent to the sinks");
                 }
                 false
@@ -348,13 +353,8 @@ impl<P> Core<P> {
                 return vec![Effect::Ack(vec![env.token])];
             }
         };
-        let classified = alerts.len();
         let mut silenced = HashSet::new();
-        let alerts = self.unsilenced(alerts, &env.message_id, &mut silenced, clock.wall_ms);
-        m.alerts.fetch_add(
-            (classified - alerts.len()) as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let alerts = self.unsilenced(alerts, &env.message_id, &mut silenced, clock.wall_ms, true);
         if alerts.is_empty() {
             tracing::debug!(message_id = %env.message_id, "every alert silenced: acknowledged");
             return vec![Effect::Ack(vec![env.token])];
@@ -363,8 +363,7 @@ impl<P> Core<P> {
         self.next_id += 1;
         let id = self.next_id;
         let message_id = env.message_id.clone();
-        m.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        m.in_flight.inc();
         self.msgs.insert(
             id,
             InFlight {
@@ -656,7 +655,7 @@ impl<P> Core<P> {
         let decoded = decode(&env.body).ok()?;
         match classify(&decoded, self.catalog.as_ref()) {
             Classified::Alerts(a) => {
-                let a = self.unsilenced(a, &env.message_id, seen, now_ms);
+                let a = self.unsilenced(a, &env.message_id, seen, now_ms, false);
                 Some(self.routed(a, false))
             }
             Classified::Ignored(_) => None,
@@ -671,7 +670,7 @@ impl<P> Core<P> {
             .map(|alert| {
                 let sinks = route(&alert, &self.config.routes, &self.config.default_sinks);
                 if first_look {
-                    Metrics::inc(&self.metrics.alerts);
+                    self.metrics.alert(&alert.rule_id, alert.severity);
                     if sinks.is_empty() {
                         Metrics::inc(&self.metrics.unrouted);
                         tracing::warn!(rule = %alert.rule_id, account = %alert.account, "no route takes this alert");
@@ -684,9 +683,7 @@ impl<P> Core<P> {
 
     fn remove(&mut self, id: u64) -> Option<InFlight<P>> {
         let m = self.msgs.remove(&id)?;
-        self.metrics
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.in_flight.dec();
         Some(m)
     }
 }
@@ -951,7 +948,6 @@ mod tests {
 
     #[test]
     fn a_silenced_alert_goes_to_no_sink_and_its_message_is_acked_and_counted() {
-        use std::sync::atomic::Ordering::Relaxed;
         let mut c = core();
         let t0 = Instant::now();
         let wall = clock(t0, 0).wall_ms;
@@ -962,7 +958,7 @@ mod tests {
             ],
             clock(t0, 0),
         );
-        assert_eq!(c.metrics.silences_active.load(Relaxed), 1);
+        assert_eq!(c.metrics.silences_active.get(), 1);
         // Matching: acknowledged at once, never prepared (no incident, no sink).
         let e = c.on_received(
             env("m", root_sign_in("111122223333", "e1")),
@@ -972,10 +968,10 @@ mod tests {
         assert_eq!(acked(&e), ["tok-m"], "{e:?}");
         assert!(!e.iter().any(|e| matches!(e, Effect::Prepare { .. })));
         assert_eq!(c.in_flight(), 0);
-        assert_eq!(c.metrics.silenced.load(Relaxed), 1);
+        assert_eq!(c.metrics.sum("orgwatch_agent_alerts_silenced_total"), 1.0);
         assert_eq!(
-            c.metrics.alerts.load(Relaxed),
-            1,
+            c.metrics.sum("orgwatch_agent_alerts_total"),
+            1.0,
             "still an alert classified"
         );
         // Another account (and one whose silence has ended): delivered.
@@ -983,13 +979,13 @@ mod tests {
             let (_, alerts) = ready(&mut c, name, root_sign_in(acct, name), clock(t0, 0));
             assert_eq!(alerts.len(), 1);
         }
-        assert_eq!(c.metrics.silenced.load(Relaxed), 1);
+        assert_eq!(c.metrics.sum("orgwatch_agent_alerts_silenced_total"), 1.0);
         // The silence expired (the store says so at the next refresh): delivered again.
         c.set_silences(
             vec![silence("s1", "111122223333", wall - 1000, wall + 500)],
             clock(t0, 1),
         );
-        assert_eq!(c.metrics.silences_active.load(Relaxed), 0);
+        assert_eq!(c.metrics.silences_active.get(), 0);
         let e = c.on_received(
             env("p", root_sign_in("111122223333", "e2")),
             (),
@@ -1003,7 +999,6 @@ mod tests {
 
     #[test]
     fn a_silence_added_while_a_delivery_waits_for_its_retry_ends_it_counted_once() {
-        use std::sync::atomic::Ordering::Relaxed;
         let mut c = core();
         let t0 = Instant::now();
         ready(
@@ -1027,7 +1022,7 @@ mod tests {
         assert_eq!(acked(&e), ["tok-m"], "{e:?}");
         assert!(!e.iter().any(|e| matches!(e, Effect::Prepare { .. })));
         assert_eq!(c.in_flight(), 0);
-        assert_eq!(c.metrics.silenced.load(Relaxed), 1);
+        assert_eq!(c.metrics.sum("orgwatch_agent_alerts_silenced_total"), 1.0);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The operations endpoint: `/healthz` (the process is up), `/readyz` (consuming, not
-//! draining) and `/metrics` (Prometheus text).
+//! draining) and `/metrics` (Prometheus text format 0.0.4, see [`crate::metrics`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,5 +63,22 @@ mod tests {
         state.metrics.receive_failures.store(3, Ordering::Relaxed);
         assert_eq!(respond(&state, "/readyz").status, 503);
         assert_eq!(respond(&state, "/healthz").status, 200);
+    }
+
+    #[test]
+    fn metrics_say_the_format_they_are_in() {
+        let state = OpsState::default();
+        state.metrics.received.inc();
+        let reply = respond(&state, "/metrics");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type, crate::metrics::CONTENT_TYPE);
+        assert!(
+            reply
+                .body
+                .lines()
+                .any(|l| l == "orgwatch_agent_messages_received_total 1"),
+            "{}",
+            reply.body
+        );
     }
 }

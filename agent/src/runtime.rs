@@ -304,7 +304,7 @@ impl<S: Source> Shell<S> {
                 let n = acks.len() as u64;
                 match source.ack(acks).await {
                     Ok(()) => {
-                        metrics.acked.fetch_add(n, Ordering::Relaxed);
+                        metrics.acked.inc_by(n);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot delete messages; they will be redelivered and recognised as duplicates")
@@ -479,7 +479,7 @@ async fn receive_loop<S: Source>(
         };
         let mut batch = Some(batch);
         for env in envs {
-            metrics.received.fetch_add(1, Ordering::Relaxed);
+            metrics.received.inc();
             if let Some(sent) = env.sent_ms {
                 metrics
                     .queue_age_ms
@@ -568,16 +568,16 @@ async fn sink_worker(
     let counters = metrics.sinks.get(index);
     while let Some(n) = rx.recv().await {
         let result = sink
-            .deliver_with_retry(&n, |_| {
+            .deliver_with_retry(&n, |outcome, took| {
                 if let Some(c) = counters {
-                    c.retries.fetch_add(1, Ordering::Relaxed);
+                    c.attempted(outcome, took);
                 }
             })
             .await;
         let outcome = match result {
             Final::Delivered { attempts } => {
                 if let Some(c) = counters {
-                    c.delivered.fetch_add(1, Ordering::Relaxed);
+                    c.delivered.inc();
                 }
                 let items: Vec<(Incident, AlertState)> = n
                     .alerts
@@ -596,7 +596,7 @@ async fn sink_worker(
                 permanent,
             } => {
                 if let Some(c) = counters {
-                    c.failed.fetch_add(1, Ordering::Relaxed);
+                    c.failed.inc();
                 }
                 tracing::error!(sink = %sink.name, alerts = n.alerts.len(), attempts, %reason, permanent, "delivery failed");
                 let items: Vec<(Incident, AlertState)> = n
@@ -775,7 +775,7 @@ mod tests {
         assert_eq!(source.dead().len(), 1);
         assert_eq!(source.remaining(), 0);
         assert_eq!(
-            metrics.dead_lettered.load(Ordering::Relaxed),
+            metrics.dead_lettered.get(),
             2,
             "received twice before redrive"
         );
@@ -817,12 +817,10 @@ mod tests {
             "the good sink waited for the bad one"
         );
         assert_eq!(lines(&good).len(), 1);
-        while metrics.sinks[1].failed.load(Ordering::Relaxed) == 0
-            && started.elapsed() < Duration::from_secs(8)
-        {
+        while metrics.sinks[1].failed.get() == 0 && started.elapsed() < Duration::from_secs(8) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(metrics.sinks[1].retries.load(Ordering::Relaxed) >= 1);
+        assert!(metrics.sinks[1].retries.get() >= 1);
         assert!(
             source.acked().is_empty(),
             "Retry must leave the message unacked"
@@ -947,8 +945,8 @@ mod tests {
         assert!(failed["actor"].is_null());
         assert_eq!(failed["enrichment"]["status"], "failed");
         assert_eq!(failed["enrichment"]["reason"], "log group not found");
-        assert_eq!(metrics.enriched.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.enrich_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.enriched.get(), 1);
+        assert_eq!(metrics.enrich_failed.get(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

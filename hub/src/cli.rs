@@ -298,23 +298,11 @@ pub struct WatchArgs {
     pub no_initial_resync: bool,
 }
 
-/// `90s`, `5m`, `6h`, `1d`, `250ms`, or a number of seconds.
+/// `90s`, `5m`, `6h`, `1d`, `250ms`, `1h30m`, or a number of seconds: the flags' parser
+/// (`shared::time::parse_duration_or_seconds`: the agent's grammar, plus bare seconds,
+/// which these flags have always taken).
 pub fn duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 90s, 5m, 6h)"))?;
-    let secs = |k: u64| std::time::Duration::from_secs(n.saturating_mul(k));
-    match unit {
-        "" | "s" => Ok(secs(1)),
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "m" => Ok(secs(60)),
-        "h" => Ok(secs(3600)),
-        "d" => Ok(secs(86_400)),
-        other => Err(format!("unknown unit {other:?} in {s:?} (ms, s, m, h, d)")),
-    }
+    shared::time::parse_duration_or_seconds(s)
 }
 
 /// Options of `doctor`.
@@ -354,6 +342,7 @@ mod tests {
         assert_eq!(duration("6h"), Ok(std::time::Duration::from_secs(21_600)));
         assert_eq!(duration("250ms"), Ok(std::time::Duration::from_millis(250)));
         assert_eq!(duration("7"), Ok(std::time::Duration::from_secs(7)));
+        assert_eq!(duration("1h30m"), Ok(std::time::Duration::from_secs(5400)));
         assert!(duration("soon").is_err());
         assert!(duration("5w").is_err());
     }

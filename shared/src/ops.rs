@@ -11,6 +11,9 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+/// The `Content-Type` of [`Reply::metrics`]: the Prometheus text format 0.0.4, UTF-8.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// One answer of the endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -28,11 +31,12 @@ impl Reply {
         }
     }
 
-    /// Prometheus text exposition format 0.0.4.
+    /// Prometheus text exposition format 0.0.4 (the agent's, encoded by prometheus-client,
+    /// and the hub's; the same `Content-Type` as prometheus-client's `prometheus_text`).
     pub fn metrics(body: String) -> Reply {
         Reply {
             status: 200,
-            content_type: "text/plain; version=0.0.4",
+            content_type: METRICS_CONTENT_TYPE,
             body,
         }
     }

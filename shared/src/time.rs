@@ -1,5 +1,68 @@
 //! Timestamps, without a date-time dependency: the forms AWS uses in events and logs
 //! (RFC 3339 with `Z` or an offset, with or without fractions), as Unix milliseconds.
+//! And durations as people write them (`30s`, `1h30m`), on `humantime`.
+
+use std::time::Duration;
+
+/// The units a duration may be written in, as every message lists them.
+const UNITS: &str = "ms, s, m, h or d";
+
+/// Parses a duration such as `"500ms"`, `"30s"`, `"15m"`, `"4h"`, `"1d"`, `"1h30m"` or
+/// `"1h 30m"`: the one grammar of the agent's configuration, silences and the hub's flags.
+///
+/// The grammar (numbers, fractions such as `1.5h`, spaces, compound spans, overflow) is
+/// `humantime::parse_duration`'s. On top of it, the units are limited to the symbols
+/// `ms`, `s`, `m`, `h` and `d`, one spelling per unit as the docs and messages write them:
+/// humantime's months (`M`, 30.44 days) and years are approximations a capital letter
+/// away from minutes, nothing here is timed in weeks or below a millisecond, and its long
+/// spellings (`2 hours`) were never accepted here. A number needs its unit: in a
+/// configuration file `window = "15"` could mean seconds or minutes
+/// ([`parse_duration_or_seconds`] is for the command-line flags that took bare seconds).
+///
+/// Errors name the text and list the units, e.g. `invalid duration "15x": unknown unit
+/// "x" (ms, s, m, h or d)`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    use humantime::DurationError as E;
+    let invalid = |why: String| format!("invalid duration {text:?}: {why}");
+    let d = humantime::parse_duration(text).map_err(|e| match e {
+        E::Empty => invalid(format!("empty; expected a number followed by {UNITS}")),
+        E::UnknownUnit { unit, .. } if unit.is_empty() => {
+            invalid(format!("missing unit ({UNITS})"))
+        }
+        E::UnknownUnit { unit, .. } => invalid(format!("unknown unit {unit:?} ({UNITS})")),
+        E::NumberOverflow => invalid("number too large".to_string()),
+        E::InvalidCharacter(_) | E::NumberExpected(_) => {
+            invalid(format!("expected a number followed by {UNITS}"))
+        }
+    })?;
+    // humantime's units are its runs of letters (and `µ`).
+    let units = text
+        .split(|c: char| !(c.is_alphabetic() || c == 'µ'))
+        .filter(|u| !u.is_empty());
+    for unit in units {
+        if !ALLOWED_UNITS.contains(&unit) {
+            return Err(invalid(format!("unknown unit {unit:?} ({UNITS})")));
+        }
+    }
+    Ok(d)
+}
+
+/// The unit symbols accepted, one per unit (humantime also reads `sec`, `minutes`, `hours`,
+/// ...; the configuration, the docs and the messages use these only).
+const ALLOWED_UNITS: &[&str] = &["ms", "s", "m", "h", "d"];
+
+/// [`parse_duration`], or a bare number of seconds (`"90"`): the hub's command-line flags
+/// (`--resync`, `--lease-ttl`, ...), which have always taken one, as `sleep(1)` does.
+pub fn parse_duration_or_seconds(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("invalid duration {text:?}: number too large"));
+    }
+    parse_duration(text).map_err(|e| format!("{e}; a bare number is seconds"))
+}
 
 /// Parses `2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.123Z`, `...+0000`, `...+00:00` and
 /// other offsets, to Unix milliseconds.
@@ -103,6 +166,95 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        let secs = Duration::from_secs;
+        for (text, want) in [
+            ("500ms", Ok(Duration::from_millis(500))),
+            ("30s", Ok(secs(30))),
+            ("15m", Ok(secs(900))),
+            ("4h", Ok(secs(14400))),
+            ("1d", Ok(secs(86400))),
+            ("1h30m", Ok(secs(5400))),
+            ("1d12h", Ok(secs(129_600))),
+            ("1h 30m", Ok(secs(5400))),
+            (" 90s ", Ok(secs(90))),
+            ("1.5h", Ok(secs(5400))),
+            (
+                "2 hours",
+                Err(r#"invalid duration "2 hours": unknown unit "hours" (ms, s, m, h or d)"#),
+            ),
+            ("0s", Ok(Duration::ZERO)),
+            (
+                "15",
+                Err(r#"invalid duration "15": missing unit (ms, s, m, h or d)"#),
+            ),
+            (
+                "15x",
+                Err(r#"invalid duration "15x": unknown unit "x" (ms, s, m, h or d)"#),
+            ),
+            (
+                "1w",
+                Err(r#"invalid duration "1w": unknown unit "w" (ms, s, m, h or d)"#),
+            ),
+            (
+                "1M",
+                Err(r#"invalid duration "1M": unknown unit "M" (ms, s, m, h or d)"#),
+            ),
+            (
+                "1h 2y",
+                Err(r#"invalid duration "1h 2y": unknown unit "y" (ms, s, m, h or d)"#),
+            ),
+            (
+                "10us",
+                Err(r#"invalid duration "10us": unknown unit "us" (ms, s, m, h or d)"#),
+            ),
+            (
+                "soon",
+                Err(r#"invalid duration "soon": expected a number followed by ms, s, m, h or d"#),
+            ),
+            (
+                "m",
+                Err(r#"invalid duration "m": expected a number followed by ms, s, m, h or d"#),
+            ),
+            (
+                "-1s",
+                Err(r#"invalid duration "-1s": expected a number followed by ms, s, m, h or d"#),
+            ),
+            (
+                "",
+                Err(
+                    r#"invalid duration "": empty; expected a number followed by ms, s, m, h or d"#,
+                ),
+            ),
+            (
+                "99999999999999999999d",
+                Err(r#"invalid duration "99999999999999999999d": number too large"#),
+            ),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                want.map_err(str::to_string),
+                "{text:?}"
+            );
+        }
+        // The hub's flags: the same, and a bare number is seconds.
+        assert_eq!(parse_duration_or_seconds("7"), Ok(secs(7)));
+        assert_eq!(
+            parse_duration_or_seconds("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration_or_seconds("6h"), Ok(secs(21_600)));
+        assert_eq!(
+            parse_duration_or_seconds("5w"),
+            Err(
+                r#"invalid duration "5w": unknown unit "w" (ms, s, m, h or d); a bare number is seconds"#
+                    .to_string()
+            )
+        );
+        assert!(parse_duration_or_seconds("").is_err());
+    }
 
     #[test]
     fn timestamps() {

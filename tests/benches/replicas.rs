@@ -196,16 +196,13 @@ async fn once(
             let state: Vec<String> = (0..2)
                 .map(|r| {
                     let m = &metrics[r];
-                    let load = |c: &std::sync::atomic::AtomicU64| {
-                        c.load(std::sync::atomic::Ordering::Relaxed)
-                    };
                     format!(
                         "replica {r}: {} left in its queue, {} dead-lettered, {} store failures, {} held back, {} acked",
                         sources[r].remaining(),
                         sources[r].dead().len(),
-                        load(&m.store_failures),
-                        load(&m.held_elsewhere),
-                        load(&m.acked)
+                        m.store_failures.get(),
+                        m.held_elsewhere.get(),
+                        m.acked.get()
                     )
                 })
                 .collect();

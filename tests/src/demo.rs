@@ -514,7 +514,8 @@ fn agent_metrics_addr(log: &Path) -> Option<std::net::SocketAddr> {
         .ok()
 }
 
-/// `orgwatch_agent_alerts_total` from the agent's `/metrics`.
+/// `orgwatch_agent_alerts_total` from the agent's `/metrics`: the sum over its series (one
+/// per rule and severity; none before the first alert).
 fn alerts_total(addr: Option<std::net::SocketAddr>) -> Option<u64> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&addr?, Duration::from_secs(2)).ok()?;
@@ -524,11 +525,16 @@ fn alerts_total(addr: Option<std::net::SocketAddr>) -> Option<u64> {
         .ok()?;
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find_map(|l| l.strip_prefix("orgwatch_agent_alerts_total "))?
-        .trim()
-        .parse()
-        .ok()
+    if !body.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(
+        body.lines()
+            .filter_map(|l| l.strip_prefix("orgwatch_agent_alerts_total"))
+            .filter(|r| r.starts_with(' ') || r.starts_with('{'))
+            .filter_map(|r| r.rsplit(' ').next()?.trim().parse::<u64>().ok())
+            .sum(),
+    )
 }
 
 /// One notification as terminal lines: title, accounts, and who / what / where per alert.

@@ -1,5 +1,15 @@
 //! The one HTTP client of the sinks: hyper over rustls (the AWS SDK's TLS stack), HTTP/1.1,
 //! each request bounded by the sink's timeout, and one status classifier.
+//!
+//! Why hyper-util's client and not `reqwest`: reqwest is this same client (hyper-util's
+//! legacy `Client`) with a friendlier builder, and its `HTTPS_PROXY`/`NO_PROXY` handling is
+//! hyper-util's `proxy::matcher::Matcher`, the one [`super::proxy`] uses, so switching would
+//! change no behaviour. What it would change: a second configuration of rustls (reqwest
+//! picks its own crypto provider and root store per feature flags) beside the one built
+//! here from aws-lc-rs, the AWS SDK's; the `url` crate in every request; and our start-up
+//! checks (no system roots -> an `https://` sink is a configuration error, a `https://`
+//! proxy URL is refused) would have to be rebuilt on its API. The answer's classification
+//! (2xx, 408/429/5xx with `Retry-After`, the rest rejected) stays ours either way.
 
 use std::time::Duration;
 

@@ -4,6 +4,27 @@
 //!
 //! A delivery attempt ends in an [`Outcome`]: `Delivered`, `Retry(reason)` (transient:
 //! timeouts, 429, 5xx) or `Reject(reason)` (the destination refused the content itself).
+//!
+//! The retry loop ([`Sink::deliver_with_retry`], about thirty lines) is written here rather
+//! than taken from `backon` or tower's `retry` layer, because its rules are the part those
+//! leave to the caller, and with a library they would live in closures around it:
+//! * its budget is `retry_for` of wall time, attempts included, and it stops *before* a
+//!   sleep that would end past it (backon's `with_total_delay` counts only the sleeps);
+//!   the runtime then keeps the message in flight and the core tries it again later, so
+//!   ending early is the designed hand-over, not a failure;
+//! * a `Retry-After` sets a floor under the next delay, `max(backoff, Retry-After)`, capped
+//!   at [`MAX_RETRY_AFTER`], and one past the budget ends the loop at once (backon's
+//!   `adjust` could do it, holding a second copy of the budget);
+//! * an attempt has three results, not a `Result`: `Reject` ends without retrying and
+//!   tells the runtime to dead-letter;
+//! * full jitter, uniform in `[0, min(30 s, 500 ms * 2^n)]` ([`backoff`], a pure function
+//!   with its own test; AWS Architecture Blog, "Exponential Backoff And Jitter"); backon's
+//!   jitter adds `[0, delay)` on top of the exponential delay, never going below it;
+//! * each attempt reports its outcome and duration to the caller (the per-sink retry
+//!   counter and delivery-latency histogram).
+//!
+//! tower's `retry` would also put a `Service` layer in every sink, which STYLE.md asks us
+//! not to copy from vector.
 
 pub mod file;
 pub mod heartbeat;
@@ -218,8 +239,15 @@ impl Sink {
 
     /// One attempt, after waiting for the rate limiter.
     pub async fn deliver<T>(&self, n: &Notification<T>) -> Outcome {
+        self.deliver_timed(n).await.0
+    }
+
+    /// One attempt, after waiting for the rate limiter, and how long it took at the
+    /// destination (the wait for the limiter not included).
+    async fn deliver_timed<T>(&self, n: &Notification<T>) -> (Outcome, Duration) {
         self.limiter.until_ready().await;
-        match &self.driver {
+        let started = Instant::now();
+        let outcome = match &self.driver {
             Driver::Stdout => file::stdout(n),
             Driver::File(f) => f.deliver(n).await,
             Driver::Webhook(w) => w.deliver(n).await,
@@ -229,20 +257,25 @@ impl Sink {
             Driver::Heartbeat => {
                 Outcome::Reject("a heartbeat sink takes no alerts (no route may name it)".into())
             }
-        }
+        };
+        (outcome, started.elapsed())
     }
 
-    /// Attempts until delivered, rejected, or `retry_for` has passed.
+    /// Attempts until delivered, rejected, or `retry_for` has passed. `on_attempt` is
+    /// told each attempt's outcome and how long the destination took (the runtime's
+    /// per-sink retry counter and delivery-latency histogram).
     pub async fn deliver_with_retry<T>(
         &self,
         n: &Notification<T>,
-        on_retry: impl Fn(&str),
+        on_attempt: impl Fn(&Outcome, Duration),
     ) -> Final {
         let started = Instant::now();
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let (reason, at_least) = match self.deliver(n).await {
+            let (outcome, took) = self.deliver_timed(n).await;
+            on_attempt(&outcome, took);
+            let (reason, at_least) = match outcome {
                 Outcome::Delivered => return Final::Delivered { attempts },
                 Outcome::Reject(reason) => {
                     return Final::Failed {
@@ -254,7 +287,6 @@ impl Sink {
                 Outcome::Retry(reason) => (reason, Duration::ZERO),
                 Outcome::RetryAfter(reason, d) => (reason, d.min(MAX_RETRY_AFTER)),
             };
-            on_retry(&reason);
             let delay = backoff(attempts - 1).max(at_least);
             if started.elapsed() + delay > self.retry_for {
                 return Final::Failed {

@@ -7,6 +7,13 @@
 //! the proxy in absolute form (RFC 9112, section 3.2.2), with `Proxy-Authorization` when the
 //! proxy URL carries credentials. A proxy reached over TLS itself (`https://` proxy URL) is
 //! refused at start: the tunnel would carry the proxy's credentials in the clear otherwise.
+//!
+//! What is not hand-written here: reading the variables and matching `NO_PROXY` (domains,
+//! subdomains, `*`, IP addresses and CIDR ranges, as curl does) is hyper-util's `Matcher`,
+//! the code reqwest runs; the CONNECT handshake is hyper-util's `Tunnel`. What this module
+//! adds is the connector that picks between them per destination (about a hundred lines),
+//! the refusal of proxies it cannot use, and messages that name the proxy but never the
+//! sink's URL (it may carry a token).
 
 use std::future::Future;
 use std::pin::Pin;

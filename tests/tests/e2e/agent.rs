@@ -1868,6 +1868,31 @@ async fn a_heartbeat_sink_is_called_while_the_pipeline_is_healthy() {
         orgwatch_tests::watch::metric(&metrics, "orgwatch_agent_heartbeats_sent_total") >= 3.0,
         "{metrics}"
     );
+    // #13 item 11: the labelled series (prometheus-client): the alert by rule and
+    // severity, hook-a's delivery, and the delivery-latency histogram that timed it.
+    let rule = orgwatch_tests::watch::metric(
+        &metrics,
+        "orgwatch_agent_alerts_total{rule=\"cis-4.1\",severity=\"",
+    );
+    assert!(rule >= 1.0, "{metrics}");
+    assert!(
+        orgwatch_tests::watch::metric(
+            &metrics,
+            "orgwatch_agent_sink_delivered_total{sink=\"hook-a\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    let timed = orgwatch_tests::watch::metric(
+        &metrics,
+        "orgwatch_agent_delivery_duration_seconds_count{sink=\"hook-a\"}",
+    );
+    assert!(timed >= 1.0, "{metrics}");
+    assert!(
+        metrics.contains(
+            "orgwatch_agent_delivery_duration_seconds_bucket{sink=\"hook-a\",le=\"+Inf\"}"
+        ),
+        "{metrics}"
+    );
     // `agent health`, the image's HEALTHCHECK: 0 while the agent answers, 1 once it is gone.
     let addr = agent
         .log()
