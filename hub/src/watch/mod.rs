@@ -14,7 +14,6 @@ mod metrics;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
@@ -271,9 +270,7 @@ impl Watch {
                 }
                 holding = Some(held);
             }
-            self.metrics
-                .lease_held
-                .store(u64::from(held), Ordering::Relaxed);
+            self.metrics.lease_held.set(i64::from(held));
             if !held {
                 if pause(lease.ttl / 3, &mut stop).await {
                     break;
@@ -301,7 +298,7 @@ impl Watch {
                 keepalive.stop().await;
             }
         }
-        self.metrics.lease_held.store(0, Ordering::Relaxed);
+        self.metrics.lease_held.set(0);
     }
 
     /// A long poll; once something arrives, more receives until the coalescing window
