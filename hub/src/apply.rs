@@ -118,6 +118,8 @@ pub struct ApplyOptions {
     pub delete_archive: bool,
     /// Adopt resources that have orgwatch names but not the managed tag (plan/enroll).
     pub adopt: bool,
+    /// Read every EventBridge rule's targets (`--deep`; see `observe::event_rules`).
+    pub deep: bool,
 }
 
 /// Tags an existing resource as orgwatch's (`--adopt`). Kinds without tags of their own

@@ -231,6 +231,11 @@ pub struct ReconcileArgs {
     /// offboard: do not ask (needed when stdin is not a terminal: scripts and pipelines).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// plan/enroll/status: read every EventBridge rule's targets (ListTargetsByRule) rather
+    /// than take the rules one ListRuleNamesByTarget lists under their declared target as
+    /// declared: finds a role or id changed on a target that still points where it should.
+    #[arg(long)]
+    pub deep: bool,
 }
 
 impl ReconcileArgs {
@@ -251,6 +256,7 @@ impl ReconcileArgs {
                 ["plan"].as_slice(),
             ),
             ("--yes", self.yes, ["offboard"].as_slice()),
+            ("--deep", self.deep, ["plan", "enroll", "status"].as_slice()),
         ];
         misplaced
             .into_iter()
@@ -360,6 +366,7 @@ mod flag_tests {
             adopt,
             detailed_exitcode,
             yes: false,
+            deep: false,
         }
     }
 

@@ -72,6 +72,10 @@ pub enum TagProbe {
     Queue(String),
     /// A CloudTrail trail, by ARN.
     Trail(String),
+    /// The CloudWatch Logs log group, by ARN. Its metric filters have no tags of their own
+    /// and are orgwatch's exactly when it is ([`filter_of_unmanaged_group`]), so it is read
+    /// when any of them would change too.
+    LogGroup(String),
 }
 
 impl TagProbe {
@@ -118,6 +122,13 @@ pub async fn owned(c: &Clients, key: &ResourceKey, probe: &TagProbe) -> Result<b
             )?;
             Ok(managed_map(tags.tags()))
         }
+        TagProbe::LogGroup(arn) => {
+            let tags = call!(
+                "ListTagsForResource",
+                c.logs().list_tags_for_resource().resource_arn(arn).send()
+            )?;
+            Ok(managed_map(tags.tags()))
+        }
         TagProbe::Trail(arn) => {
             let tags = call!(
                 "ListTags",
@@ -131,6 +142,14 @@ pub async fn owned(c: &Clients, key: &ResourceKey, probe: &TagProbe) -> Result<b
             ))
         }
     }
+}
+
+/// Why a metric filter of a log group without the managed tag is not orgwatch's.
+pub fn filter_of_unmanaged_group() -> String {
+    format!(
+        "it is a filter of log group {}, which is not orgwatch's (metric filters have no tags of their own)",
+        naming::LOG_GROUP
+    )
 }
 
 /// Why a resource without the managed tag is not orgwatch's.
@@ -157,12 +176,14 @@ fn managed_map(tags: Option<&std::collections::HashMap<String, String>>) -> bool
 }
 
 /// The member resources of `account` in `region` (`home` decides where the global IAM role
-/// and the account trail are looked for).
+/// and the account trail are looked for; `declared`, the declared rules of the default bus,
+/// which rules' targets may be taken from one listing, see [`event_rules`]).
 pub async fn member(
     c: &Clients,
     account: &str,
     region: &str,
     home: &str,
+    declared: &DeclaredRules<'_>,
 ) -> Result<Observed, OpError> {
     let mut out = Observed::default();
     let logs = c.logs();
@@ -177,19 +198,14 @@ pub async fn member(
         .iter()
         .find(|g| g.log_group_name() == Some(naming::LOG_GROUP));
     if let Some(g) = group {
-        let tags = call!(
-            "ListTagsForResource",
-            logs.list_tags_for_resource()
-                .resource_arn(arn::log_group(region, account, naming::LOG_GROUP))
-                .send()
-        )?;
-        let group_managed = managed_map(tags.tags());
-        out.insert(
+        // Its tags (and so whether its filters are orgwatch's) are read when it or any of
+        // its filters would change, and for `hub status` (TagProbe::LogGroup).
+        out.probed(
             ResourceKey::new(account, region, Kind::LogGroup, naming::LOG_GROUP),
             Spec::LogGroup(LogGroupSpec {
                 retention_days: g.retention_in_days().unwrap_or(0),
             }),
-            group_managed,
+            TagProbe::LogGroup(arn::log_group(region, account, naming::LOG_GROUP)),
         );
         let mut pages = logs
             .describe_metric_filters()
@@ -204,18 +220,9 @@ pub async fn member(
                     continue;
                 };
                 let t = f.metric_transformations().first();
-                let key = ResourceKey::new(account, region, Kind::MetricFilter, name);
                 // Metric filters have no tags: they belong to their log group, and are
-                // orgwatch's exactly when the group is.
-                if !group_managed {
-                    out.unmanaged.insert(
-                        key.clone(),
-                        format!(
-                            "it is a filter of log group {}, which is not orgwatch's (metric filters have no tags of their own)",
-                            naming::LOG_GROUP
-                        ),
-                    );
-                }
+                // orgwatch's exactly when the group is (TagProbe::LogGroup).
+                let key = ResourceKey::new(account, region, Kind::MetricFilter, name);
                 out.resources.insert(
                     key,
                     Spec::MetricFilter(MetricFilterSpec {
@@ -231,29 +238,6 @@ pub async fn member(
             }
         }
     }
-    let policies = call!(
-        "DescribeResourcePolicies",
-        logs.describe_resource_policies().send()
-    )?;
-    if let Some(p) = policies
-        .resource_policies()
-        .iter()
-        .find(|p| p.policy_name() == Some(naming::LOG_RESOURCE_POLICY))
-    {
-        // Log resource policies have no tags; the name is orgwatch's alone.
-        out.resources.insert(
-            ResourceKey::new(
-                account,
-                region,
-                Kind::LogPolicy,
-                naming::LOG_RESOURCE_POLICY,
-            ),
-            Spec::Policy(PolicySpec {
-                policy: canonical_json(p.policy_document().unwrap_or_default()),
-            }),
-        );
-    }
-
     // The rules' alarms; the central account's operations alarms (same prefix, longer) are
     // the central reconcile's.
     for (name, spec) in alarms(c, naming::RULE_RESOURCE_PREFIX).await? {
@@ -271,7 +255,7 @@ pub async fn member(
     let is_ours = |name: &str| {
         name == naming::EVENTS_TO_LOGS_RULE || name.starts_with(&naming::forward_rule_name(""))
     };
-    for (name, spec, probe) in event_rules(c, "default", is_ours).await? {
+    for (name, spec, probe) in event_rules(c, "default", is_ours, declared).await? {
         let kind = if name == naming::EVENTS_TO_LOGS_RULE {
             Kind::EventsRule
         } else {
@@ -282,6 +266,44 @@ pub async fn member(
             Spec::EventRule(spec),
             probe,
         );
+    }
+
+    // The log resource policy lets the events-to-logs rule write to the log group: it is
+    // read where that rule is declared (EventBridge delivery), where it is found (left from
+    // EventBridge delivery, removed with it), and when everything is read (offboard,
+    // `--deep`). A policy left without its rule in trail delivery is found by those.
+    let events_to_logs = naming::EVENTS_TO_LOGS_RULE;
+    let policy_matters = declared.is_empty()
+        || declared.contains_key(events_to_logs)
+        || out.resources.contains_key(&ResourceKey::new(
+            account,
+            region,
+            Kind::EventsRule,
+            events_to_logs,
+        ));
+    if policy_matters {
+        let policies = call!(
+            "DescribeResourcePolicies",
+            logs.describe_resource_policies().send()
+        )?;
+        if let Some(p) = policies
+            .resource_policies()
+            .iter()
+            .find(|p| p.policy_name() == Some(naming::LOG_RESOURCE_POLICY))
+        {
+            // Log resource policies have no tags; the name is orgwatch's alone.
+            out.resources.insert(
+                ResourceKey::new(
+                    account,
+                    region,
+                    Kind::LogPolicy,
+                    naming::LOG_RESOURCE_POLICY,
+                ),
+                Spec::Policy(PolicySpec {
+                    policy: canonical_json(p.policy_document().unwrap_or_default()),
+                }),
+            );
+        }
     }
 
     if region == home {
@@ -309,15 +331,50 @@ pub async fn member(
     Ok(out)
 }
 
+/// The declared rules of a bus, by name: what [`event_rules`] may take a rule's target to
+/// be when `ListRuleNamesByTarget` lists the rule under the declared target's ARN. Empty:
+/// every rule's targets are read (`hub status --deep`, offboard, hub watch after someone
+/// changed a rule's targets).
+pub type DeclaredRules<'a> = BTreeMap<&'a str, &'a EventRuleSpec>;
+
+/// The rules of `declared` on `bus` (the desired state of one account and region).
+pub fn declared_rules<'a>(
+    desired: &'a BTreeMap<ResourceKey, Spec>,
+    bus: &str,
+) -> DeclaredRules<'a> {
+    desired
+        .iter()
+        .filter_map(|(k, s)| match s {
+            Spec::EventRule(r) if r.bus == bus => Some((k.name.as_str(), r)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// orgwatch's rules on a bus (those `wanted` names), each with its first target and how
 /// to read its tags.
+///
+/// Targets: where two or more listed rules are declared with the same target ARN (the
+/// forwarding rules of a member region all target the central bus), one
+/// `ListRuleNamesByTarget` per such ARN answers for all of them instead of one
+/// `ListTargetsByRule` per rule (EventBridge API reference, ListRuleNamesByTarget: "Lists
+/// the rules for the specified target", 100 names a page). A rule it lists is taken to
+/// have its declared target (id and role too, which that call does not answer: a role
+/// swapped on a target is found by `hub status --deep`, is alerted by the tamper pack's
+/// PutTargets rule, makes hub watch read every target of that account, and the guardrail
+/// SCP denies PutTargets on orgwatch's rules to everyone but the hub); a rule it does not
+/// list (target removed or pointed elsewhere, or the call does not index that ARN) has its
+/// targets read with `ListTargetsByRule`, as every rule is when `declared` is empty. So a
+/// wrong answer of the listing costs a read, never a missed change of the target's ARN.
 async fn event_rules(
     c: &Clients,
     bus: &str,
     wanted: impl Fn(&str) -> bool,
+    declared: &DeclaredRules<'_>,
 ) -> Result<Vec<(String, EventRuleSpec, TagProbe)>, OpError> {
     let eb = c.eventbridge();
-    let mut out = Vec::new();
+    // (name, arn, pattern, state) of orgwatch's rules on the bus.
+    let mut listed: Vec<(String, String, String, String)> = Vec::new();
     let mut token = None;
     loop {
         let page = call!(
@@ -336,28 +393,13 @@ async fn event_rules(
             let rule_arn = r.arn().map(str::to_string).unwrap_or_else(|| {
                 arn::rule(&c.region(), c.account().unwrap_or_default(), bus, name)
             });
-            let targets = call!(
-                "ListTargetsByRule",
-                eb.list_targets_by_rule()
-                    .rule(name)
-                    .event_bus_name(bus)
-                    .send()
-            )?;
-            let t = targets.targets().first();
-            out.push((
+            listed.push((
                 name.to_string(),
-                EventRuleSpec {
-                    bus: bus.to_string(),
-                    pattern: canonical_json(r.event_pattern().unwrap_or_default()),
-                    state: r
-                        .state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    target_id: t.map(|t| t.id().to_string()).unwrap_or_default(),
-                    target_arn: t.map(|t| t.arn().to_string()).unwrap_or_default(),
-                    target_role_arn: t.and_then(|t| t.role_arn()).map(str::to_string),
-                },
-                TagProbe::EventBridge(rule_arn),
+                rule_arn,
+                canonical_json(r.event_pattern().unwrap_or_default()),
+                r.state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
             ));
         }
         match page.next_token() {
@@ -365,7 +407,89 @@ async fn event_rules(
             _ => break,
         }
     }
+
+    let names: Vec<&str> = listed.iter().map(|(n, ..)| n.as_str()).collect();
+    let mut by_target: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for target_arn in shared_targets(declared, &names) {
+        let mut found = std::collections::BTreeSet::new();
+        let mut token = None;
+        loop {
+            let page = call!(
+                "ListRuleNamesByTarget",
+                eb.list_rule_names_by_target()
+                    .target_arn(&target_arn)
+                    .event_bus_name(bus)
+                    .set_next_token(token.take())
+                    .send()
+            )?;
+            found.extend(page.rule_names().iter().cloned());
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        by_target.insert(target_arn, found);
+    }
+
+    let mut out = Vec::new();
+    for (name, rule_arn, pattern, state) in listed {
+        let as_declared = declared.get(name.as_str()).filter(|d| {
+            by_target
+                .get(&d.target_arn)
+                .is_some_and(|names| names.contains(&name))
+        });
+        let (target_id, target_arn, target_role_arn) = match as_declared {
+            Some(d) => (
+                d.target_id.clone(),
+                d.target_arn.clone(),
+                d.target_role_arn.clone(),
+            ),
+            None => {
+                let targets = call!(
+                    "ListTargetsByRule",
+                    eb.list_targets_by_rule()
+                        .rule(&name)
+                        .event_bus_name(bus)
+                        .send()
+                )?;
+                let t = targets.targets().first();
+                (
+                    t.map(|t| t.id().to_string()).unwrap_or_default(),
+                    t.map(|t| t.arn().to_string()).unwrap_or_default(),
+                    t.and_then(|t| t.role_arn()).map(str::to_string),
+                )
+            }
+        };
+        out.push((
+            name,
+            EventRuleSpec {
+                bus: bus.to_string(),
+                pattern,
+                state,
+                target_id,
+                target_arn,
+                target_role_arn,
+            },
+            TagProbe::EventBridge(rule_arn),
+        ));
+    }
     Ok(out)
+}
+
+/// The target ARNs that two or more of the `listed` rules are declared with: those a
+/// `ListRuleNamesByTarget` is cheaper for than one `ListTargetsByRule` per rule.
+fn shared_targets(declared: &DeclaredRules<'_>, listed: &[&str]) -> Vec<String> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for name in listed {
+        if let Some(d) = declared.get(name) {
+            *count.entry(d.target_arn.as_str()).or_default() += 1;
+        }
+    }
+    count
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|(arn, _)| arn.to_string())
+        .collect()
 }
 
 /// A role and its inline policy of the same name (the member stack names both alike).
@@ -542,7 +666,10 @@ pub async fn organisation(
     if names.in_organization && names.hub_is_management {
         let region = crate::desired::organizations_events_region(naming::partition(home));
         let wanted = |name: &str| name == naming::ORGANIZATION_EVENTS_RULE;
-        for (name, spec, probe) in event_rules(&c.in_region(region), "default", wanted).await? {
+        let everything = DeclaredRules::new();
+        for (name, spec, probe) in
+            event_rules(&c.in_region(region), "default", wanted, &everything).await?
+        {
             out.probed(
                 ResourceKey::new(owner, region, Kind::OrgEventsRule, name),
                 Spec::EventRule(spec),
@@ -683,7 +810,8 @@ pub async fn central(
             TagProbe::EventBridge(bus_arn),
         );
         let wanted = |name: &str| rules.contains(&name);
-        for (name, spec, probe) in event_rules(c, bus_name, wanted).await? {
+        // One rule per target here: each rule's targets are read.
+        for (name, spec, probe) in event_rules(c, bus_name, wanted, &DeclaredRules::new()).await? {
             out.probed(
                 ResourceKey::new(account, region, Kind::BusRule, name),
                 Spec::EventRule(spec),
@@ -1133,6 +1261,33 @@ fn xml_element(body: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rule(target: &str) -> EventRuleSpec {
+        EventRuleSpec {
+            bus: "default".into(),
+            pattern: "{}".into(),
+            state: "ENABLED".into(),
+            target_id: "t".into(),
+            target_arn: target.into(),
+            target_role_arn: None,
+        }
+    }
+
+    #[test]
+    fn one_listing_answers_only_for_a_target_two_listed_rules_share() {
+        let (bus, logs) = (rule("arn:bus"), rule("arn:logs"));
+        let declared: DeclaredRules =
+            BTreeMap::from([("a", &bus), ("b", &bus), ("c", &bus), ("d", &logs)]);
+        assert_eq!(
+            shared_targets(&declared, &["a", "b", "d", "x"]),
+            vec!["arn:bus"]
+        );
+        // One listed rule of a target: its own ListTargetsByRule is no dearer.
+        assert!(shared_targets(&declared, &["a", "d"]).is_empty());
+        // Nothing listed (a first enroll), nothing declared (--deep, offboard): no listing.
+        assert!(shared_targets(&declared, &[]).is_empty());
+        assert!(shared_targets(&DeclaredRules::new(), &["a", "b"]).is_empty());
+    }
 
     #[test]
     fn iam_documents_are_url_decoded() {

@@ -822,12 +822,15 @@ pub const GRANTS: &[Grant] = &[
     Grant {
         principal: Principal::Member,
         sid: "ListEventRules",
-        calls: &[("EventBridge", "ListRules")],
-        actions: &["events:ListRules"],
+        calls: &[
+            ("EventBridge", "ListRules"),
+            ("EventBridge", "ListRuleNamesByTarget"),
+        ],
+        actions: &["events:ListRules", "events:ListRuleNamesByTarget"],
         resources: &["*"],
         conditions: &[],
         needs: Needs::Always,
-        why: "ListRules has no resource type; it is filtered by name prefix in the request",
+        why: "ListRules and ListRuleNamesByTarget have no resource type; they are filtered by name prefix and by target ARN in the request",
     },
     Grant {
         principal: Principal::Member,

@@ -231,6 +231,7 @@ pub async fn run(
         options: ApplyOptions {
             delete_archive: args.delete_archive,
             adopt: args.adopt,
+            deep: args.deep,
         },
     };
     let config = ctx.config.clone();
@@ -483,10 +484,18 @@ async fn reconcile(
         .filter(|c| matches!(c.action, Action::Update { .. } | Action::Delete))
         .map(|c| &c.key)
         .collect();
+    // A metric filter is orgwatch's when its log group is: any change to one (a creation
+    // too: nothing is added to someone else's group) reads the group's tags.
+    let filters_change = plan
+        .changes
+        .iter()
+        .any(|c| c.key.kind == Kind::MetricFilter);
     let checks: Vec<(ResourceKey, observe::TagProbe)> = probes
         .into_iter()
         .filter(|(key, probe)| {
-            changing.contains(key) || ((mode == Mode::Status || options.adopt) && probe.audited())
+            changing.contains(key)
+                || (filters_change && matches!(probe, observe::TagProbe::LogGroup(_)))
+                || ((mode == Mode::Status || options.adopt) && probe.audited())
         })
         .filter(|(key, _)| !unmanaged.contains_key(key))
         .collect();
@@ -494,6 +503,15 @@ async fn reconcile(
         match observe::owned(c, &key, &probe).await {
             Ok(true) => {}
             Ok(false) => {
+                if key.kind == Kind::LogGroup {
+                    for filter in resources.keys().filter(|k| {
+                        k.kind == Kind::MetricFilter
+                            && k.account == key.account
+                            && k.region == key.region
+                    }) {
+                        unmanaged.insert(filter.clone(), observe::filter_of_unmanaged_group());
+                    }
+                }
                 unmanaged.insert(key, observe::missing_tag());
             }
             Err(e) => {
@@ -782,14 +800,20 @@ async fn member_region(
     mode: Mode,
 ) -> Outcome {
     let (config, facts) = (&ctx.config, &ctx.facts);
-    let observed = match observe::member(rc, account, region, config.home_region()).await {
-        Ok(o) => o,
-        Err(e) => return Outcome::failed(account, region, "member", e.to_string()),
-    };
     let desired = if mode == Mode::Offboard {
         BTreeMap::new()
     } else {
         desired::member(config, facts, &ctx.rules, account, region)
+    };
+    let declared = if ctx.options.deep {
+        observe::DeclaredRules::new()
+    } else {
+        observe::declared_rules(&desired, "default")
+    };
+    let observed = match observe::member(rc, account, region, config.home_region(), &declared).await
+    {
+        Ok(o) => o,
+        Err(e) => return Outcome::failed(account, region, "member", e.to_string()),
     };
     let done = reconcile(rc, &desired, observed, mode, &ctx.options).await;
     outcome_of(account, region, "member", mode, done)

@@ -265,6 +265,17 @@ pub struct Work {
     pub calls: Vec<(String, String)>,
 }
 
+impl Work {
+    /// Whether someone changed an EventBridge rule's targets: the repair then reads every
+    /// rule's targets (a role swapped on a target that still points at the central bus is
+    /// not in the one listing a re-run takes, `observe::event_rules`).
+    pub fn changed_targets(&self) -> bool {
+        self.calls
+            .iter()
+            .any(|(_, call)| matches!(call.as_str(), "events:PutTargets" | "events:RemoveTargets"))
+    }
+}
+
 /// Folds a burst of triggers (message index, trigger) into one work item per account, in
 /// account order. Membership events decide by the latest (a removal after a creation
 /// offboards); a tamper reconcile is covered by an enroll and moot after an offboard; a
@@ -565,6 +576,27 @@ mod tests {
         ));
         assert!(matches!(decide("{not json", &facts()), Decision::Refuse(_)));
         assert!(matches!(decide("{}", &facts()), Decision::Refuse(_)));
+    }
+
+    #[test]
+    fn a_change_of_a_rules_targets_asks_for_every_target_read() {
+        let human = format!("arn:aws:sts::{MEMBER}:assumed-role/Admin/mallory");
+        let work_of = |name: &str| {
+            let Decision::Act(t) = decide(
+                &tamper(MEMBER, "events.amazonaws.com", name, "eu-west-1", &human),
+                &facts(),
+            ) else {
+                panic!("{name}: not acted on");
+            };
+            plan(&[(0, t)])
+        };
+        for name in ["PutTargets", "RemoveTargets"] {
+            let work = work_of(name);
+            assert_eq!(work.len(), 1);
+            assert!(work[0].changed_targets(), "{name}");
+        }
+        let work = work_of("DisableRule");
+        assert!(!work[0].changed_targets());
     }
 
     fn tampered(account: &str, region: Option<&str>) -> Trigger {

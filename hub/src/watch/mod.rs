@@ -548,8 +548,15 @@ impl Watch {
                     );
                     return None;
                 }
+                // A change of a rule's targets is repaired reading every target.
+                let deep = w.changed_targets().then(|| {
+                    let mut c = self.ctx.clone();
+                    c.options.deep = true;
+                    c
+                });
+                let ctx = deep.as_ref().unwrap_or(&self.ctx);
                 let mut outs =
-                    reconcile::member_account(&self.ctx, account, &regions, Mode::Enroll).await;
+                    reconcile::member_account(ctx, account, &regions, Mode::Enroll).await;
                 if account == self.ctx.facts.central_account {
                     outs.extend(
                         reconcile::central_everywhere(&self.ctx, Mode::Enroll, &Reporter::silent())

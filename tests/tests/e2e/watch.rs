@@ -253,6 +253,61 @@ async fn watch_enrolls_new_accounts_repairs_tampering_and_forgets_leavers() {
     );
     assert_eq!(got[0]["severity"], "critical");
 
+    // 2b. A role swapped on a forwarding target that still points at the central bus: one
+    // ListRuleNamesByTarget cannot tell, so a PutTargets call makes the repair read every
+    // target, and the role is put back.
+    let rule = shared::naming::forward_rule_name("root-activity");
+    let vc = member(&f, &victim, "us-east-1").await;
+    let role_of = async || {
+        vc.eventbridge()
+            .list_targets_by_rule()
+            .rule(&rule)
+            .send()
+            .await
+            .ok()
+            .and_then(|t| t.targets().first().cloned())
+    };
+    let target = role_of().await.expect("a forwarding target");
+    let ours = target.role_arn().map(str::to_string);
+    let swapped = format!("arn:aws:iam::{victim}:role/someone-elses");
+    let other = aws_sdk_eventbridge::types::Target::builder()
+        .id(target.id())
+        .arn(target.arn())
+        .role_arn(&swapped)
+        .build()
+        .expect("target");
+    vc.eventbridge()
+        .put_targets()
+        .rule(&rule)
+        .targets(other)
+        .send()
+        .await
+        .expect("swap the role");
+    put_records(
+        &vc,
+        &[tamper_call(
+            &victim,
+            "us-east-1",
+            "events.amazonaws.com",
+            "PutTargets",
+            serde_json::json!({"rule": rule, "targets": [{"id": target.id(), "arn": target.arn(), "roleArn": swapped}]}),
+            3,
+        )],
+    )
+    .await;
+    let ok = wait_for(Duration::from_secs(60), async || {
+        role_of()
+            .await
+            .and_then(|t| t.role_arn().map(str::to_string))
+            == ours
+    })
+    .await;
+    assert!(
+        ok,
+        "the swapped role was not put back within 60 s:\n{}",
+        w.log()
+    );
+
     // 3. A burst: 50 tamper events about one account within 5 s are one reconcile.
     let burst = org.members[1].clone();
     let before = converged(&w, &burst, "reconcile");
