@@ -61,11 +61,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
 };
-use aws_smithy_types::error::display::DisplayErrorContext;
+use shared::aws::errors::AwsFailure;
 
 use super::{
     Ask, Claim, DedupeStore, Entry, Incident, StoreError, StoreFuture, correlate, decode, encode,
@@ -100,32 +101,52 @@ pub struct DynamoStore {
     retention: Duration,
 }
 
-fn aws(what: &str, e: impl std::error::Error) -> StoreError {
-    StoreError(format!("{what}: {}", DisplayErrorContext(&e)))
+/// A failed DynamoDB call, as a person can act on it: the operation, the AWS error code and
+/// message, the region and a hint for the common cases (`shared::aws::errors`); the full
+/// chain at `-v`.
+fn aws<E>(what: &str, operation: &str, region: Option<&str>, e: SdkError<E>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    StoreError(format!(
+        "{what}: {}",
+        AwsFailure::new(operation, e).at(None, region)
+    ))
 }
 
-fn is_conditional_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
+/// A request that could not be built (a missing required field): orgwatch's own error.
+fn unbuilt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("{what}: {e}"))
+}
+
+fn is_conditional_failure<E: ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("ConditionalCheckFailedException")
 }
 
 /// A conditional write's answer: written (true), its condition did not hold (false), or
 /// another failure.
-fn written<T, E, R>(
+fn written<T, E>(
     what: &str,
-    sent: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+    operation: &str,
+    region: Option<&str>,
+    sent: Result<T, SdkError<E>>,
 ) -> Result<bool, StoreError>
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match sent {
         Ok(_) => Ok(true),
         Err(e) if e.as_service_error().is_some_and(is_conditional_failure) => Ok(false),
-        Err(e) => Err(aws(what, e)),
+        Err(e) => Err(aws(what, operation, region, e)),
     }
 }
 
 impl DynamoStore {
+    /// The table's region, for errors.
+    fn region(&self) -> Option<String> {
+        self.client.config().region().map(|r| r.to_string())
+    }
+
     /// Checks that `table` exists with the key schema above (a clear error otherwise), and
     /// warns when its TTL is not on.
     pub async fn connect(
@@ -139,10 +160,13 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| {
+                let region = client.config().region().map(|r| r.to_string());
                 aws(
                     &format!(
                         "dedupe table {table:?} (create it as described in the agent's README section on replicas)"
                     ),
+                    "DescribeTable",
+                    region.as_deref(),
                     e,
                 )
             })?;
@@ -244,14 +268,21 @@ impl DynamoStore {
             .set_keys(Some(keys))
             .consistent_read(true)
             .build()
-            .map_err(|e| aws("reading the dedupe table", e))?;
+            .map_err(|e| unbuilt("reading the dedupe table", e))?;
         let got = self
             .client
             .batch_get_item()
             .request_items(&self.table, ask)
             .send()
             .await
-            .map_err(|e| aws("reading incidents and deliveries", e))?;
+            .map_err(|e| {
+                aws(
+                    "reading incidents and deliveries",
+                    "BatchGetItem",
+                    self.region().as_deref(),
+                    e,
+                )
+            })?;
         let items = got
             .responses()
             .and_then(|r| r.get(&self.table))
@@ -276,7 +307,14 @@ impl DynamoStore {
             .request_items(&self.table, requests)
             .send()
             .await
-            .map_err(|e| aws("recording deliveries", e))?;
+            .map_err(|e| {
+                aws(
+                    "recording deliveries",
+                    "BatchWriteItem",
+                    self.region().as_deref(),
+                    e,
+                )
+            })?;
         let left = out
             .unprocessed_items()
             .and_then(|u| u.get(&self.table))
@@ -303,7 +341,7 @@ impl DynamoStore {
                     .set_expression_attribute_values(p.values)
                     .send()
                     .await;
-                return written(what, sent);
+                return written(what, "PutItem", self.region().as_deref(), sent);
             }
             Ok([Write::Update(u)]) => {
                 let sent = self
@@ -317,13 +355,13 @@ impl DynamoStore {
                     .set_expression_attribute_values(u.values)
                     .send()
                     .await;
-                return written(what, sent);
+                return written(what, "UpdateItem", self.region().as_deref(), sent);
             }
             Err(writes) => writes,
         };
         let mut items = Vec::with_capacity(writes.len());
         for w in writes {
-            items.push(w.transact(&self.table).map_err(|e| aws(what, e))?);
+            items.push(w.transact(&self.table).map_err(|e| unbuilt(what, e))?);
         }
         let token = format!("{:032x}", fastrand::u128(..));
         match self
@@ -360,7 +398,7 @@ impl DynamoStore {
                         fatal.join(", ")
                     )));
                 }
-                Err(aws(what, e))
+                Err(aws(what, "TransactWriteItems", self.region().as_deref(), e))
             }
         }
     }
@@ -825,7 +863,7 @@ impl DedupeStore for DynamoStore {
                         .item("delivered_at", AttributeValue::N(now_ms.to_string()))
                         .item("expires_at", self.expires_at(now_ms))
                         .build()
-                        .map_err(|e| aws("recording deliveries", e))?;
+                        .map_err(|e| unbuilt("recording deliveries", e))?;
                     requests.push(WriteRequest::builder().put_request(put).build());
                 }
                 until_processed("recording deliveries", requests, |r| self.write_round(r)).await?;

@@ -786,6 +786,33 @@ async fn dedupe_table(emu: &Emulator) -> aws_sdk_dynamodb::Client {
     db
 }
 
+/// A dedupe store that cannot start says which call failed, AWS's code and message, the
+/// region and the table: not the SDK's debug text (issue #13, item 3).
+#[tokio::test]
+async fn a_missing_dedupe_table_is_named_with_the_call_and_aws_code() {
+    let emu = Emulator::start().expect("emulator");
+    let db = emu.factory().await.expect("factory").home().dynamodb();
+    let err = match agent::dedupe::DynamoStore::connect(
+        db,
+        "no-such-table",
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    {
+        Ok(_) => panic!("a missing table must be refused"),
+        Err(e) => e.0,
+    };
+    for part in [
+        "dedupe table \"no-such-table\"",
+        "DescribeTable in us-east-1: ResourceNotFoundException",
+    ] {
+        assert!(err.contains(part), "{part:?} not in {err:?}");
+    }
+    for debug in ["ServiceError", "DispatchFailure", "{ source:"] {
+        assert!(!err.contains(debug), "{debug:?} in {err:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dynamodb_store_places_claims_and_records_like_one_store_for_two_replicas() {
     use agent::dedupe::{Claim, DedupeStore, DynamoStore, Incident};
