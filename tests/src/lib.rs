@@ -655,3 +655,40 @@ pub fn ungranted_calls(log: &str) -> (std::collections::BTreeSet<(String, String
     }
     (seen, ungranted)
 }
+
+/// The first target of EventBridge rule `rule` on the default bus of `c`'s account and region.
+pub async fn first_target(
+    c: &shared::aws::Clients,
+    rule: &str,
+) -> Option<aws_sdk_eventbridge::types::Target> {
+    c.eventbridge()
+        .list_targets_by_rule()
+        .rule(rule)
+        .send()
+        .await
+        .ok()
+        .and_then(|t| t.targets().first().cloned())
+}
+
+/// Puts `target` back on `rule` with `role_arn` as its role (same id and ARN), as someone
+/// swapping the role of a forwarding target would.
+pub async fn swap_target_role(
+    c: &shared::aws::Clients,
+    rule: &str,
+    target: &aws_sdk_eventbridge::types::Target,
+    role_arn: &str,
+) {
+    let swapped = aws_sdk_eventbridge::types::Target::builder()
+        .id(target.id())
+        .arn(target.arn())
+        .role_arn(role_arn)
+        .build()
+        .expect("target");
+    c.eventbridge()
+        .put_targets()
+        .rule(rule)
+        .targets(swapped)
+        .send()
+        .await
+        .expect("swap the role");
+}

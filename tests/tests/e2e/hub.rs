@@ -409,17 +409,8 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
     let (a, b) = (&org.members[0], &org.members[1]);
     let rule = shared::naming::forward_rule_name("root-activity");
     let ca = factory.for_account(a).await.expect("a");
-    let targets = ca
-        .eventbridge()
-        .list_targets_by_rule()
-        .rule(&rule)
-        .send()
+    let target = orgwatch_tests::first_target(&ca, &rule)
         .await
-        .expect("targets");
-    let target = targets
-        .targets()
-        .first()
-        .cloned()
         .expect("a forwarding target");
     ca.eventbridge()
         .remove_targets()
@@ -430,19 +421,7 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
         .expect("remove target");
     let cb = factory.for_account(b).await.expect("b");
     let swapped = format!("arn:aws:iam::{b}:role/someone-elses");
-    let other = aws_sdk_eventbridge::types::Target::builder()
-        .id(target.id())
-        .arn(target.arn())
-        .role_arn(&swapped)
-        .build()
-        .expect("target");
-    cb.eventbridge()
-        .put_targets()
-        .rule(&rule)
-        .targets(other)
-        .send()
-        .await
-        .expect("swap the role");
+    orgwatch_tests::swap_target_role(&cb, &rule, &target, &swapped).await;
 
     let removed = vec![format!(
         "{a} us-east-1 forward-rule {rule} update target_arn,target_id,target_role_arn"
@@ -481,15 +460,9 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
     assert_eq!(changes(&repair), vec![swapped_role]);
     let clean = hub(&emu, &config, &["status", "--deep"]);
     assert_eq!(clean.code, 0, "{:?}", changes(&clean));
-    let put_back = cb
-        .eventbridge()
-        .list_targets_by_rule()
-        .rule(&rule)
-        .send()
-        .await
-        .expect("targets");
+    let put_back = orgwatch_tests::first_target(&cb, &rule).await;
     assert_eq!(
-        put_back.targets().first().and_then(|t| t.role_arn()),
+        put_back.as_ref().and_then(|t| t.role_arn()),
         Some(format!("arn:aws:iam::{b}:role/{}", shared::naming::FORWARD_ROLE).as_str())
     );
 }

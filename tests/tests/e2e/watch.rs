@@ -258,31 +258,12 @@ async fn watch_enrolls_new_accounts_repairs_tampering_and_forgets_leavers() {
     // target, and the role is put back.
     let rule = shared::naming::forward_rule_name("root-activity");
     let vc = member(&f, &victim, "us-east-1").await;
-    let role_of = async || {
-        vc.eventbridge()
-            .list_targets_by_rule()
-            .rule(&rule)
-            .send()
-            .await
-            .ok()
-            .and_then(|t| t.targets().first().cloned())
-    };
-    let target = role_of().await.expect("a forwarding target");
+    let target = orgwatch_tests::first_target(&vc, &rule)
+        .await
+        .expect("a forwarding target");
     let ours = target.role_arn().map(str::to_string);
     let swapped = format!("arn:aws:iam::{victim}:role/someone-elses");
-    let other = aws_sdk_eventbridge::types::Target::builder()
-        .id(target.id())
-        .arn(target.arn())
-        .role_arn(&swapped)
-        .build()
-        .expect("target");
-    vc.eventbridge()
-        .put_targets()
-        .rule(&rule)
-        .targets(other)
-        .send()
-        .await
-        .expect("swap the role");
+    orgwatch_tests::swap_target_role(&vc, &rule, &target, &swapped).await;
     put_records(
         &vc,
         &[tamper_call(
@@ -296,7 +277,7 @@ async fn watch_enrolls_new_accounts_repairs_tampering_and_forgets_leavers() {
     )
     .await;
     let ok = wait_for(Duration::from_secs(60), async || {
-        role_of()
+        orgwatch_tests::first_target(&vc, &rule)
             .await
             .and_then(|t| t.role_arn().map(str::to_string))
             == ours
