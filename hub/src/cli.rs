@@ -387,5 +387,14 @@ mod flag_tests {
         };
         assert_eq!(yes.misplaced_flag("offboard"), None);
         assert!(yes.misplaced_flag("enroll").is_some());
+        let deep = ReconcileArgs {
+            deep: true,
+            ..args(false, false, false)
+        };
+        for command in ["plan", "enroll", "status"] {
+            assert_eq!(deep.misplaced_flag(command), None, "{command}");
+        }
+        // Offboard reads every target anyway: --deep would do nothing.
+        assert!(deep.misplaced_flag("offboard").is_some());
     }
 }
