@@ -72,7 +72,7 @@ pub async fn apply(c: &Clients, change: &Change, options: &ApplyOptions) -> Resu
                 (
                     Kind::EventsRule | Kind::ForwardRule | Kind::BusRule | Kind::OrgEventsRule,
                     Spec::EventRule(s),
-                ) => event_rule(c, name, s).await,
+                ) => event_rule(c, name, s, change.observed.as_ref()).await,
                 (Kind::LeaseTable, Spec::Table(s)) => table(c, name, s, update).await,
                 (Kind::RuleManifest, Spec::Object(s)) => object(c, name, s).await,
                 (Kind::Scp, Spec::Scp(s)) => scp(c, name, s, change).await,
@@ -402,7 +402,17 @@ async fn alarm(c: &Clients, name: &str, s: &AlarmSpec) -> Result<(), OpError> {
     Ok(())
 }
 
-async fn event_rule(c: &Clients, name: &str, s: &EventRuleSpec) -> Result<(), OpError> {
+/// PutRule, PutTargets of orgwatch's one target, then RemoveTargets of what else `observed`
+/// found on the rule: someone else's targets, and orgwatch's target under an id it no longer
+/// declares (PutTargets adds the targets it is given and updates those already associated
+/// with the rule, by id, so a target of a new id goes beside the old one; EventBridge API
+/// reference, PutTargets).
+async fn event_rule(
+    c: &Clients,
+    name: &str,
+    s: &EventRuleSpec,
+    observed: Option<&Spec>,
+) -> Result<(), OpError> {
     let eb = c.eventbridge();
     let tags = managed_tags!(aws_sdk_eventbridge::types::Tag, "PutRule")?;
     call!(
@@ -437,6 +447,31 @@ async fn event_rule(c: &Clients, name: &str, s: &EventRuleSpec) -> Result<(), Op
             "PutTargets",
             out.failed_entries().first().and_then(|f| f.error_code()),
             &format!("target {} of rule {name} was refused", s.target_arn),
+        ));
+    }
+    let Some(Spec::EventRule(o)) = observed else {
+        return Ok(());
+    };
+    let mut stale: Vec<String> = o.other_targets.iter().map(|t| t.id.clone()).collect();
+    if !o.target_id.is_empty() && o.target_id != s.target_id {
+        stale.push(o.target_id.clone());
+    }
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let out = call!(
+        "RemoveTargets",
+        eb.remove_targets()
+            .rule(name)
+            .event_bus_name(&s.bus)
+            .set_ids(Some(stale))
+            .send()
+    )?;
+    if out.failed_entry_count() > 0 {
+        return Err(OpError::from_parts(
+            "RemoveTargets",
+            out.failed_entries().first().and_then(|f| f.error_code()),
+            &format!("the targets orgwatch did not put on rule {name} could not be removed"),
         ));
     }
     Ok(())

@@ -382,6 +382,7 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
                 target_id: naming::QUEUE_TARGET_ID.into(),
                 target_arn: queue_arn,
                 target_role_arn: None,
+                other_targets: Vec::new(),
             }),
         );
     }
@@ -444,6 +445,7 @@ pub fn member(
                         target_id: naming::LOG_TARGET_ID.into(),
                         target_arn: log_group_arn.clone(),
                         target_role_arn: None,
+                        other_targets: Vec::new(),
                     }),
                 );
             }
@@ -542,6 +544,7 @@ pub fn member(
                     target_id: naming::BUS_TARGET_ID.into(),
                     target_arn: bus_arn.clone(),
                     target_role_arn: Some(forward_role_arn.clone()),
+                    other_targets: Vec::new(),
                 }),
             );
         }
@@ -655,6 +658,7 @@ pub fn control(
             target_id: naming::CONTROL_TARGET_ID.into(),
             target_arn: queue_arn,
             target_role_arn: None,
+            other_targets: Vec::new(),
         }),
     );
     out.insert(
@@ -684,6 +688,7 @@ pub fn control(
                     target_id: naming::CONTROL_TARGET_ID.into(),
                     target_arn: control_bus_arn.clone(),
                     target_role_arn: Some(arn::role(region, acct, naming::FORWARD_ROLE)),
+                    other_targets: Vec::new(),
                 }),
             );
         }
@@ -708,6 +713,7 @@ pub fn control(
                 target_id: naming::CONTROL_TARGET_ID.into(),
                 target_arn: control_bus_arn,
                 target_role_arn: Some(arn::role(region, mgmt, naming::FORWARD_ROLE)),
+                other_targets: Vec::new(),
             }),
         );
     }

@@ -199,6 +199,17 @@ pub struct EventRuleSpec {
     pub target_id: String,
     pub target_arn: String,
     pub target_role_arn: Option<String>,
+    /// The rule's targets besides its one: declared none, so a plan removes any found (a
+    /// target added to an orgwatch rule copies its events elsewhere; on the central bus,
+    /// every account's).
+    pub other_targets: Vec<OtherTarget>,
+}
+
+/// A target of an orgwatch rule that orgwatch did not put there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct OtherTarget {
+    pub id: String,
+    pub arn: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -438,13 +438,16 @@ async fn event_rules(
                 .get(&d.target_arn)
                 .is_some_and(|names| names.contains(&name))
         });
-        let (target_id, target_arn, target_role_arn) = match as_declared {
+        let (target_id, target_arn, target_role_arn, other_targets) = match as_declared {
             Some(d) => (
                 d.target_id.clone(),
                 d.target_arn.clone(),
                 d.target_role_arn.clone(),
+                Vec::new(),
             ),
             None => {
+                // One page: a rule has at most five targets (EventBridge API reference,
+                // PutTargets).
                 let targets = call!(
                     "ListTargetsByRule",
                     eb.list_targets_by_rule()
@@ -452,11 +455,18 @@ async fn event_rules(
                         .event_bus_name(bus)
                         .send()
                 )?;
-                let t = targets.targets().first();
+                let all: Vec<(&str, &str)> = targets
+                    .targets()
+                    .iter()
+                    .map(|t| (t.id(), t.arn()))
+                    .collect();
+                let (ours, others) = split_targets(&all);
+                let t = ours.and_then(|i| targets.targets().get(i));
                 (
                     t.map(|t| t.id().to_string()).unwrap_or_default(),
                     t.map(|t| t.arn().to_string()).unwrap_or_default(),
                     t.and_then(|t| t.role_arn()).map(str::to_string),
+                    others,
                 )
             }
         };
@@ -469,11 +479,32 @@ async fn event_rules(
                 target_id,
                 target_arn,
                 target_role_arn,
+                other_targets,
             },
             TagProbe::EventBridge(rule_arn),
         ));
     }
     Ok(out)
+}
+
+/// Which of a rule's targets (id, ARN) is orgwatch's, by index: the first whose id is one
+/// of orgwatch's (`naming::PREFIX`), else the first; and the others.
+fn split_targets(targets: &[(&str, &str)]) -> (Option<usize>, Vec<OtherTarget>) {
+    let ours = targets
+        .iter()
+        .position(|(id, _)| id.starts_with(naming::PREFIX))
+        .or((!targets.is_empty()).then_some(0));
+    let mut others: Vec<OtherTarget> = targets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != ours)
+        .map(|(_, (id, arn))| OtherTarget {
+            id: id.to_string(),
+            arn: arn.to_string(),
+        })
+        .collect();
+    others.sort();
+    (ours, others)
 }
 
 /// The target ARNs that two or more of the `listed` rules are declared with: those a
@@ -1270,7 +1301,30 @@ mod tests {
             target_id: "t".into(),
             target_arn: target.into(),
             target_role_arn: None,
+            other_targets: Vec::new(),
         }
+    }
+
+    #[test]
+    fn orgwatchs_target_is_told_from_the_others_by_its_id() {
+        let (ours, others) = split_targets(&[
+            (
+                "theirs",
+                "arn:aws:events:us-east-1:111122223333:event-bus/exfil",
+            ),
+            ("orgwatch-central-bus", "arn:bus"),
+        ]);
+        assert_eq!(ours, Some(1));
+        assert_eq!(
+            others,
+            vec![OtherTarget {
+                id: "theirs".into(),
+                arn: "arn:aws:events:us-east-1:111122223333:event-bus/exfil".into()
+            }]
+        );
+        // None of orgwatch's: the first stands for it (the plan then names its id).
+        assert_eq!(split_targets(&[("a", "x"), ("b", "y")]).0, Some(0));
+        assert_eq!(split_targets(&[]), (None, Vec::new()));
     }
 
     #[test]

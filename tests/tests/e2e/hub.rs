@@ -402,7 +402,9 @@ async fn eventbridge_delivery_converges_and_a_second_enroll_writes_nothing() {
 /// A re-run takes the forwarding rules of a member region from one ListRuleNamesByTarget
 /// (observe::event_rules): a target removed is still found and put back; a role swapped
 /// on a target that still points at the central bus is found by `--deep`, which reads every
-/// rule's targets, and repaired by `hub enroll --deep`.
+/// rule's targets, and repaired by `hub enroll --deep`. A target someone added to the
+/// central bus's rule (every account's alerts copied elsewhere) is found by every run, whose
+/// central rules are read one by one, and removed.
 #[tokio::test]
 async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep() {
     let (emu, org, factory, _dir, config) = converge("trail").await;
@@ -422,10 +424,29 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
     let cb = factory.for_account(b).await.expect("b");
     let swapped = format!("arn:aws:iam::{b}:role/someone-elses");
     orgwatch_tests::swap_target_role(&cb, &rule, &target, &swapped).await;
+    let m = &org.management;
+    let central_rule = shared::naming::CENTRAL_BUS_RULE;
+    let copy = aws_sdk_eventbridge::types::Target::builder()
+        .id("copy")
+        .arn(format!("arn:aws:sqs:us-east-1:{m}:someone-elses"))
+        .build()
+        .expect("target");
+    factory
+        .home()
+        .eventbridge()
+        .put_targets()
+        .rule(central_rule)
+        .event_bus_name(shared::naming::CENTRAL_BUS)
+        .targets(copy)
+        .send()
+        .await
+        .expect("add a target");
 
-    let removed = vec![format!(
-        "{a} us-east-1 forward-rule {rule} update target_arn,target_id,target_role_arn"
-    )];
+    let mut removed = vec![
+        format!("{a} us-east-1 forward-rule {rule} update target_arn,target_id,target_role_arn"),
+        format!("{m} us-east-1 bus-rule {central_rule} update other_targets"),
+    ];
+    removed.sort();
     let swapped_role = format!("{b} us-east-1 forward-rule {rule} update target_role_arn");
     let status = hub(&emu, &config, &["status"]);
     assert_eq!(status.code, 3, "{}", status.stderr);
@@ -460,6 +481,17 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
     assert_eq!(changes(&repair), vec![swapped_role]);
     let clean = hub(&emu, &config, &["status", "--deep"]);
     assert_eq!(clean.code, 0, "{:?}", changes(&clean));
+    let central_targets = factory
+        .home()
+        .eventbridge()
+        .list_targets_by_rule()
+        .rule(central_rule)
+        .event_bus_name(shared::naming::CENTRAL_BUS)
+        .send()
+        .await
+        .expect("targets");
+    let ids: Vec<&str> = central_targets.targets().iter().map(|t| t.id()).collect();
+    assert_eq!(ids, vec![shared::naming::QUEUE_TARGET_ID]);
     let put_back = orgwatch_tests::first_target(&cb, &rule).await;
     assert_eq!(
         put_back.as_ref().and_then(|t| t.role_arn()),
