@@ -383,6 +383,7 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
                 target_arn: queue_arn,
                 target_role_arn: None,
                 other_targets: Vec::new(),
+                target_input: String::new(),
             }),
         );
     }
@@ -446,6 +447,7 @@ pub fn member(
                         target_arn: log_group_arn.clone(),
                         target_role_arn: None,
                         other_targets: Vec::new(),
+                        target_input: String::new(),
                     }),
                 );
             }
@@ -545,6 +547,7 @@ pub fn member(
                     target_arn: bus_arn.clone(),
                     target_role_arn: Some(forward_role_arn.clone()),
                     other_targets: Vec::new(),
+                    target_input: String::new(),
                 }),
             );
         }
@@ -659,6 +662,7 @@ pub fn control(
             target_arn: queue_arn,
             target_role_arn: None,
             other_targets: Vec::new(),
+            target_input: String::new(),
         }),
     );
     out.insert(
@@ -689,6 +693,7 @@ pub fn control(
                     target_arn: control_bus_arn.clone(),
                     target_role_arn: Some(arn::role(region, acct, naming::FORWARD_ROLE)),
                     other_targets: Vec::new(),
+                    target_input: String::new(),
                 }),
             );
         }
@@ -714,6 +719,7 @@ pub fn control(
                 target_arn: control_bus_arn,
                 target_role_arn: Some(arn::role(region, mgmt, naming::FORWARD_ROLE)),
                 other_targets: Vec::new(),
+                target_input: String::new(),
             }),
         );
     }

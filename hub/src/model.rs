@@ -199,6 +199,10 @@ pub struct EventRuleSpec {
     pub target_id: String,
     pub target_arn: String,
     pub target_role_arn: Option<String>,
+    /// What the target is given instead of the event (`Input`, `InputPath` or
+    /// `InputTransformer`, at most one; EventBridge API reference, Target): declared none,
+    /// since the agent decodes the event itself. Empty when none.
+    pub target_input: String,
     /// The rule's targets besides its one: declared none, so a plan removes any found (a
     /// target added to an orgwatch rule copies its events elsewhere; on the central bus,
     /// every account's).

@@ -438,38 +438,41 @@ async fn event_rules(
                 .get(&d.target_arn)
                 .is_some_and(|names| names.contains(&name))
         });
-        let (target_id, target_arn, target_role_arn, other_targets) = match as_declared {
-            Some(d) => (
-                d.target_id.clone(),
-                d.target_arn.clone(),
-                d.target_role_arn.clone(),
-                Vec::new(),
-            ),
-            None => {
-                // One page: a rule has at most five targets (EventBridge API reference,
-                // PutTargets).
-                let targets = call!(
-                    "ListTargetsByRule",
-                    eb.list_targets_by_rule()
-                        .rule(&name)
-                        .event_bus_name(bus)
-                        .send()
-                )?;
-                let all: Vec<(&str, &str)> = targets
-                    .targets()
-                    .iter()
-                    .map(|t| (t.id(), t.arn()))
-                    .collect();
-                let (ours, others) = split_targets(&all);
-                let t = ours.and_then(|i| targets.targets().get(i));
-                (
-                    t.map(|t| t.id().to_string()).unwrap_or_default(),
-                    t.map(|t| t.arn().to_string()).unwrap_or_default(),
-                    t.and_then(|t| t.role_arn()).map(str::to_string),
-                    others,
-                )
-            }
-        };
+        let (target_id, target_arn, target_role_arn, target_input, other_targets) =
+            match as_declared {
+                Some(d) => (
+                    d.target_id.clone(),
+                    d.target_arn.clone(),
+                    d.target_role_arn.clone(),
+                    d.target_input.clone(),
+                    Vec::new(),
+                ),
+                None => {
+                    // One page: a rule has at most five targets (EventBridge API reference,
+                    // PutTargets).
+                    let targets = call!(
+                        "ListTargetsByRule",
+                        eb.list_targets_by_rule()
+                            .rule(&name)
+                            .event_bus_name(bus)
+                            .send()
+                    )?;
+                    let all: Vec<(&str, &str)> = targets
+                        .targets()
+                        .iter()
+                        .map(|t| (t.id(), t.arn()))
+                        .collect();
+                    let (ours, others) = split_targets(&all);
+                    let t = ours.and_then(|i| targets.targets().get(i));
+                    (
+                        t.map(|t| t.id().to_string()).unwrap_or_default(),
+                        t.map(|t| t.arn().to_string()).unwrap_or_default(),
+                        t.and_then(|t| t.role_arn()).map(str::to_string),
+                        t.map(target_input).unwrap_or_default(),
+                        others,
+                    )
+                }
+            };
         out.push((
             name,
             EventRuleSpec {
@@ -479,12 +482,35 @@ async fn event_rules(
                 target_id,
                 target_arn,
                 target_role_arn,
+                target_input,
                 other_targets,
             },
             TagProbe::EventBridge(rule_arn),
         ));
     }
     Ok(out)
+}
+
+/// What a target is given instead of the event, as one text ([`EventRuleSpec::target_input`]).
+fn target_input(t: &aws_sdk_eventbridge::types::Target) -> String {
+    if let Some(input) = t.input() {
+        return format!("Input {}", canonical_json(input));
+    }
+    if let Some(path) = t.input_path() {
+        return format!("InputPath {path}");
+    }
+    match t.input_transformer() {
+        Some(x) => {
+            let paths: BTreeMap<&String, &String> =
+                x.input_paths_map().into_iter().flatten().collect();
+            format!(
+                "InputTransformer {} {}",
+                serde_json::json!(paths),
+                x.input_template()
+            )
+        }
+        None => String::new(),
+    }
 }
 
 /// Which of a rule's targets (id, ARN) is orgwatch's, by index: the first whose id is one
@@ -1301,8 +1327,39 @@ mod tests {
             target_id: "t".into(),
             target_arn: target.into(),
             target_role_arn: None,
+            target_input: String::new(),
             other_targets: Vec::new(),
         }
+    }
+
+    #[test]
+    fn what_a_target_is_given_instead_of_the_event_is_one_text() {
+        use aws_sdk_eventbridge::types::{InputTransformer, Target};
+        let plain = Target::builder().id("i").arn("a").build().expect("target");
+        assert_eq!(target_input(&plain), "");
+        let input = Target::builder()
+            .id("i")
+            .arn("a")
+            .input(r#"{ "b": 1, "a": 2 }"#)
+            .build()
+            .expect("target");
+        assert_eq!(target_input(&input), r#"Input {"a":2,"b":1}"#);
+        let transformed = Target::builder()
+            .id("i")
+            .arn("a")
+            .input_transformer(
+                InputTransformer::builder()
+                    .input_paths_map("n", "$.detail.eventName")
+                    .input_template("\"<n>\"")
+                    .build()
+                    .expect("transformer"),
+            )
+            .build()
+            .expect("target");
+        assert_eq!(
+            target_input(&transformed),
+            r#"InputTransformer {"n":"$.detail.eventName"} "<n>""#
+        );
     }
 
     #[test]

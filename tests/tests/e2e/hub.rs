@@ -404,7 +404,8 @@ async fn eventbridge_delivery_converges_and_a_second_enroll_writes_nothing() {
 /// on a target that still points at the central bus is found by `--deep`, which reads every
 /// rule's targets, and repaired by `hub enroll --deep`. A target someone added to the
 /// central bus's rule (every account's alerts copied elsewhere) is found by every run, whose
-/// central rules are read one by one, and removed.
+/// central rules are read one by one, and removed; so is an input transformer put on
+/// orgwatch's own target there (the agent would get a template instead of the event).
 #[tokio::test]
 async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep() {
     let (emu, org, factory, _dir, config) = converge("trail").await;
@@ -431,20 +432,42 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
         .arn(format!("arn:aws:sqs:us-east-1:{m}:someone-elses"))
         .build()
         .expect("target");
-    factory
-        .home()
-        .eventbridge()
+    let central = factory.home().eventbridge();
+    let queue_target = central
+        .list_targets_by_rule()
+        .rule(central_rule)
+        .event_bus_name(shared::naming::CENTRAL_BUS)
+        .send()
+        .await
+        .expect("targets")
+        .targets()
+        .first()
+        .cloned()
+        .expect("the queue target");
+    let transformed = aws_sdk_eventbridge::types::Target::builder()
+        .id(queue_target.id())
+        .arn(queue_target.arn())
+        .input_transformer(
+            aws_sdk_eventbridge::types::InputTransformer::builder()
+                .input_template("\"nothing to see\"")
+                .build()
+                .expect("transformer"),
+        )
+        .build()
+        .expect("target");
+    central
         .put_targets()
         .rule(central_rule)
         .event_bus_name(shared::naming::CENTRAL_BUS)
         .targets(copy)
+        .targets(transformed)
         .send()
         .await
-        .expect("add a target");
+        .expect("add a target, transform ours");
 
     let mut removed = vec![
         format!("{a} us-east-1 forward-rule {rule} update target_arn,target_id,target_role_arn"),
-        format!("{m} us-east-1 bus-rule {central_rule} update other_targets"),
+        format!("{m} us-east-1 bus-rule {central_rule} update other_targets,target_input"),
     ];
     removed.sort();
     let swapped_role = format!("{b} us-east-1 forward-rule {rule} update target_role_arn");
@@ -492,6 +515,10 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
         .expect("targets");
     let ids: Vec<&str> = central_targets.targets().iter().map(|t| t.id()).collect();
     assert_eq!(ids, vec![shared::naming::QUEUE_TARGET_ID]);
+    assert!(
+        central_targets.targets()[0].input_transformer().is_none(),
+        "{central_targets:?}"
+    );
     let put_back = orgwatch_tests::first_target(&cb, &rule).await;
     assert_eq!(
         put_back.as_ref().and_then(|t| t.role_arn()),
