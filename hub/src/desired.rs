@@ -384,6 +384,7 @@ pub fn central(config: &HubConfig, org: &OrgFacts) -> BTreeMap<ResourceKey, Spec
                 target_role_arn: None,
                 other_targets: Vec::new(),
                 target_input: String::new(),
+                target_delivery: String::new(),
             }),
         );
     }
@@ -448,6 +449,7 @@ pub fn member(
                         target_role_arn: None,
                         other_targets: Vec::new(),
                         target_input: String::new(),
+                        target_delivery: String::new(),
                     }),
                 );
             }
@@ -548,6 +550,7 @@ pub fn member(
                     target_role_arn: Some(forward_role_arn.clone()),
                     other_targets: Vec::new(),
                     target_input: String::new(),
+                    target_delivery: String::new(),
                 }),
             );
         }
@@ -663,6 +666,7 @@ pub fn control(
             target_role_arn: None,
             other_targets: Vec::new(),
             target_input: String::new(),
+            target_delivery: String::new(),
         }),
     );
     out.insert(
@@ -694,6 +698,7 @@ pub fn control(
                     target_role_arn: Some(arn::role(region, acct, naming::FORWARD_ROLE)),
                     other_targets: Vec::new(),
                     target_input: String::new(),
+                    target_delivery: String::new(),
                 }),
             );
         }
@@ -720,6 +725,7 @@ pub fn control(
                 target_role_arn: Some(arn::role(region, mgmt, naming::FORWARD_ROLE)),
                 other_targets: Vec::new(),
                 target_input: String::new(),
+                target_delivery: String::new(),
             }),
         );
     }

@@ -203,6 +203,11 @@ pub struct EventRuleSpec {
     /// `InputTransformer`, at most one; EventBridge API reference, Target): declared none,
     /// since the agent decodes the event itself. Empty when none.
     pub target_input: String,
+    /// The target's own retry policy and dead-letter queue: declared none, so EventBridge's
+    /// defaults hold, the most its RetryPolicy allows (185 attempts over 86,400 s;
+    /// EventBridge API reference, RetryPolicy; user guide, event retry policy). A policy of
+    /// no retries or a short age would drop events on a transient failure. Empty when none.
+    pub target_delivery: String,
     /// The rule's targets besides its one: declared none, so a plan removes any found (a
     /// target added to an orgwatch rule copies its events elsewhere; on the central bus,
     /// every account's).

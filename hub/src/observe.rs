@@ -438,55 +438,52 @@ async fn event_rules(
                 .get(&d.target_arn)
                 .is_some_and(|names| names.contains(&name))
         });
-        let (target_id, target_arn, target_role_arn, target_input, other_targets) =
-            match as_declared {
-                Some(d) => (
-                    d.target_id.clone(),
-                    d.target_arn.clone(),
-                    d.target_role_arn.clone(),
-                    d.target_input.clone(),
-                    Vec::new(),
-                ),
-                None => {
-                    // One page: a rule has at most five targets (EventBridge API reference,
-                    // PutTargets).
-                    let targets = call!(
-                        "ListTargetsByRule",
-                        eb.list_targets_by_rule()
-                            .rule(&name)
-                            .event_bus_name(bus)
-                            .send()
-                    )?;
-                    let all: Vec<(&str, &str)> = targets
-                        .targets()
-                        .iter()
-                        .map(|t| (t.id(), t.arn()))
-                        .collect();
-                    let (ours, others) = split_targets(&all);
-                    let t = ours.and_then(|i| targets.targets().get(i));
-                    (
-                        t.map(|t| t.id().to_string()).unwrap_or_default(),
-                        t.map(|t| t.arn().to_string()).unwrap_or_default(),
-                        t.and_then(|t| t.role_arn()).map(str::to_string),
-                        t.map(target_input).unwrap_or_default(),
-                        others,
-                    )
+        let mut spec = EventRuleSpec {
+            bus: bus.to_string(),
+            pattern,
+            state,
+            target_id: String::new(),
+            target_arn: String::new(),
+            target_role_arn: None,
+            target_input: String::new(),
+            target_delivery: String::new(),
+            other_targets: Vec::new(),
+        };
+        match as_declared {
+            Some(d) => {
+                spec.target_id.clone_from(&d.target_id);
+                spec.target_arn.clone_from(&d.target_arn);
+                spec.target_role_arn.clone_from(&d.target_role_arn);
+                spec.target_input.clone_from(&d.target_input);
+                spec.target_delivery.clone_from(&d.target_delivery);
+            }
+            None => {
+                // One page: a rule has at most five targets (EventBridge API reference,
+                // PutTargets).
+                let targets = call!(
+                    "ListTargetsByRule",
+                    eb.list_targets_by_rule()
+                        .rule(&name)
+                        .event_bus_name(bus)
+                        .send()
+                )?;
+                let all: Vec<(&str, &str)> = targets
+                    .targets()
+                    .iter()
+                    .map(|t| (t.id(), t.arn()))
+                    .collect();
+                let (ours, others) = split_targets(&all);
+                spec.other_targets = others;
+                if let Some(t) = ours.and_then(|i| targets.targets().get(i)) {
+                    spec.target_id = t.id().to_string();
+                    spec.target_arn = t.arn().to_string();
+                    spec.target_role_arn = t.role_arn().map(str::to_string);
+                    spec.target_input = target_input(t);
+                    spec.target_delivery = target_delivery(t);
                 }
-            };
-        out.push((
-            name,
-            EventRuleSpec {
-                bus: bus.to_string(),
-                pattern,
-                state,
-                target_id,
-                target_arn,
-                target_role_arn,
-                target_input,
-                other_targets,
-            },
-            TagProbe::EventBridge(rule_arn),
-        ));
+            }
+        }
+        out.push((name, spec, TagProbe::EventBridge(rule_arn)));
     }
     Ok(out)
 }
@@ -511,6 +508,25 @@ fn target_input(t: &aws_sdk_eventbridge::types::Target) -> String {
         }
         None => String::new(),
     }
+}
+
+/// A target's own retry policy and dead-letter queue, as one text
+/// ([`EventRuleSpec::target_delivery`]).
+fn target_delivery(t: &aws_sdk_eventbridge::types::Target) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = t.retry_policy() {
+        parts.push(format!(
+            "RetryPolicy attempts={} age={}",
+            r.maximum_retry_attempts()
+                .map_or("default".to_string(), |n| n.to_string()),
+            r.maximum_event_age_in_seconds()
+                .map_or("default".to_string(), |n| format!("{n}s")),
+        ));
+    }
+    if let Some(arn) = t.dead_letter_config().and_then(|d| d.arn()) {
+        parts.push(format!("DeadLetterConfig {arn}"));
+    }
+    parts.join("; ")
 }
 
 /// Which of a rule's targets (id, ARN) is orgwatch's, by index: the first whose id is one
@@ -1328,8 +1344,32 @@ mod tests {
             target_arn: target.into(),
             target_role_arn: None,
             target_input: String::new(),
+            target_delivery: String::new(),
             other_targets: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_targets_own_retry_policy_and_dead_letter_queue_are_one_text() {
+        use aws_sdk_eventbridge::types::{DeadLetterConfig, RetryPolicy, Target};
+        let plain = Target::builder().id("i").arn("a").build().expect("target");
+        assert_eq!(target_delivery(&plain), "");
+        let no_retries = Target::builder()
+            .id("i")
+            .arn("a")
+            .retry_policy(
+                RetryPolicy::builder()
+                    .maximum_retry_attempts(0)
+                    .maximum_event_age_in_seconds(60)
+                    .build(),
+            )
+            .dead_letter_config(DeadLetterConfig::builder().arn("arn:dlq").build())
+            .build()
+            .expect("target");
+        assert_eq!(
+            target_delivery(&no_retries),
+            "RetryPolicy attempts=0 age=60s; DeadLetterConfig arn:dlq"
+        );
     }
 
     #[test]

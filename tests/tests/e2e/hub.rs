@@ -405,7 +405,8 @@ async fn eventbridge_delivery_converges_and_a_second_enroll_writes_nothing() {
 /// rule's targets, and repaired by `hub enroll --deep`. A target someone added to the
 /// central bus's rule (every account's alerts copied elsewhere) is found by every run, whose
 /// central rules are read one by one, and removed; so is an input transformer put on
-/// orgwatch's own target there (the agent would get a template instead of the event).
+/// orgwatch's own target there (the agent would get a template instead of the event), and
+/// a retry policy of no retries.
 #[tokio::test]
 async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep() {
     let (emu, org, factory, _dir, config) = converge("trail").await;
@@ -453,6 +454,11 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
                 .build()
                 .expect("transformer"),
         )
+        .retry_policy(
+            aws_sdk_eventbridge::types::RetryPolicy::builder()
+                .maximum_retry_attempts(0)
+                .build(),
+        )
         .build()
         .expect("target");
     central
@@ -467,7 +473,9 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
 
     let mut removed = vec![
         format!("{a} us-east-1 forward-rule {rule} update target_arn,target_id,target_role_arn"),
-        format!("{m} us-east-1 bus-rule {central_rule} update other_targets,target_input"),
+        format!(
+            "{m} us-east-1 bus-rule {central_rule} update other_targets,target_delivery,target_input"
+        ),
     ];
     removed.sort();
     let swapped_role = format!("{b} us-east-1 forward-rule {rule} update target_role_arn");
@@ -516,7 +524,8 @@ async fn forwarding_targets_are_checked_by_one_listing_and_every_one_with_deep()
     let ids: Vec<&str> = central_targets.targets().iter().map(|t| t.id()).collect();
     assert_eq!(ids, vec![shared::naming::QUEUE_TARGET_ID]);
     assert!(
-        central_targets.targets()[0].input_transformer().is_none(),
+        central_targets.targets()[0].input_transformer().is_none()
+            && central_targets.targets()[0].retry_policy().is_none(),
         "{central_targets:?}"
     );
     let put_back = orgwatch_tests::first_target(&cb, &rule).await;
