@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_eventbridge::types::Target;
 use shared::aws::Clients;
 use shared::naming::{self, arn};
 
@@ -73,12 +74,27 @@ pub enum TagProbe {
     /// A CloudTrail trail, by ARN.
     Trail(String),
     /// The CloudWatch Logs log group, by ARN. Its metric filters have no tags of their own
-    /// and are orgwatch's exactly when it is ([`filter_of_unmanaged_group`]), so it is read
-    /// when any of them would change too.
+    /// and are orgwatch's exactly when it is ([`TagProbe::children`]).
     LogGroup(String),
 }
 
 impl TagProbe {
+    /// The kind whose resources (in the probed one's account and region) have no tags of
+    /// their own and are orgwatch's exactly when it is, and why one is not when it is not:
+    /// the probe is read when any of them would change too.
+    pub fn children(&self) -> Option<(Kind, String)> {
+        match self {
+            TagProbe::LogGroup(_) => Some((
+                Kind::MetricFilter,
+                format!(
+                    "it is a filter of log group {}, which is not orgwatch's (metric filters have no tags of their own)",
+                    naming::LOG_GROUP
+                ),
+            )),
+            _ => None,
+        }
+    }
+
     /// Whether `hub status` reads it for resources the plan leaves alone too.
     pub fn audited(&self) -> bool {
         !matches!(self, TagProbe::Alarm)
@@ -142,14 +158,6 @@ pub async fn owned(c: &Clients, key: &ResourceKey, probe: &TagProbe) -> Result<b
             ))
         }
     }
-}
-
-/// Why a metric filter of a log group without the managed tag is not orgwatch's.
-pub fn filter_of_unmanaged_group() -> String {
-    format!(
-        "it is a filter of log group {}, which is not orgwatch's (metric filters have no tags of their own)",
-        naming::LOG_GROUP
-    )
 }
 
 /// Why a resource without the managed tag is not orgwatch's.
@@ -373,8 +381,8 @@ async fn event_rules(
     declared: &DeclaredRules<'_>,
 ) -> Result<Vec<(String, EventRuleSpec, TagProbe)>, OpError> {
     let eb = c.eventbridge();
-    // (name, arn, pattern, state) of orgwatch's rules on the bus.
-    let mut listed: Vec<(String, String, String, String)> = Vec::new();
+    // (name, ARN, the rule without its targets) of orgwatch's rules on the bus.
+    let mut listed: Vec<(String, String, EventRuleSpec)> = Vec::new();
     let mut token = None;
     loop {
         let page = call!(
@@ -396,10 +404,20 @@ async fn event_rules(
             listed.push((
                 name.to_string(),
                 rule_arn,
-                canonical_json(r.event_pattern().unwrap_or_default()),
-                r.state()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
+                EventRuleSpec {
+                    bus: bus.to_string(),
+                    pattern: canonical_json(r.event_pattern().unwrap_or_default()),
+                    state: r
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    target_id: String::new(),
+                    target_arn: String::new(),
+                    target_role_arn: None,
+                    target_input: String::new(),
+                    target_delivery: String::new(),
+                    other_targets: Vec::new(),
+                },
             ));
         }
         match page.next_token() {
@@ -432,31 +450,19 @@ async fn event_rules(
     }
 
     let mut out = Vec::new();
-    for (name, rule_arn, pattern, state) in listed {
+    for (name, rule_arn, rule) in listed {
         let as_declared = declared.get(name.as_str()).filter(|d| {
             by_target
                 .get(&d.target_arn)
                 .is_some_and(|names| names.contains(&name))
         });
-        let mut spec = EventRuleSpec {
-            bus: bus.to_string(),
-            pattern,
-            state,
-            target_id: String::new(),
-            target_arn: String::new(),
-            target_role_arn: None,
-            target_input: String::new(),
-            target_delivery: String::new(),
-            other_targets: Vec::new(),
-        };
-        match as_declared {
-            Some(d) => {
-                spec.target_id.clone_from(&d.target_id);
-                spec.target_arn.clone_from(&d.target_arn);
-                spec.target_role_arn.clone_from(&d.target_role_arn);
-                spec.target_input.clone_from(&d.target_input);
-                spec.target_delivery.clone_from(&d.target_delivery);
-            }
+        let spec = match as_declared {
+            // Its pattern and state as listed, its targets as declared.
+            Some(d) => EventRuleSpec {
+                pattern: rule.pattern,
+                state: rule.state,
+                ..(*d).clone()
+            },
             None => {
                 // One page: a rule has at most five targets (EventBridge API reference,
                 // PutTargets).
@@ -467,29 +473,16 @@ async fn event_rules(
                         .event_bus_name(bus)
                         .send()
                 )?;
-                let all: Vec<(&str, &str)> = targets
-                    .targets()
-                    .iter()
-                    .map(|t| (t.id(), t.arn()))
-                    .collect();
-                let (ours, others) = split_targets(&all);
-                spec.other_targets = others;
-                if let Some(t) = ours.and_then(|i| targets.targets().get(i)) {
-                    spec.target_id = t.id().to_string();
-                    spec.target_arn = t.arn().to_string();
-                    spec.target_role_arn = t.role_arn().map(str::to_string);
-                    spec.target_input = target_input(t);
-                    spec.target_delivery = target_delivery(t);
-                }
+                with_targets(rule, targets.targets())
             }
-        }
+        };
         out.push((name, spec, TagProbe::EventBridge(rule_arn)));
     }
     Ok(out)
 }
 
 /// What a target is given instead of the event, as one text ([`EventRuleSpec::target_input`]).
-fn target_input(t: &aws_sdk_eventbridge::types::Target) -> String {
+fn target_input(t: &Target) -> String {
     if let Some(input) = t.input() {
         return format!("Input {}", canonical_json(input));
     }
@@ -512,7 +505,7 @@ fn target_input(t: &aws_sdk_eventbridge::types::Target) -> String {
 
 /// A target's own retry policy and dead-letter queue, as one text
 /// ([`EventRuleSpec::target_delivery`]).
-fn target_delivery(t: &aws_sdk_eventbridge::types::Target) -> String {
+fn target_delivery(t: &Target) -> String {
     let mut parts = Vec::new();
     if let Some(r) = t.retry_policy() {
         parts.push(format!(
@@ -529,24 +522,44 @@ fn target_delivery(t: &aws_sdk_eventbridge::types::Target) -> String {
     parts.join("; ")
 }
 
-/// Which of a rule's targets (id, ARN) is orgwatch's, by index: the first whose id is one
-/// of orgwatch's (`naming::PREFIX`), else the first; and the others.
-fn split_targets(targets: &[(&str, &str)]) -> (Option<usize>, Vec<OtherTarget>) {
+/// `rule` with the targets ListTargetsByRule answered: orgwatch's one, and the others.
+fn with_targets(rule: EventRuleSpec, targets: &[Target]) -> EventRuleSpec {
+    let (ours, other_targets) = split_targets(targets);
+    match ours {
+        Some(t) => EventRuleSpec {
+            target_id: t.id().to_string(),
+            target_arn: t.arn().to_string(),
+            target_role_arn: t.role_arn().map(str::to_string),
+            target_input: target_input(t),
+            target_delivery: target_delivery(t),
+            other_targets,
+            ..rule
+        },
+        None => EventRuleSpec {
+            other_targets,
+            ..rule
+        },
+    }
+}
+
+/// Which of a rule's targets is orgwatch's: the first whose id is one of orgwatch's
+/// (`naming::PREFIX`), else the first; and the others, sorted.
+fn split_targets(targets: &[Target]) -> (Option<&Target>, Vec<OtherTarget>) {
     let ours = targets
         .iter()
-        .position(|(id, _)| id.starts_with(naming::PREFIX))
+        .position(|t| t.id().starts_with(naming::PREFIX))
         .or((!targets.is_empty()).then_some(0));
     let mut others: Vec<OtherTarget> = targets
         .iter()
         .enumerate()
         .filter(|(i, _)| Some(*i) != ours)
-        .map(|(_, (id, arn))| OtherTarget {
-            id: id.to_string(),
-            arn: arn.to_string(),
+        .map(|(_, t)| OtherTarget {
+            id: t.id().to_string(),
+            arn: t.arn().to_string(),
         })
         .collect();
     others.sort();
-    (ours, others)
+    (ours.and_then(|i| targets.get(i)), others)
 }
 
 /// The target ARNs that two or more of the `listed` rules are declared with: those a
@@ -1404,14 +1417,17 @@ mod tests {
 
     #[test]
     fn orgwatchs_target_is_told_from_the_others_by_its_id() {
-        let (ours, others) = split_targets(&[
-            (
+        let target =
+            |id: &str, arn: &str| Target::builder().id(id).arn(arn).build().expect("target");
+        let both = [
+            target(
                 "theirs",
                 "arn:aws:events:us-east-1:111122223333:event-bus/exfil",
             ),
-            ("orgwatch-central-bus", "arn:bus"),
-        ]);
-        assert_eq!(ours, Some(1));
+            target("orgwatch-central-bus", "arn:bus"),
+        ];
+        let (ours, others) = split_targets(&both);
+        assert_eq!(ours, Some(&both[1]));
         assert_eq!(
             others,
             vec![OtherTarget {
@@ -1420,7 +1436,8 @@ mod tests {
             }]
         );
         // None of orgwatch's: the first stands for it (the plan then names its id).
-        assert_eq!(split_targets(&[("a", "x"), ("b", "y")]).0, Some(0));
+        let neither = [target("a", "x"), target("b", "y")];
+        assert_eq!(split_targets(&neither).0, Some(&neither[0]));
         assert_eq!(split_targets(&[]), (None, Vec::new()));
     }
 

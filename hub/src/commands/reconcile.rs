@@ -484,17 +484,18 @@ async fn reconcile(
         .filter(|c| matches!(c.action, Action::Update { .. } | Action::Delete))
         .map(|c| &c.key)
         .collect();
-    // A metric filter is orgwatch's when its log group is: any change to one (a creation
-    // too: nothing is added to someone else's group) reads the group's tags.
-    let filters_change = plan
-        .changes
-        .iter()
-        .any(|c| c.key.kind == Kind::MetricFilter);
+    // A resource without tags of its own (a metric filter) is orgwatch's when its parent
+    // is: any change to one (a creation too: nothing is added to someone else's log group)
+    // reads the parent's tags (TagProbe::children).
+    let kinds_changing: std::collections::BTreeSet<Kind> =
+        plan.changes.iter().map(|c| c.key.kind).collect();
     let checks: Vec<(ResourceKey, observe::TagProbe)> = probes
         .into_iter()
         .filter(|(key, probe)| {
             changing.contains(key)
-                || (filters_change && matches!(probe, observe::TagProbe::LogGroup(_)))
+                || probe
+                    .children()
+                    .is_some_and(|(kind, _)| kinds_changing.contains(&kind))
                 || ((mode == Mode::Status || options.adopt) && probe.audited())
         })
         .filter(|(key, _)| !unmanaged.contains_key(key))
@@ -503,13 +504,11 @@ async fn reconcile(
         match observe::owned(c, &key, &probe).await {
             Ok(true) => {}
             Ok(false) => {
-                if key.kind == Kind::LogGroup {
-                    for filter in resources.keys().filter(|k| {
-                        k.kind == Kind::MetricFilter
-                            && k.account == key.account
-                            && k.region == key.region
+                if let Some((kind, why)) = probe.children() {
+                    for child in resources.keys().filter(|k| {
+                        k.kind == kind && k.account == key.account && k.region == key.region
                     }) {
-                        unmanaged.insert(filter.clone(), observe::filter_of_unmanaged_group());
+                        unmanaged.insert(child.clone(), why.clone());
                     }
                 }
                 unmanaged.insert(key, observe::missing_tag());
