@@ -32,7 +32,7 @@ use crate::model::Severity;
 use crate::sinks::Outcome;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub const CONTENT_TYPE: &str = shared::ops::METRICS_CONTENT_TYPE;
 
 /// Upper bounds (seconds) of the delivery-latency histogram's buckets: a webhook usually
 /// answers in tens to hundreds of milliseconds; a sink's timeout is at most tens of seconds.
@@ -388,13 +388,7 @@ impl Metrics {
         let ms = |a: &AtomicI64| a.load(Ordering::Relaxed) as f64 / 1000.0;
         self.last_receive_seconds.set(ms(&self.last_receive_ms));
         self.queue_age_seconds.set(ms(&self.queue_age_ms));
-        let mut out = String::new();
-        if let Err(e) =
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
-        {
-            tracing::error!(error = %e, "cannot encode the metrics");
-        }
-        out
+        shared::ops::encode_metrics(&self.registry)
     }
 
     /// The sum of the samples of the series `name` (every label set), as rendered.

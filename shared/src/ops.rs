@@ -11,8 +11,20 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-/// The `Content-Type` of [`Reply::metrics`]: the Prometheus text format 0.0.4, UTF-8.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of [`Reply::metrics`]: the Prometheus text format 0.0.4, UTF-8, as
+/// prometheus-client's encoder writes it.
+pub const METRICS_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The text exposition of `registry` ([`METRICS_CONTENT_TYPE`]), for [`Reply::metrics`]. An
+/// encoding failure (the encoder writes into a `String`, so only a metric's own encoding
+/// can fail) is logged and what was encoded is served.
+pub fn encode_metrics(registry: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, registry) {
+        tracing::error!(error = %e, "cannot encode the metrics");
+    }
+    out
+}
 
 /// One answer of the endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,8 +43,8 @@ impl Reply {
         }
     }
 
-    /// Prometheus text exposition format 0.0.4 (the agent's, encoded by prometheus-client,
-    /// and the hub's; the same `Content-Type` as prometheus-client's `prometheus_text`).
+    /// Prometheus text exposition format 0.0.4 ([`encode_metrics`]: the agent's and the
+    /// hub's, both on prometheus-client).
     pub fn metrics(body: String) -> Reply {
         Reply {
             status: 200,

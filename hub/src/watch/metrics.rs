@@ -126,13 +126,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) =
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
-        {
-            tracing::error!(error = %e, "cannot encode the metrics");
-        }
-        out
+        shared::ops::encode_metrics(&self.registry)
     }
 }
 
