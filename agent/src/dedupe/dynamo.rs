@@ -123,6 +123,21 @@ fn is_conditional_failure<E: ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+/// The condition of a write over an item read at `version` (`None`: it did not exist):
+/// the item is still as read, so a concurrent writer's change is never overwritten.
+fn unchanged_since(version: Option<u64>) -> (&'static str, Option<Item>) {
+    match version {
+        Some(v) => (
+            "version = :v",
+            Some(HashMap::from([(
+                ":v".to_string(),
+                AttributeValue::N(v.to_string()),
+            )])),
+        ),
+        None => ("attribute_not_exists(pk)", None),
+    }
+}
+
 /// A conditional write's answer: written (true), its condition did not hold (false), or
 /// another failure.
 fn written<T, E>(
@@ -521,16 +536,7 @@ impl DynamoStore {
                 ("doc".to_string(), AttributeValue::S(doc)),
                 ("version".to_string(), AttributeValue::N(next.to_string())),
             ]);
-            let (condition, values) = match version {
-                Some(v) => (
-                    "version = :v",
-                    Some(HashMap::from([(
-                        ":v".to_string(),
-                        AttributeValue::N(v.to_string()),
-                    )])),
-                ),
-                None => ("attribute_not_exists(pk)", None),
-            };
+            let (condition, values) = unchanged_since(version);
             let write = Write::Put(PutWrite {
                 item: Some(item),
                 condition: condition.into(),
@@ -738,16 +744,7 @@ impl DedupeStore for DynamoStore {
                                     self.incident_expires_at(entries, now_ms),
                                 ),
                             ]);
-                            let (condition, values) = match version {
-                                Some(v) => (
-                                    "version = :v",
-                                    Some(HashMap::from([(
-                                        ":v".to_string(),
-                                        AttributeValue::N(v.to_string()),
-                                    )])),
-                                ),
-                                None => ("attribute_not_exists(pk)", None),
-                            };
+                            let (condition, values) = unchanged_since(*version);
                             Write::Put(PutWrite {
                                 item: Some(item),
                                 condition: condition.into(),
