@@ -410,7 +410,7 @@ fn next_due(
 mod tests {
     use super::*;
     use crate::fingerprint::key_of;
-    use crate::model::{Origin, Severity};
+    use crate::model::Severity;
 
     const S: Duration = Duration::from_secs(1);
 
@@ -425,19 +425,8 @@ mod tests {
 
     fn alert(rule: &str, account: &str, state: AlertState) -> (Alert, Incident) {
         let a = Alert {
-            rule_id: rule.into(),
-            title: rule.into(),
-            severity: Severity::High,
-            account: account.into(),
-            region: "us-east-1".into(),
             state,
-            at_ms: 0,
-            origin: Origin::Event {
-                event_id: "e".into(),
-            },
-            actor: None,
-            remediation: None,
-            enrichment: None,
+            ..crate::model::test_alert(rule, Severity::High, account, "us-east-1")
         };
         let inc = Incident {
             key: key_of(rule, account, "us-east-1"),

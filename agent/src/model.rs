@@ -186,6 +186,27 @@ pub enum Enrichment {
 
 pub use shared::time::{format_timestamp, parse_timestamp};
 
+/// A firing alert of `rule` from an event, for the tests of the deciders (route, silence,
+/// group).
+#[cfg(test)]
+pub(crate) fn test_alert(rule: &str, severity: Severity, account: &str, region: &str) -> Alert {
+    Alert {
+        rule_id: rule.into(),
+        title: rule.into(),
+        severity,
+        account: account.into(),
+        region: region.into(),
+        state: AlertState::Firing,
+        at_ms: 0,
+        origin: Origin::Event {
+            event_id: "e".into(),
+        },
+        actor: None,
+        remediation: None,
+        enrichment: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,25 +39,7 @@ pub fn route(alert: &Alert, routes: &[RouteSpec], default: &[usize]) -> Vec<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlertState, Origin, Severity};
-
-    fn alert(rule: &str, sev: Severity, account: &str, region: &str) -> Alert {
-        Alert {
-            rule_id: rule.into(),
-            title: rule.into(),
-            severity: sev,
-            account: account.into(),
-            region: region.into(),
-            state: AlertState::Firing,
-            at_ms: 0,
-            origin: Origin::Event {
-                event_id: "e".into(),
-            },
-            actor: None,
-            remediation: None,
-            enrichment: None,
-        }
-    }
+    use crate::model::{Severity, test_alert as alert};
 
     fn r(
         rule: &[&str],

@@ -414,29 +414,11 @@ fn is_region_name(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlertState, Origin};
+    use crate::model::{AlertState, test_alert as alert};
 
     const A: &str = "111122223333";
     const B: &str = "444455556666";
     const HOUR: i64 = 3_600_000;
-
-    fn alert(rule: &str, sev: Severity, account: &str, region: &str) -> Alert {
-        Alert {
-            rule_id: rule.into(),
-            title: rule.into(),
-            severity: sev,
-            account: account.into(),
-            region: region.into(),
-            state: AlertState::Firing,
-            at_ms: 0,
-            origin: Origin::Event {
-                event_id: "e".into(),
-            },
-            actor: None,
-            remediation: None,
-            enrichment: None,
-        }
-    }
 
     fn silence(id: &str, args: &[&str], starts: i64, ends: i64) -> Silence {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
