@@ -126,10 +126,12 @@ pub fn provided_changes(plan: &Plan) -> Option<String> {
         .iter()
         .filter(|c| c.key.kind.provided())
         .map(|c| match &c.action {
-            Action::Update { fields } => {
-                let f: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
-                format!("{} {} differs ({})", c.key.kind, c.key.name, f.join(", "))
-            }
+            Action::Update { fields } => format!(
+                "{} {} differs ({})",
+                c.key.kind,
+                c.key.name,
+                field_names(fields)
+            ),
             _ => format!("{} {} is missing", c.key.kind, c.key.name),
         })
         .collect();
@@ -145,6 +147,15 @@ pub fn provided_changes(plan: &Plan) -> Option<String> {
                 .unwrap_or_default()
         )
     })
+}
+
+/// The names of the fields that differ, as a list in prose (`pattern, state`).
+pub fn field_names(fields: &[FieldDiff]) -> String {
+    fields
+        .iter()
+        .map(|f| f.field.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn field_diffs(have: &Spec, want: &Spec) -> Vec<FieldDiff> {

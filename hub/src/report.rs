@@ -65,14 +65,9 @@ pub fn table(r: &Report) -> String {
                     shared::naming::MANAGED_TAG,
                     shared::naming::MANAGED_TAG_VALUE
                 ),
-                Action::Update { fields } => format!(
-                    "update {}",
-                    fields
-                        .iter()
-                        .map(|f| f.field.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                Action::Update { fields } => {
+                    format!("update {}", crate::diff::field_names(fields))
+                }
             };
             let _ = writeln!(
                 details,

@@ -267,14 +267,9 @@ fn problem(o: &Outcome, key: &ResourceKey) -> Option<String> {
             Action::Create => format!("{what} is missing"),
             Action::Delete => format!("{what} is not declared"),
             Action::Adopt => format!("{what} is not tagged as orgwatch's"),
-            Action::Update { fields } => format!(
-                "{what} differs ({})",
-                fields
-                    .iter()
-                    .map(|f| f.field.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Action::Update { fields } => {
+                format!("{what} differs ({})", crate::diff::field_names(fields))
+            }
         });
     }
     if let Some(u) = o.unmanaged.iter().find(|u| &u.key == key) {
